@@ -1,0 +1,54 @@
+"""core: deduplicated, pseudonymous tables keyed by identity; newest version wins, entered-in-error is a
+tombstone; every clinical row carries patient_key, institution_number, category and provenance."""
+
+from contextlib import closing
+
+import dagster as dg
+
+from assets.metadata import table_metadata
+from pipelines.ingest.upsert import CORE_TABLES, CoreTable, upsert
+from pipelines.resources import KarteWarehouse
+
+GROUP = "core"
+CLINICAL = {"condition", "allergy", "lab_result", "medication_request", "document"}
+
+
+def every_row_has_patient(con, table: str) -> dg.AssetCheckResult:
+    """Referential integrity: every clinical row's patient_key exists in core.patient."""
+    orphans = con.execute(
+        f"SELECT count(*) FROM core.{table} t ANTI JOIN core.patient p USING (patient_key)").fetchone()[0]
+    return dg.AssetCheckResult(asset_key=["core", table], check_name="every_row_has_patient",
+                               passed=orphans == 0, metadata={"orphan_rows": orphans})
+
+
+def _core_asset(spec: CoreTable) -> dg.AssetsDefinition:
+    key = ["core", spec.table]
+    staging_key = ["staging", spec.staging or spec.table]
+    checks = [dg.AssetCheckSpec("every_row_has_patient", asset=key)] if spec.table in CLINICAL else []
+    extra_specs = []
+    if spec.table == "document":
+        extra_specs = [["core", "document_section"], ["core", "document_resource"]]
+
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(key, group_name=GROUP, kinds={"duckdb"},
+                            # clinical tables after core.patient, so the integrity check sees their patients
+                            deps=[staging_key] + ([["core", "patient"]] if spec.table in CLINICAL else []),
+                            description=f"core.{spec.table}: one row per {' × '.join(spec.identity)}.")]
+        + [dg.AssetSpec(k, group_name=GROUP, kinds={"duckdb"}, deps=[["staging", k[1]]],
+                        description=f"core.{k[1]} (written with core.document)") for k in extra_specs],
+        check_specs=checks,
+        name=f"core_{spec.table}",
+    )
+    def _asset(karte: KarteWarehouse):
+        with closing(karte.connect()) as con:
+            counts = upsert(con, spec)
+            yield dg.MaterializeResult(asset_key=key, metadata=table_metadata(con, f"core.{spec.table}", **counts))
+            for extra in extra_specs:
+                yield dg.MaterializeResult(asset_key=extra, metadata=table_metadata(con, f"core.{extra[1]}"))
+            if spec.table in CLINICAL:
+                yield every_row_has_patient(con, spec.table)
+
+    return _asset
+
+
+core_assets = [_core_asset(spec) for spec in CORE_TABLES]

@@ -1,0 +1,40 @@
+"""Materialisation metadata shared by every layer: row counts and column schemas (shown in the UI)."""
+
+import dagster as dg
+import duckdb
+import pandera.polars as pa
+
+
+def contract_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
+    """Column docs straight from the pandera contract, so the UI and the enforced contract agree."""
+    schema = model.to_schema()
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, str(col.dtype), description=col.description or "",
+                       constraints=dg.TableColumnConstraints(nullable=col.nullable))
+        for name, col in schema.columns.items()
+    ])
+
+
+def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
+    schema, name = table.split(".")
+    rows = con.execute(
+        "SELECT column_name, data_type, is_nullable, coalesce(comment, '') FROM duckdb_columns() "
+        "WHERE schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
+    return dg.TableSchema(columns=[
+        dg.TableColumn(c, t, description=d, constraints=dg.TableColumnConstraints(nullable=n))
+        for c, t, n, d in rows
+    ])
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, name]).fetchone()[0])
+
+
+def table_metadata(con: duckdb.DuckDBPyConnection, table: str, model=None, **extra) -> dict:
+    if not table_exists(con, table):
+        return {"dagster/row_count": 0, **extra}
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    schema = contract_schema(model) if model is not None else table_schema(con, table)
+    return {"dagster/row_count": rows, "dagster/column_schema": schema, "table": table, **extra}

@@ -1,0 +1,115 @@
+"""staging: typed flat tables per kind of information, built from the ViewDefinitions, after the IG rules
+and the data contracts; every failure is an ops.quarantine row."""
+
+from contextlib import closing
+
+import dagster as dg
+
+from assets.metadata import table_exists, table_metadata
+from pipelines.ingest import structure
+from pipelines.ingest.bundles import stage_bundles
+from pipelines.ingest.documents import stage_documents
+from pipelines.ingest.lines import LINE_STAGES, LineStage, stage_lines
+from pipelines.ingest.resources import ResourceStage, clinical_stages, stage_resources
+from pipelines.resources import KarteWarehouse
+from pipelines.validation import contracts
+
+GROUP = "staging"
+STRUCTURE = ["staging", "fhir_structure"]
+BUNDLE = ["staging", "bundle"]
+
+
+@dg.asset(key=STRUCTURE, group_name=GROUP, kinds={"duckdb"}, deps=[["raw", "resource"]])
+def fhir_structure(karte: KarteWarehouse) -> dg.MaterializeResult:
+    """staging.structure_failure: one row per raw record that fhir.resources (R4B) rejects."""
+    with closing(karte.connect()) as con:
+        mode = karte.settings().structure_validation
+        checked, failing = structure.stage_structure(con, mode)
+        return dg.MaterializeResult(metadata=table_metadata(
+            con, "staging.structure_failure", mode=mode, checked=checked, failing=failing))
+
+
+@dg.multi_asset(specs=[
+    dg.AssetSpec(BUNDLE, group_name=GROUP, kinds={"duckdb"}, deps=[STRUCTURE],
+                 description="staging.bundle: one row per bundle with its envelope verdict (accepted or not)."),
+    dg.AssetSpec(["staging", "patient"], group_name=GROUP, kinds={"duckdb"}, deps=[STRUCTURE],
+                 description="staging.patient: one row per accepted bundle's Patient (pseudonymised demographics)."),
+])
+def bundle(karte: KarteWarehouse):
+    """Bundle-level IG rules; a rejected bundle is quarantined whole."""
+    with closing(karte.connect()) as con:
+        result = stage_bundles(con, karte.settings().pseudonym_key)
+        yield dg.MaterializeResult(asset_key=BUNDLE, metadata=table_metadata(
+            con, "staging.bundle", bundles=result.rows_in, accepted=result.accepted, rejected=result.rejected))
+        yield dg.MaterializeResult(asset_key=["staging", "patient"], metadata=table_metadata(con, "staging.patient"))
+
+
+@dg.multi_asset(specs=[
+    dg.AssetSpec(["staging", "document"], group_name=GROUP, kinds={"duckdb"}, deps=[BUNDLE],
+                 description="staging.document: one row per accepted document's Composition."),
+    dg.AssetSpec(["staging", "document_section"], group_name=GROUP, kinds={"duckdb"}, deps=[BUNDLE],
+                 description="staging.document_section: one row per section × entry reference."),
+    dg.AssetSpec(["staging", "document_resource"], group_name=GROUP, kinds={"duckdb"}, deps=[BUNDLE],
+                 description="staging.document_resource: one row per supporting (non-clinical) document entry."),
+], check_specs=[dg.AssetCheckSpec("meets_contract", asset=["staging", "document"], blocking=True)])
+def document(karte: KarteWarehouse):
+    with closing(karte.connect()) as con:
+        staged, quarantined = stage_documents(con)
+        yield dg.MaterializeResult(asset_key=["staging", "document"], metadata=table_metadata(
+            con, "staging.document", contracts.StagedDocument, staged=staged, quarantined=quarantined))
+        yield dg.MaterializeResult(asset_key=["staging", "document_section"],
+                                   metadata=table_metadata(con, "staging.document_section"))
+        yield dg.MaterializeResult(asset_key=["staging", "document_resource"],
+                                   metadata=table_metadata(con, "staging.document_resource"))
+        yield contract_check(con, "staging.document", contracts.StagedDocument, ["staging", "document"])
+
+
+def contract_check(con, table: str, model, asset_key) -> dg.AssetCheckResult:
+    """The whole staging table still meets its contract (the stage enforced it row by row)."""
+    if not table_exists(con, table):
+        return dg.AssetCheckResult(asset_key=asset_key, check_name="meets_contract", passed=True,
+                                   metadata={"rows": 0})
+    frame = con.sql(f"SELECT * FROM {table}").pl()
+    failing = contracts.contract_failures(model, frame)
+    return dg.AssetCheckResult(asset_key=asset_key, check_name="meets_contract", passed=failing.is_empty(),
+                               metadata={"rows": frame.height, "failing_rows": failing["raw_id"].n_unique(),
+                                         "example": failing["message"].head(3).to_list()})
+
+
+def _clinical_asset(stage: ResourceStage) -> dg.AssetsDefinition:
+    key = ["staging", stage.table]
+
+    @dg.asset(key=key, group_name=GROUP, kinds={"duckdb"}, deps=[BUNDLE],
+              description=stage.contract.__doc__,
+              check_specs=[dg.AssetCheckSpec("meets_contract", asset=key, blocking=True)])
+    def _asset(karte: KarteWarehouse):
+        with closing(karte.connect()) as con:
+            staged, quarantined = stage_resources(con, stage, karte.settings().pseudonym_key)
+            yield dg.MaterializeResult(metadata=table_metadata(
+                con, f"staging.{stage.table}", stage.contract, staged=staged, quarantined=quarantined))
+            yield contract_check(con, f"staging.{stage.table}", stage.contract, key)
+
+    _asset.__name__ = f"staging_{stage.table}"
+    return _asset
+
+
+def _line_asset(stage: LineStage) -> dg.AssetsDefinition:
+    key = ["staging", stage.table]
+
+    @dg.asset(key=key, group_name=GROUP, kinds={"duckdb"}, deps=[STRUCTURE],
+              description=stage.contract.__doc__,
+              check_specs=[dg.AssetCheckSpec("meets_contract", asset=key, blocking=True)])
+    def _asset(karte: KarteWarehouse):
+        with closing(karte.connect()) as con:
+            staged, quarantined = stage_lines(con, stage, karte.settings().pseudonym_key)
+            yield dg.MaterializeResult(metadata=table_metadata(
+                con, f"staging.{stage.table}", stage.contract, staged=staged, quarantined=quarantined))
+            yield contract_check(con, f"staging.{stage.table}", stage.contract, key)
+
+    _asset.__name__ = f"staging_{stage.table}"
+    return _asset
+
+
+clinical_assets = [_clinical_asset(s) for s in clinical_stages()]
+line_assets = [_line_asset(s) for s in LINE_STAGES]
+staging_assets = [fhir_structure, bundle, document, *clinical_assets, *line_assets]

@@ -1,0 +1,1 @@
+"""Karte: Dagster wiring and the pure domain library it runs."""

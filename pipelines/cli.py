@@ -1,0 +1,167 @@
+"""The `karte` command line: generate, ingest, run, query, report.
+
+Exit 0 when the run completed (quarantined records included); 2 for bad arguments; 1 with a one-line
+message for operational failures (unreadable inbox, locked or foreign warehouse). Never a traceback
+for those: `--debug` shows one.
+"""
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from pipelines.config import load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(RuntimeError):
+    """An operational failure with a one-line message for the user."""
+
+
+def _warehouse_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--warehouse", help="DuckDB warehouse file (default $KARTE_WAREHOUSE or data/warehouse.duckdb)")
+
+
+def _print_summary(summary: dict, reports: list[Path] | None = None) -> None:
+    s = summary
+    print(f"files: {s['files_seen']} seen, {s['files_ingested']} new, "
+          f"{s['files_skipped_duplicate']} already seen (skipped)")
+    if s["files_ingested"] == 0 and s["records_in"] == 0:
+        print("nothing new to ingest: every file in the inbox was seen before")
+    print(f"records: {s['records_in']} in = {s['records_loaded']} loaded + {s['records_quarantined']} quarantined"
+          f" + {s['records_duplicate']} duplicate + {s['records_tombstoned']} tombstoned")
+    for table, n in s["loaded_by_table"].items():
+        print(f"  loaded {n:>8}  {table}")
+    for rule, n in s["quarantined_by_rule"].items():
+        print(f"  quarantined {n:>4}  {rule}")
+    print(f"warehouse: {s['warehouse']}")
+    for path in reports or []:
+        print(f"report: {path}")
+    if s.get("uses_development_key"):
+        print("note: patient keys use the public DEVELOPMENT pseudonym key (set KARTE_PSEUDONYM_KEY in production)")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.ingest.landing import InboxError
+    from pipelines.ingest.run import ingest
+    from pipelines.warehouse import WarehouseError, connect
+
+    settings = load_settings(warehouse=args.warehouse, inbox=args.inbox)
+    try:
+        con = connect(settings.warehouse)
+        try:
+            summary = ingest(con, settings).as_dict()
+        finally:
+            con.close()
+    except (InboxError, WarehouseError) as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        _print_summary(summary)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Materialise every asset through Dagster (the same job the schedule runs), then summarise."""
+    from pipelines.jobs import run_all_assets
+
+    settings = load_settings(warehouse=args.warehouse, inbox=args.inbox)
+    result = run_all_assets(settings)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_summary(result["ingest"], [Path(p) for p in result["reports"]])
+        print(f"asset checks: {result['checks_passed']} passed, {result['checks_failed']} failed")
+    return EXIT_OK if result["success"] else EXIT_FAILED
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from pipelines.warehouse import WarehouseError
+    from pipelines.warehouse.query import run_read_only
+
+    settings = load_settings(warehouse=args.warehouse)
+    try:
+        columns, rows = run_read_only(settings.warehouse, args.sql)
+    except WarehouseError as exc:
+        raise CliError(str(exc)) from exc
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipelines.reports.quality import write_quality_report
+    from pipelines.warehouse import WarehouseError, connect
+
+    settings = load_settings(warehouse=args.warehouse, reports=args.out)
+    try:
+        con = connect(settings.warehouse, read_only=True)
+    except WarehouseError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        paths = write_quality_report(con, settings.reports)
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps({"reports": [str(p) for p in paths]}))
+    else:
+        for path in paths:
+            print(f"report: {path}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipelines.generate import cli as generate_cli
+
+    parser = argparse.ArgumentParser(prog="karte", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    generate_cli.add_parser(sub)
+
+    p = sub.add_parser("ingest", help="load new inbox files into the warehouse (no Dagster needed)")
+    p.add_argument("--inbox", help="inbox folder (default $KARTE_INBOX or data/inbox)")
+    _warehouse_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON summary object")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("run", help="materialise every Dagster asset (ingest, checks, reports) in-process")
+    p.add_argument("--inbox", help="inbox folder (default $KARTE_INBOX or data/inbox)")
+    _warehouse_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON summary object")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("query", help="run read-only SQL against the warehouse and print CSV")
+    p.add_argument("sql")
+    _warehouse_arg(p)
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("report", help="write a report (HTML + CSV) under data/reports/")
+    p.add_argument("name", choices=["quality"], help="quality: what each facility sent that was rejected, and why")
+    _warehouse_arg(p)
+    p.add_argument("--out", help="report folder (default $KARTE_REPORTS or data/reports)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "generate":
+        return args.func(args)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        if args.debug:
+            raise
+        print(f"karte {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Where things live and which key pseudonymises patients; every setting can be overridden by environment."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+REFERENCE_DIR = DATA_DIR / "reference"
+
+#: The demo key. It is public (it is in this file), so pseudonyms made with it protect nothing:
+#: production deployments must set KARTE_PSEUDONYM_KEY.
+DEVELOPMENT_PSEUDONYM_KEY = "karte-development-key-NOT-FOR-PRODUCTION"
+
+
+@dataclass(frozen=True)
+class Settings:
+    warehouse: Path
+    inbox: Path
+    reports: Path
+    pseudonym_key: bytes
+    uses_development_key: bool
+    structure_validation: str  # all | sample | off — where fhir.resources runs (see pipelines/ingest/structure.py)
+
+
+def load_settings(
+    warehouse: str | os.PathLike | None = None,
+    inbox: str | os.PathLike | None = None,
+    reports: str | os.PathLike | None = None,
+) -> Settings:
+    key = os.environ.get("KARTE_PSEUDONYM_KEY")
+    return Settings(
+        warehouse=Path(warehouse or os.environ.get("KARTE_WAREHOUSE") or DATA_DIR / "warehouse.duckdb"),
+        inbox=Path(inbox or os.environ.get("KARTE_INBOX") or DATA_DIR / "inbox"),
+        reports=Path(reports or os.environ.get("KARTE_REPORTS") or DATA_DIR / "reports"),
+        pseudonym_key=(key or DEVELOPMENT_PSEUDONYM_KEY).encode("utf-8"),
+        uses_development_key=not key,
+        structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "all"),
+    )

@@ -1,0 +1,1 @@
+"""FHIR (JP-CLINS) knowledge: systems, code lists, file reading."""

@@ -1,0 +1,150 @@
+"""Staging of bundle envelopes: the bundle-level IG rules (profile, type, R2152, R02142/3, R0211, the
+Patient rules R0212/R1012/R1013/R1113) decide whether a bundle's entries go on; a rejected bundle is
+quarantined whole (one row, raw = the bundle) and each of its entries is accounted as quarantined."""
+
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from pipelines.fhir import systems
+from pipelines.ingest import structure
+from pipelines.ingest.flatten import flatten
+from pipelines.ingest.pseudonym import patient_keys
+from pipelines.ingest.quarantine import record_outcomes
+from pipelines.ingest.tables import append
+from pipelines.validation import ig_rules
+from pipelines.warehouse import get_watermark, set_watermark, transaction
+
+CONSUMER = "staging.bundle"
+#: how far (in raw_id) every raw row has had its bundle staged; resource stages read up to here
+RAW_CONSUMER = "staging.bundle@raw"
+
+DOCUMENT_CATEGORY = {
+    systems.BUNDLE_EREFERRAL: "referral",
+    systems.BUNDLE_EDISCHARGE: "discharge-summary",
+    systems.BUNDLE_EPCS: "patient-summary",
+}
+
+_EXPECTED = pl.DataFrame(
+    [(p, t, first, doc, DOCUMENT_CATEGORY.get(p)) for p, (t, first, doc) in systems.ACCEPTED_BUNDLES.items()],
+    schema=["bundle_profile", "expected_type", "expected_first", "expected_doc_type", "document_category"],
+    orient="row",
+)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    rows_in: int
+    accepted: int
+    rejected: int
+
+
+def _first_entry_sql(resource_type: str, lo: int, hi: int) -> str:
+    return f"""
+        SELECT bundle_key, raw_id, full_url, resource FROM raw.resource
+        WHERE resource_type = '{resource_type}' AND bundle_key > {lo} AND bundle_key <= {hi}
+        QUALIFY row_number() OVER (PARTITION BY bundle_key ORDER BY entry_index) = 1
+    """
+
+
+def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> pl.DataFrame:
+    envelopes = flatten(con, "bundle", f"SELECT bundle_key, envelope AS resource FROM raw.bundle "
+                                       f"WHERE bundle_key > {lo} AND bundle_key <= {hi}", ["bundle_key"])
+    facts = con.sql(f"SELECT bundle_key, file_id, batch_id, entry_count, entry_types FROM raw.bundle "
+                    f"WHERE bundle_key > {lo} AND bundle_key <= {hi}").pl()
+    patients = flatten(con, "patient", _first_entry_sql("Patient", lo, hi),
+                       ["bundle_key", "raw_id", "full_url"]).rename(
+        {"raw_id": "patient_raw_id", "full_url": "patient_full_url", "profiles": "patient_profiles",
+         "resource_id": "patient_resource_id", "last_updated": "patient_last_updated"})
+    compositions = flatten(con, "composition", _first_entry_sql("Composition", lo, hi),
+                           ["bundle_key", "raw_id"]).select(
+        "bundle_key", pl.col("raw_id").alias("composition_raw_id"),
+        pl.col("type_code").alias("composition_type_code"), "document_identifier")
+    patients = patients.join(
+        con.sql("SELECT raw_id AS patient_raw_id, structure_error AS patient_structure_error "
+                f"FROM staging.structure_failure WHERE raw_id > (SELECT coalesce(min(first_raw_id), 0) - 1 "
+                f"FROM raw.bundle WHERE bundle_key > {lo})").pl(),
+        on="patient_raw_id", how="left")
+    frame = (
+        facts.join(envelopes, on="bundle_key", how="left")
+        .join(patients, on="bundle_key", how="left")
+        .join(compositions, on="bundle_key", how="left")
+        .with_columns(bundle_profile=pl.col("profiles").list.first().str.replace(r"\|.*$", ""))
+        .join(_EXPECTED, on="bundle_profile", how="left")
+    )
+    member = pl.col("member_ids").list.first()
+    valid_member = (pl.col("member_ids").list.len() == 1) & member.str.contains(ig_rules.MEMBER_ID_RE)
+    frame = frame.with_columns(
+        valid_member_id=pl.when(valid_member).then(member),
+        institution_number=pl.col("identifier_value").str.extract(r"^([0-9]{10})\^", 1),
+    )
+    return frame.with_columns(
+        patient_key=patient_keys(frame["valid_member_id"], key),
+        document_key=pl.when(pl.col("document_category").is_not_null() & pl.col("document_identifier").is_not_null())
+        .then(pl.format("{}|{}", pl.col("institution_number"), pl.col("document_identifier"))),
+    )
+
+
+def stage_bundles(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> StageResult:
+    lo = get_watermark(con, CONSUMER)
+    # Only bundles whose every entry has been through the structure check.
+    raw_hi = get_watermark(con, structure.CONSUMER)
+    hi = con.execute(
+        "SELECT coalesce(max(bundle_key), 0) FROM raw.bundle WHERE coalesce(last_raw_id, 0) <= ?", [raw_hi]
+    ).fetchone()[0]
+    hi = max(hi, lo)
+    frame = _bundle_frame(con, lo, hi, pseudonym_key) if hi > lo else None
+    if frame is None or frame.is_empty():
+        with transaction(con):
+            set_watermark(con, CONSUMER, hi)
+            set_watermark(con, RAW_CONSUMER, raw_hi)
+        return StageResult(0, 0, 0)
+
+    failed = ig_rules.failures(frame, ig_rules.bundle_rules(), "bundle_key")
+    rejected_keys = failed["bundle_key"].unique()
+    staged = frame.select(
+        "bundle_key", "file_id", "batch_id", "bundle_profile", "bundle_type",
+        pl.col("identifier_value").alias("bundle_identifier"), "institution_number",
+        (pl.col("bundle_profile") == systems.BUNDLE_CLINS).fill_null(False).alias("is_clins"),
+        "document_category", "document_key", "composition_raw_id",
+        "patient_key", "patient_raw_id", "patient_full_url", "patient_resource_id",
+        ~pl.col("bundle_key").is_in(rejected_keys.implode()).alias("accepted"),
+    )
+    # The Patient of each accepted bundle: demographics only (no identifier, name, address or phone).
+    patients = frame.filter(~pl.col("bundle_key").is_in(rejected_keys.implode())).select(
+        pl.col("patient_raw_id").alias("raw_id"), "patient_key", "gender", "birth_date",
+        pl.coalesce("address_state", pl.col("address_text").str.extract(r"^(\S+?[都道府県])", 1)).alias("prefecture_name"),
+        pl.col("patient_last_updated").alias("last_updated"),
+    )
+    failures = failed.join(frame.select("bundle_key", "entry_count", "institution_number"), on="bundle_key")
+    with transaction(con):
+        append(con, "staging.bundle", staged)
+        append(con, "staging.patient", patients)
+        con.register("bundle_failure", failures)
+        con.execute(
+            """
+            INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, bundle_key, scope,
+                institution_number, bundle_identifier, rule_id, message, record_count, raw)
+            SELECT b.batch_id, b.file_id, m.path, b.line_no, b.bundle_key, 'bundle',
+                   coalesce(f.institution_number, m.sender), b.envelope->>'$.identifier.value', f.rule_id, f.message,
+                   CASE WHEN f.rule_order = min(f.rule_order) OVER (PARTITION BY f.bundle_key)
+                        THEN f.entry_count ELSE 0 END,
+                   json_merge_patch(b.envelope, json_object('entry', (
+                       SELECT coalesce(to_json(list(json_object('fullUrl', r.full_url, 'resource', r.resource)
+                                                    ORDER BY r.entry_index)), '[]'::JSON)
+                       FROM raw.resource r WHERE r.bundle_key = b.bundle_key)))::VARCHAR
+            FROM bundle_failure f JOIN raw.bundle b USING (bundle_key) JOIN ops.file_manifest m USING (file_id)
+            """
+        )
+        con.unregister("bundle_failure")
+        record_outcomes(
+            con,
+            "SELECT raw_id FROM raw.resource WHERE bundle_key IN "
+            f"(SELECT bundle_key FROM staging.bundle WHERE NOT accepted AND bundle_key > {lo})",
+            "quarantined",
+            None,
+        )
+        set_watermark(con, CONSUMER, hi)
+        set_watermark(con, RAW_CONSUMER, raw_hi)
+    return StageResult(frame.height, frame.height - rejected_keys.len(), rejected_keys.len())

@@ -1,0 +1,124 @@
+"""Landing: which inbox files are new. A file is identified by its content (sha256), never by its name,
+so a resubmitted file is counted and skipped, not loaded twice."""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipelines.warehouse import transaction
+
+#: inbox sub-folder → kind of input. Anything else (and names starting with `_` or `.`) is not input.
+INBOX_FOLDERS = {"fhir": "fhir", "consent": "consent", "access": "access", "facilities": "facilities"}
+_SENDER = re.compile(r"^([0-4][0-9][1-3][0-9]{7})[_.-]")
+
+
+class InboxError(RuntimeError):
+    """The inbox itself cannot be read (a missing or unreadable folder, not a bad file)."""
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    path: Path
+    relpath: str
+    kind: str
+    size: int
+    mtime_ns: int
+
+
+def scan_inbox(inbox: Path) -> list[InboxFile]:
+    if not inbox.is_dir():
+        raise InboxError(f"inbox {inbox} does not exist or is not a folder")
+    files = []
+    try:
+        for folder, kind in INBOX_FOLDERS.items():
+            root = inbox / folder
+            if not root.is_dir():
+                continue
+            for path in sorted(root.rglob("*")):
+                rel = path.relative_to(inbox)
+                if any(part.startswith((".", "_")) for part in rel.parts) or not path.is_file():
+                    continue
+                stat = path.stat()
+                files.append(InboxFile(path, rel.as_posix(), kind, stat.st_size, stat.st_mtime_ns))
+    except PermissionError as exc:
+        raise InboxError(f"inbox {inbox} cannot be read: {exc.strerror}") from exc
+    return files
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    files_seen: int
+    files_new: int
+    files_skipped_duplicate: int
+
+
+def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> LandingResult:
+    """Register every inbox file in ops.file_sighting, and new content in ops.file_manifest."""
+    files = scan_inbox(inbox)
+    # A path whose size and mtime match an earlier sighting keeps its hash: re-runs don't re-read the inbox.
+    known = {
+        (p, s, m): h
+        for p, s, m, h in con.execute(
+            "SELECT path, size_bytes, mtime_ns, sha256 FROM ops.file_sighting_cache"
+        ).fetchall()
+    }
+    rows = []
+    for f in files:
+        digest = known.get((f.relpath, f.size, f.mtime_ns))
+        if digest is None:
+            try:
+                digest = sha256_of(f.path)
+            except OSError:
+                digest = "unreadable:" + f.relpath  # the raw step quarantines it with K-FILE-READ
+        sender = _SENDER.match(f.path.name)
+        rows.append((f.relpath, f.kind, sender.group(1) if sender else None, f.size, f.mtime_ns, digest))
+    sightings = pl.DataFrame(
+        rows, schema=["path", "kind", "sender", "size_bytes", "mtime_ns", "sha256"], orient="row"
+    ).with_columns(pl.col("size_bytes").cast(pl.Int64), pl.col("mtime_ns").cast(pl.Int64))
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with transaction(con):
+        con.execute("CREATE OR REPLACE TEMP TABLE sighting AS SELECT * FROM sightings")
+        # New content: the first path (in path order) carrying each unseen hash gets a file id.
+        con.execute(
+            """
+            INSERT INTO ops.file_manifest (file_id, sha256, path, kind, sender, size_bytes, batch_id, landed_at)
+            SELECT (SELECT coalesce(max(file_id), 0) FROM ops.file_manifest) + row_number() OVER (ORDER BY path),
+                   sha256, path, kind, sender, size_bytes, ?, ?
+            FROM (SELECT *, row_number() OVER (PARTITION BY sha256 ORDER BY path) AS nth FROM sighting) s
+            WHERE nth = 1 AND sha256 NOT IN (SELECT sha256 FROM ops.file_manifest)
+            """,
+            [batch_id, now],
+        )
+        con.execute(
+            """
+            INSERT INTO ops.file_sighting
+            SELECT ?, s.path, s.sha256, m.file_id, (m.batch_id = ? AND m.path = s.path)
+            FROM sighting s JOIN ops.file_manifest m USING (sha256)
+            """,
+            [batch_id, batch_id],
+        )
+        con.execute(
+            """
+            INSERT OR REPLACE INTO ops.file_sighting_cache
+            SELECT path, size_bytes, mtime_ns, sha256 FROM sighting
+            """
+        )
+        new, dup = con.execute(
+            "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) "
+            "FROM ops.file_sighting WHERE batch_id = ?",
+            [batch_id],
+        ).fetchone()
+    return LandingResult(files_seen=len(files), files_new=new, files_skipped_duplicate=dup)

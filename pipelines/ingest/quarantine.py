@@ -1,0 +1,56 @@
+"""Writing rejections: one ops.quarantine row per (unit, broken rule) and one ops.record_outcome row per
+rejected record, so that counts in = counts out holds however many rules a record breaks."""
+
+import duckdb
+import polars as pl
+
+FAILURE_SCHEMA = {
+    "raw_id": pl.Int64,
+    "rule_id": pl.String,
+    "message": pl.String,
+    "rule_order": pl.Int32,
+    "institution_number": pl.String,
+    "resource_identifier": pl.String,
+}
+
+
+def quarantine_resources(con: duckdb.DuckDBPyConnection, failures: pl.DataFrame) -> int:
+    """Quarantine resource-level failures (frame with FAILURE_SCHEMA columns; missing context columns
+    may be null). Must run inside the caller's transaction. Returns the number of records rejected."""
+    if failures.is_empty():
+        return 0
+    failures = failures.select([pl.col(c).cast(t) if c in failures.columns else pl.lit(None, t).alias(c)
+                                for c, t in FAILURE_SCHEMA.items()]).unique(maintain_order=True)
+    con.register("resource_failure", failures)
+    try:
+        con.execute(
+            """
+            INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, entry_index, bundle_key, raw_id,
+                scope, institution_number, bundle_identifier, resource_type, resource_identifier, rule_id, message,
+                record_count, raw)
+            SELECT r.batch_id, r.file_id, m.path, r.line_no, r.entry_index, r.bundle_key, r.raw_id, 'resource',
+                   coalesce(f.institution_number, m.sender), b.envelope->>'$.identifier.value', r.resource_type,
+                   f.resource_identifier, f.rule_id, f.message,
+                   CASE WHEN f.rule_order = min(f.rule_order) OVER (PARTITION BY f.raw_id) THEN 1 ELSE 0 END,
+                   r.resource::VARCHAR
+            FROM resource_failure f
+            JOIN raw.resource r USING (raw_id)
+            JOIN ops.file_manifest m USING (file_id)
+            LEFT JOIN raw.bundle b USING (bundle_key)
+            """
+        )
+        return record_outcomes(con, "SELECT DISTINCT raw_id FROM resource_failure", "quarantined", None)
+    finally:
+        con.unregister("resource_failure")
+
+
+def record_outcomes(con: duckdb.DuckDBPyConnection, raw_ids_sql: str, outcome: str, table: str | None) -> int:
+    """Say where each record of `raw_ids_sql` (a query yielding raw_id) ended; returns how many."""
+    written = con.execute(
+        f"""
+        INSERT INTO ops.record_outcome
+        SELECT r.raw_id, r.batch_id, ?, ? FROM raw.resource r WHERE r.raw_id IN ({raw_ids_sql})
+        """,
+        [outcome, table],
+    ).fetchone()
+    return written[0] if written else 0

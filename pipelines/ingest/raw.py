@@ -1,0 +1,182 @@
+"""Raw: every landed file becomes verbatim rows with provenance (raw.bundle + raw.resource), or a
+file/line-level quarantine row. Files are processed in groups, each group in one transaction."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import orjson
+import polars as pl
+
+from pipelines.ingest.reader import Unit, read_csv_rows, read_json_units
+from pipelines.warehouse import transaction
+
+#: kind of inbox file → the resourceType every line must have (fhir files hold Bundles)
+LINE_RESOURCE = {"fhir": "Bundle", "consent": "Consent", "access": "AuditEvent"}
+LINE_RULE = {"fhir": "K-NOT-BUNDLE", "consent": "K-CONSENT", "access": "K-AUDIT"}
+FACILITY_ROW = "FacilityRegistryRow"
+
+#: flush a transaction after this many input bytes, so memory is bounded by the group, not the inbox
+GROUP_BYTES = 64 * 1024**2
+
+
+@dataclass
+class _RawBuffer:
+    """Column lists for one transaction's worth of raw rows."""
+
+    resources: dict[str, list] = field(default_factory=lambda: {k: [] for k in _RESOURCE_COLS})
+    bundles: dict[str, list] = field(default_factory=lambda: {k: [] for k in _BUNDLE_COLS})
+    quarantine: list[dict] = field(default_factory=list)
+    file_ids: list[int] = field(default_factory=list)
+
+    def add_resource(self, file_id, line_no, bundle_seq, entry_index, full_url, resource_type, text):
+        r = self.resources
+        r["file_id"].append(file_id)
+        r["line_no"].append(line_no)
+        r["bundle_seq"].append(bundle_seq)
+        r["entry_index"].append(entry_index)
+        r["full_url"].append(full_url)
+        r["resource_type"].append(resource_type)
+        r["resource"].append(text)
+
+
+_RESOURCE_COLS = ["file_id", "line_no", "bundle_seq", "entry_index", "full_url", "resource_type", "resource"]
+_BUNDLE_COLS = ["bundle_seq", "file_id", "line_no", "entry_count", "entry_types", "envelope"]
+
+
+def _decode(text: bytes | None) -> str | None:
+    return None if text is None else text.decode("utf-8", errors="replace")
+
+
+def _add_bundle(buf: _RawBuffer, file_id: int, unit: Unit) -> None:
+    bundle = unit.obj
+    entries = bundle.get("entry")
+    entries = entries if isinstance(entries, list) else []
+    seq = len(buf.bundles["bundle_seq"])
+    types = []
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        types.append(rtype or "")
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        payload = resource if isinstance(resource, dict) else entry
+        buf.add_resource(file_id, unit.line_no, seq, index, full_url if isinstance(full_url, str) else None,
+                         rtype, orjson.dumps(payload).decode())
+    envelope = {k: v for k, v in bundle.items() if k != "entry"}
+    b = buf.bundles
+    b["bundle_seq"].append(seq)
+    b["file_id"].append(file_id)
+    b["line_no"].append(unit.line_no)
+    b["entry_count"].append(len(entries))
+    b["entry_types"].append(types)
+    b["envelope"].append(orjson.dumps(envelope).decode())
+
+
+def _quarantine_unit(buf: _RawBuffer, file_id: int, path: str, kind: str, unit: Unit) -> None:
+    buf.quarantine.append(
+        {
+            "file_id": file_id,
+            "source_file": path,
+            "line_no": unit.line_no,
+            "scope": "file" if unit.line_no is None else "line",
+            "rule_id": unit.rule_id,
+            "message": unit.message,
+            "raw": _decode(unit.text),
+            "kind": kind,
+        }
+    )
+
+
+def _read_file(buf: _RawBuffer, file_id: int, inbox: Path, path: str, kind: str) -> None:
+    full = inbox / path
+    if kind == "facilities":
+        for unit in read_csv_rows(full):
+            if unit.ok:
+                buf.add_resource(file_id, unit.line_no, None, None, None, FACILITY_ROW, unit.text.decode())
+            else:
+                _quarantine_unit(buf, file_id, path, kind, unit)
+        return
+    expected = LINE_RESOURCE[kind]
+    for unit in read_json_units(full):
+        if unit.ok and not (isinstance(unit.obj, dict) and unit.obj.get("resourceType") == expected):
+            found = unit.obj.get("resourceType") if isinstance(unit.obj, dict) else type(unit.obj).__name__
+            unit = Unit(unit.line_no, unit.text, rule_id=LINE_RULE[kind],
+                        message=f"expected a {expected} resource, found {found!r}")
+        if not unit.ok:
+            _quarantine_unit(buf, file_id, path, kind, unit)
+        elif kind == "fhir":
+            _add_bundle(buf, file_id, unit)
+        else:
+            buf.add_resource(file_id, unit.line_no, None, None, None, expected, unit.text.decode("utf-8-sig"))
+
+
+def _flush(con: duckdb.DuckDBPyConnection, buf: _RawBuffer, batch_of_file: dict[int, int]) -> int:
+    resources = pl.DataFrame(buf.resources, schema={
+        "file_id": pl.Int64, "line_no": pl.Int32, "bundle_seq": pl.Int64, "entry_index": pl.Int32,
+        "full_url": pl.String, "resource_type": pl.String, "resource": pl.String})
+    bundles = pl.DataFrame(buf.bundles, schema={
+        "bundle_seq": pl.Int64, "file_id": pl.Int64, "line_no": pl.Int32, "entry_count": pl.Int32,
+        "entry_types": pl.List(pl.String), "envelope": pl.String})
+    quarantine = pl.DataFrame(buf.quarantine, schema={
+        "file_id": pl.Int64, "source_file": pl.String, "line_no": pl.Int32, "scope": pl.String,
+        "rule_id": pl.String, "message": pl.String, "raw": pl.String, "kind": pl.String})
+    batches = pl.DataFrame({"file_id": list(batch_of_file), "batch_id": list(batch_of_file.values())},
+                           schema={"file_id": pl.Int64, "batch_id": pl.Int64})
+    with transaction(con):
+        # Ids continue from the table maxima inside the transaction, so a rolled-back group leaves no gap
+        # and a re-run after a crash assigns exactly the ids an uninterrupted run would have.
+        raw_base, bundle_base = con.execute(
+            "SELECT (SELECT coalesce(max(raw_id), 0) FROM raw.resource), "
+            "(SELECT coalesce(max(bundle_key), 0) FROM raw.bundle)"
+        ).fetchone()
+        con.execute(
+            """
+            INSERT INTO raw.resource
+            SELECT ? + row_number() OVER (ORDER BY r.file_id, r.line_no, r.entry_index) AS raw_id,
+                   r.file_id, b.batch_id, CASE WHEN r.bundle_seq IS NULL THEN NULL ELSE ? + r.bundle_seq + 1 END,
+                   r.line_no, r.entry_index, r.full_url, r.resource_type, r.resource::JSON
+            FROM resources r JOIN batches b USING (file_id)
+            """,
+            [raw_base, bundle_base],
+        )
+        con.execute(
+            """
+            INSERT INTO raw.bundle
+            SELECT ? + x.bundle_seq + 1, x.file_id, b.batch_id, x.line_no, x.entry_count, x.entry_types,
+                   min(r.raw_id), max(r.raw_id), x.envelope::JSON
+            FROM bundles x JOIN batches b USING (file_id)
+            LEFT JOIN raw.resource r ON r.bundle_key = ? + x.bundle_seq + 1
+            GROUP BY ALL
+            """,
+            [bundle_base, bundle_base],
+        )
+        con.execute(
+            """
+            INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, scope, rule_id, message,
+                                        record_count, raw, institution_number)
+            SELECT b.batch_id, q.file_id, q.source_file, q.line_no, q.scope, q.rule_id, q.message, 1, q.raw,
+                   m.sender
+            FROM quarantine q JOIN batches b USING (file_id) JOIN ops.file_manifest m USING (file_id)
+            """
+        )
+        con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN (SELECT file_id FROM batches)")
+    return resources.height
+
+
+def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path) -> int:
+    """Parse every landed, not yet parsed file into raw; returns the number of raw rows written."""
+    pending = con.execute(
+        "SELECT file_id, path, kind, size_bytes, batch_id FROM ops.file_manifest WHERE NOT parsed ORDER BY file_id"
+    ).fetchall()
+    written = 0
+    buf, batch_of_file, group_bytes = _RawBuffer(), {}, 0
+    for file_id, path, kind, size, batch_id in pending:
+        _read_file(buf, file_id, inbox, path, kind)
+        batch_of_file[file_id] = batch_id
+        group_bytes += size
+        if group_bytes >= GROUP_BYTES:
+            written += _flush(con, buf, batch_of_file)
+            buf, batch_of_file, group_bytes = _RawBuffer(), {}, 0
+    if batch_of_file:
+        written += _flush(con, buf, batch_of_file)
+    return written

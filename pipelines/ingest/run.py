@@ -1,0 +1,128 @@
+"""One ingest run end to end (what `karte ingest` and the Dagster job both do), step by step.
+
+Each step reads from its watermark and commits its writes with its new watermark in one transaction,
+so a run killed anywhere leaves a warehouse the next run simply continues.
+"""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import duckdb
+
+from pipelines.config import Settings
+from pipelines.ingest import structure
+from pipelines.ingest.bundles import stage_bundles
+from pipelines.ingest.documents import stage_documents
+from pipelines.ingest.landing import land_files
+from pipelines.ingest.lines import LINE_STAGES, stage_lines
+from pipelines.ingest.raw import parse_landed_files
+from pipelines.ingest.resources import clinical_stages, stage_resources
+from pipelines.ingest.upsert import CORE_TABLES, upsert
+from pipelines.warehouse import transaction
+
+
+@dataclass
+class IngestSummary:
+    batch_id: int
+    files_seen: int = 0
+    files_ingested: int = 0
+    files_skipped_duplicate: int = 0
+    records_in: int = 0
+    records_loaded: int = 0
+    records_quarantined: int = 0
+    records_duplicate: int = 0
+    records_tombstoned: int = 0
+    loaded_by_table: dict[str, int] = field(default_factory=dict)
+    quarantined_by_rule: dict[str, int] = field(default_factory=dict)
+    warehouse: str = ""
+    uses_development_key: bool = False
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def start_batch(con: duckdb.DuckDBPyConnection, inbox: str) -> int:
+    with transaction(con):
+        batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM ops.batch").fetchone()[0]
+        con.execute("INSERT INTO ops.batch VALUES (?, ?, NULL, ?)",
+                    [batch_id, datetime.now(timezone.utc).replace(tzinfo=None), inbox])
+    return batch_id
+
+
+def _maybe_crash(step: str) -> None:
+    # Test hook for the crash-recovery tests: die like kill -9 right after `step` committed.
+    if os.environ.get("KARTE_TEST_CRASH_AFTER") == step:
+        os._exit(137)
+
+
+def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.DuckDBPyConnection], object]]]:
+    """Everything after landing, in dependency order: (name, step)."""
+    key = settings.pseudonym_key
+    steps: list[tuple[str, Callable]] = [
+        ("raw.resource", lambda con: parse_landed_files(con, settings.inbox)),
+        ("staging.fhir_structure", lambda con: structure.stage_structure(con, settings.structure_validation)),
+        ("staging.bundle", lambda con: stage_bundles(con, key)),
+        ("staging.document", stage_documents),
+    ]
+    steps += [(s.consumer, lambda con, s=s: stage_resources(con, s, key)) for s in clinical_stages()]
+    steps += [(s.consumer, lambda con, s=s: stage_lines(con, s, key)) for s in LINE_STAGES]
+    steps += [(t.consumer, lambda con, t=t: upsert(con, t)) for t in CORE_TABLES]
+    return steps
+
+
+def ingest(con: duckdb.DuckDBPyConnection, settings: Settings) -> IngestSummary:
+    batch_id = start_batch(con, str(settings.inbox))
+    landing = land_files(con, settings.inbox, batch_id)
+    _maybe_crash("landing")
+    for name, step in processing_steps(settings):
+        step(con)
+        _maybe_crash(name)
+    summary = summarise(con, batch_id)
+    summary.files_seen = landing.files_seen
+    summary.files_ingested = landing.files_new
+    summary.files_skipped_duplicate = landing.files_skipped_duplicate
+    summary.warehouse = str(settings.warehouse)
+    summary.uses_development_key = settings.uses_development_key
+    return summary
+
+
+def summarise(con: duckdb.DuckDBPyConnection, batch_id: int) -> IngestSummary:
+    """Counts over the files this run completed (every record of theirs has ended somewhere). Files a
+    crashed run left half-done are completed, and counted, by the run that finishes them."""
+    with transaction(con):
+        con.execute(
+            """
+            UPDATE ops.file_manifest SET reported_batch_id = ?
+            WHERE reported_batch_id IS NULL AND parsed AND NOT EXISTS (
+                SELECT 1 FROM raw.resource r ANTI JOIN ops.record_outcome o USING (raw_id)
+                WHERE r.file_id = file_manifest.file_id)
+            """,
+            [batch_id],
+        )
+        con.execute("UPDATE ops.batch SET finished_at = ? WHERE batch_id = ?",
+                    [datetime.now(timezone.utc).replace(tzinfo=None), batch_id])
+    files = f"(SELECT file_id FROM ops.file_manifest WHERE reported_batch_id = {batch_id})"
+    outcomes = dict(con.execute(
+        f"""SELECT o.outcome, count(*) FROM raw.resource r JOIN ops.record_outcome o USING (raw_id)
+            WHERE r.file_id IN {files} GROUP BY ALL""").fetchall())
+    raw_records = con.execute(f"SELECT count(*) FROM raw.resource WHERE file_id IN {files}").fetchone()[0]
+    unparsed = con.execute(
+        f"""SELECT coalesce(sum(record_count), 0) FROM ops.quarantine
+            WHERE scope IN ('file', 'line') AND file_id IN {files}""").fetchone()[0]
+    by_table = dict(con.execute(
+        f"""SELECT o.table_name, count(*) FROM raw.resource r JOIN ops.record_outcome o USING (raw_id)
+            WHERE r.file_id IN {files} AND o.outcome = 'loaded' GROUP BY ALL ORDER BY 1""").fetchall())
+    by_rule = dict(con.execute(
+        f"""SELECT rule_id, sum(record_count)::BIGINT FROM ops.quarantine
+            WHERE file_id IN {files} AND record_count > 0 GROUP BY ALL ORDER BY 2 DESC, 1""").fetchall())
+    summary = IngestSummary(batch_id=batch_id)
+    summary.records_loaded = outcomes.get("loaded", 0)
+    summary.records_duplicate = outcomes.get("duplicate", 0)
+    summary.records_tombstoned = outcomes.get("tombstoned", 0)
+    summary.records_quarantined = outcomes.get("quarantined", 0) + int(unparsed)
+    summary.records_in = raw_records + int(unparsed)
+    summary.loaded_by_table = by_table
+    summary.quarantined_by_rule = by_rule
+    return summary

@@ -1,0 +1,160 @@
+"""Core: staging rows become the current version of each identity. Newest meta.lastUpdated wins;
+an older or equal version is counted as a duplicate; entered-in-error becomes a tombstone. Every
+staged record gets exactly one ops.record_outcome row, in the same transaction as the upsert."""
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from pipelines.config import REFERENCE_DIR
+from pipelines.ingest.quarantine import record_outcomes
+from pipelines.warehouse import get_watermark, set_watermark, transaction
+
+ENTERED_IN_ERROR = "'entered-in-error'"
+
+
+@dataclass(frozen=True)
+class CoreTable:
+    table: str  # core table name (= staging table name unless `staging` says otherwise)
+    identity: tuple[str, ...]
+    tombstone: str = "false"  # SQL over the staging row
+    renames: dict[str, str] = field(default_factory=dict)  # core column → SQL over the staging row
+    staging: str | None = None
+    #: versioned: newest meta.lastUpdated wins; latest: the latest arrival wins (registries carry no
+    #: version); immutable: events (consent, access) never change once recorded — a resend is a duplicate
+    policy: str = "versioned"
+    #: the stage whose watermark bounds what this table may read (default: its staging table's)
+    upstream: str | None = None
+
+    @property
+    def staging_table(self) -> str:
+        return f"staging.{self.staging or self.table}"
+
+    @property
+    def consumer(self) -> str:
+        return f"core.{self.table}"
+
+
+def _core_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'core' AND table_name = ? "
+        "ORDER BY column_index", [table]).fetchall()]
+
+
+def _select_list(con: duckdb.DuckDBPyConnection, spec: CoreTable, available: set[str]) -> tuple[list[str], list[str]]:
+    columns, exprs = [], []
+    for column in _core_columns(con, spec.table):
+        if column in spec.renames:
+            expr = spec.renames[column]
+        elif column == "is_tombstoned":
+            expr = "is_tombstoned"
+        elif column == "last_updated":
+            expr = "last_updated_ts"
+        elif column in available:
+            expr = column
+        else:
+            continue
+        columns.append(column)
+        exprs.append(f"{expr} AS {column}")
+    return columns, exprs
+
+
+def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
+    """Apply staged rows (raw_id beyond this table's watermark) to core; returns outcome counts."""
+    lo = get_watermark(con, spec.consumer)
+    hi = get_watermark(con, spec.upstream or f"staging.{spec.staging or spec.table}")
+    counts = {"loaded": 0, "duplicate": 0, "tombstoned": 0}
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'staging' AND table_name = ?",
+        [spec.staging or spec.table]).fetchone()[0]
+    with transaction(con):
+        if hi > lo and exists:
+            available = {r[0] for r in con.execute(f"DESCRIBE {spec.staging_table}").fetchall()}
+            identity = ", ".join(spec.identity)
+            version = "try_cast(s.last_updated AS TIMESTAMPTZ)" if "last_updated" in available else "NULL::TIMESTAMPTZ"
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE incoming AS
+                SELECT s.*, {version} AS last_updated_ts, coalesce(({spec.tombstone}), false) AS is_tombstoned,
+                       dense_rank() OVER (PARTITION BY {identity}
+                                          ORDER BY {version} DESC NULLS LAST, s.raw_id DESC) AS version_rank
+                FROM {spec.staging_table} s WHERE s.raw_id > {lo} AND s.raw_id <= {hi}
+            """)
+            current = "last_updated" if spec.policy == "versioned" else "NULL::TIMESTAMPTZ AS last_updated"
+            replaces = {"versioned": "c.last_updated IS NULL OR w.last_updated_ts > c.last_updated",
+                        "latest": "true", "immutable": "false"}[spec.policy]
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE winner AS
+                SELECT w.* FROM incoming w
+                LEFT JOIN (SELECT DISTINCT {identity}, {current} FROM core.{spec.table}) c USING ({identity})
+                WHERE w.version_rank = 1 AND (c.{spec.identity[0]} IS NULL OR {replaces})
+            """)
+            columns, exprs = _select_list(con, spec, available)
+            # Replace the current version: delete then insert keeps multi-row identities (consent) whole.
+            con.execute(f"DELETE FROM core.{spec.table} WHERE ({identity}) IN (SELECT DISTINCT {identity} FROM winner)")
+            con.execute(f"INSERT INTO core.{spec.table} ({', '.join(columns)}) SELECT {', '.join(exprs)} FROM winner")
+            counts["tombstoned"] = record_outcomes(
+                con, "SELECT DISTINCT raw_id FROM winner WHERE is_tombstoned", "tombstoned", f"core.{spec.table}")
+            counts["loaded"] = record_outcomes(
+                con, "SELECT DISTINCT raw_id FROM winner WHERE NOT is_tombstoned", "loaded", f"core.{spec.table}")
+            counts["duplicate"] = record_outcomes(
+                con, "SELECT DISTINCT raw_id FROM incoming WHERE raw_id NOT IN (SELECT raw_id FROM winner)",
+                "duplicate", f"core.{spec.table}")
+            if spec.table == "document":
+                _apply_document_children(con, lo, hi)
+        set_watermark(con, spec.consumer, hi)
+    return counts
+
+
+def _apply_document_children(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
+    """Sections of the winning document versions; supporting entries of every staged document."""
+    con.execute("DELETE FROM core.document_section WHERE document_key IN (SELECT document_key FROM winner)")
+    con.execute("""
+        INSERT INTO core.document_section
+        SELECT s.document_key, s.section_code, s.section_title, e.resource_type, e.raw_id
+        FROM staging.document_section s JOIN winner w ON s.raw_id = w.raw_id
+        LEFT JOIN raw.resource e ON e.bundle_key = s.bundle_key AND e.full_url = s.entry_reference
+    """)
+    con.execute(f"""
+        INSERT INTO core.document_resource
+        SELECT document_key, resource_type, profile, raw_id FROM staging.document_resource
+        WHERE raw_id > {lo} AND raw_id <= {hi}
+    """)
+    record_outcomes(con, f"SELECT raw_id FROM staging.document_resource WHERE raw_id > {lo} AND raw_id <= {hi}",
+                    "loaded", "core.document_resource")
+
+
+CLINICAL_IDENTITY = ("institution_number", "resource_identifier", "identity_occurrence")
+_CLINICAL_TOMBSTONE = f"s.verification_status = {ENTERED_IN_ERROR}"
+_PREFECTURES = (REFERENCE_DIR / "prefectures.csv").as_posix()
+
+CORE_TABLES = [
+    # Patients are staged with their bundle (the Patient entry decides whether the bundle is accepted).
+    CoreTable("patient", ("patient_key",), upstream="staging.bundle@raw", renames={
+        "birth_year": "year(try_cast(birth_date AS DATE))",
+        "birth_month": "month(try_cast(birth_date AS DATE))",
+        "prefecture_code": f"(SELECT prefecture_code FROM read_csv('{_PREFECTURES}', all_varchar = true) p "
+                           "WHERE p.prefecture_name_ja = prefecture_name)",
+    }),
+    CoreTable("condition", CLINICAL_IDENTITY, _CLINICAL_TOMBSTONE),
+    CoreTable("allergy", CLINICAL_IDENTITY, _CLINICAL_TOMBSTONE),
+    CoreTable("lab_result", CLINICAL_IDENTITY, f"s.status = {ENTERED_IN_ERROR}",
+              renames={"jlac10_code": "jlac10"}, staging="observation"),
+    CoreTable("medication_request", CLINICAL_IDENTITY, f"s.status = {ENTERED_IN_ERROR}",
+              renames={"order_category": "category_code"}),
+    CoreTable("document", ("document_key",), f"s.status = {ENTERED_IN_ERROR}", renames={
+        "entry_count": "(SELECT b.entry_count FROM raw.bundle b WHERE b.bundle_key = winner.bundle_key)",
+    }),
+    CoreTable("facility", ("institution_number",), policy="latest", renames={
+        "applied_on": "try_cast(applied_on AS DATE)", "connected_on": "try_cast(connected_on AS DATE)",
+        "first_submission_on": "try_cast(first_submission_on AS DATE)",
+        "first_view_on": "try_cast(first_view_on AS DATE)",
+    }),
+    CoreTable("consent_event", ("consent_id",), staging="consent", policy="immutable", renames={
+        "event_time": "try_cast(event_time AS TIMESTAMPTZ)", "period_start": "try_cast(period_start AS TIMESTAMPTZ)",
+        "period_end": "try_cast(period_end AS TIMESTAMPTZ)",
+    }),
+    CoreTable("access_event", ("access_id",), policy="immutable", renames={
+        "recorded": "try_cast(recorded AS TIMESTAMPTZ)",
+        "kinds": "CASE WHEN kinds_text IS NULL OR kinds_text = '' THEN []::VARCHAR[] ELSE string_split(kinds_text, ',') END",
+    }),
+]

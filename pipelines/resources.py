@@ -1,0 +1,21 @@
+"""Dagster resources: where the warehouse, inbox and reports live (defaults from pipelines.config)."""
+
+import dagster as dg
+import duckdb
+
+from pipelines.config import Settings, load_settings
+from pipelines.warehouse import connect
+
+
+class KarteWarehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse and the folders around it. Empty strings mean 'use the environment defaults'."""
+
+    warehouse: str = ""
+    inbox: str = ""
+    reports: str = ""
+
+    def settings(self) -> Settings:
+        return load_settings(warehouse=self.warehouse or None, inbox=self.inbox or None, reports=self.reports or None)
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        return connect(self.settings().warehouse, read_only=read_only)

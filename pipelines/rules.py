@@ -1,0 +1,94 @@
+"""The catalogue of validation rules: every quarantine row names one of these ids.
+
+Ids of the form `R....` are the JP-CLINS implementation guide's own invariant ids (domain_spec §1.3–1.7);
+`K-...` ids are Karte's, for checks the IG states as cardinalities/slices without an id, or for failures
+before the IG applies (bytes, JSON, envelope). The scope says what a failure quarantines.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str
+    scope: str  # file | line | bundle | resource
+    title: str
+    action: str  # what the sender should do
+
+
+_RULES = [
+    # --- file / line level: the bytes cannot be read as FHIR JSON --------------------------------------
+    Rule("K-FILE-TYPE", "file", "unsupported file type", "send .json, .ndjson or their .gz"),
+    Rule("K-FILE-READ", "file", "file cannot be read", "re-send the file"),
+    Rule("K-GZIP", "file", "corrupt gzip stream", "re-compress and re-send the file"),
+    Rule("K-ENCODING", "line", "not valid UTF-8", "encode FHIR JSON as UTF-8 (the FHIR JSON format requires it)"),
+    Rule("K-JSON", "line", "malformed or truncated JSON", "re-send the complete bundle"),
+    Rule("K-NOT-BUNDLE", "line", "top-level resource is not a Bundle", "wrap resources in a JP-CLINS Bundle"),
+    # --- bundle envelope --------------------------------------------------------------------------------
+    Rule("K-PROFILE", "bundle", "bundle profile missing or not accepted",
+         "set Bundle.meta.profile to JP_Bundle_CLINS / _eReferral / _eDischargeSummary / _ePCS"),
+    Rule("K-BUNDLE-TYPE", "bundle", "Bundle.type does not match the profile",
+         "collection for JP_Bundle_CLINS, document for document bundles"),
+    Rule("K-EMPTY-BUNDLE", "bundle", "bundle has no entries", "send at least the Patient and one resource"),
+    Rule("R2152", "bundle", "Bundle.identifier missing or not 医療機関番号^西暦^ID",
+         "identifier.system bundle-identifier, value like 1318814790^2024^0123-ABC"),
+    Rule("R02142", "bundle", "Bundle.meta.tag BundleResourceType missing or invalid",
+         "tag the bundle with exactly one of AllergyIntolerance / Condition / Observation"),
+    Rule("R02143", "bundle", "bundle holds resources of another type than its tag",
+         "send one resource type per JP_Bundle_CLINS"),
+    Rule("R0211", "bundle", "first entry is not the expected resource",
+         "put the Patient first (collection) or the Composition first (document)"),
+    Rule("K-DOC-TYPE", "bundle", "Composition.type does not match the document profile",
+         "57133-1 診療情報提供書, 18842-5 退院時サマリー, 56447-6 患者サマリー"),
+    Rule("K-DOC-SUBJECT", "bundle", "document has no Patient entry", "include the Patient in the document"),
+    Rule("R0212", "bundle", "Patient does not claim JP_Patient_eCS", "set Patient.meta.profile"),
+    Rule("R1012", "bundle", "Patient lacks exactly one 被保険者個人識別子", "add one JP_Insurance_memberID identifier"),
+    Rule("R1013", "bundle", "被保険者個人識別子 does not match 保険者番号8桁:記号:番号:枝番",
+         "format the identifier like 00012345:あいう:１８７:05"),
+    Rule("R1113", "bundle", "Patient name contains a full-width space (U+3000)",
+         "separate family and given names with a half-width space"),
+    # --- resource level -----------------------------------------------------------------------------------
+    Rule("K-ENTRY-PROFILE", "resource", "resource does not claim its JP-CLINS eCS profile",
+         "set meta.profile to the matching JP_*_eCS profile"),
+    Rule("K-RESOURCE-ID", "resource", "no resourceInstance-identifier",
+         "add identifier system resourceInstance-identifier"),
+    Rule("K-SUBJECT", "resource", "subject does not point to the bundle's Patient",
+         "reference the Patient by fullUrl or by its JP_Insurance_memberID"),
+    Rule("R9011", "resource", "InstitutionNumber extension missing", "add JP_eCS_InstitutionNumber"),
+    Rule("R9012", "resource", "医療機関番号 is not 10 digits (都道府県 01–47 + 点数表 1–3 + 7 digits)",
+         "send the 10-digit insurance medical institution number"),
+    Rule("K-INSTITUTION-MISMATCH", "resource", "resource 医療機関番号 differs from the bundle identifier's",
+         "a bundle carries one institution's data"),
+    Rule("R9013C", "resource", "Condition has no contained JP_Encounter", "contain the Encounter"),
+    Rule("R9013O", "resource", "Observation has no contained JP_Encounter", "contain the Encounter"),
+    Rule("R9014C", "resource", "Condition has no JP_eCS_Department extension", "add the department"),
+    Rule("R9014O", "resource", "Observation has no JP_eCS_Department extension", "add the department"),
+    Rule("K-CONDITION-ONSET", "resource", "Condition has no onsetDateTime", "send onsetDateTime"),
+    Rule("K-CONDITION-CODE", "resource", "Condition code has no MEDIS 病名管理番号 coding",
+         "code the disease with master-disease-keyNumber"),
+    Rule("K-CONDITION-VERIFICATION", "resource", "Condition.verificationStatus missing", "send verificationStatus"),
+    Rule("K-TAG", "resource", "meta.tag flag not allowed on this resource type",
+         "LTS on all; UNINFORMED/UNDELIVERED on Condition only"),
+    Rule("K-ALLERGY-CATEGORY", "resource", "AllergyIntolerance.category biologic is not allowed",
+         "use medication, food or environment"),
+    Rule("K-ALLERGY-CODE", "resource", "AllergyIntolerance.code.text missing", "send code.text"),
+    Rule("K-OBS-CATEGORY", "resource", "Observation.category is not laboratory", "use category laboratory"),
+    Rule("K-OBS-CODE", "resource", "Observation has no JLAC10 / CLINS list / uncoded coding",
+         "code the result with JLAC10 or the uncoded code 99999999999999999"),
+    Rule("K-TERM-JLAC10", "resource", "JLAC10 code is not in the CLINS core-lab or infection list",
+         "send a code from the CLINS JLAC10 lists"),
+    Rule("R3010", "resource", "medication code is not exactly one of YJ / 一般名処方 / NOCODED",
+         "send one YJ code or one 一般名処方マスタ code (or NOCODED)"),
+    Rule("K-TERM-GENERAL-ORDER", "resource", "一般名処方コード not in the 一般名処方マスタ",
+         "check the code against the current 一般名処方マスタ"),
+    Rule("K-MED-DOSAGE", "resource", "MedicationRequest has no coded dosageInstruction.timing",
+         "send a JAMI 16-digit 用法 code (or the uncoded dummy)"),
+    Rule("K-FHIR-STRUCTURE", "resource", "not valid FHIR R4 structure", "fix the element named in the message"),
+    Rule("K-CONTRACT", "resource", "staging row breaks the data contract", "fix the column named in the message"),
+    # --- consent / access / facility lines --------------------------------------------------------------
+    Rule("K-CONSENT", "line", "Consent record cannot be used", "fix the field named in the message"),
+    Rule("K-AUDIT", "line", "AuditEvent record cannot be used", "fix the field named in the message"),
+    Rule("K-FACILITY", "line", "facility registry row cannot be used", "fix the column named in the message"),
+]
+
+RULES: dict[str, Rule] = {r.rule_id: r for r in _RULES}

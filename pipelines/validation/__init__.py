@@ -1,0 +1,1 @@
+"""Validation: IG rules, terminology and data contracts."""

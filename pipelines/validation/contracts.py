@@ -1,0 +1,218 @@
+"""Data contracts of the staging tables (pandera, polars backend). They document every column and are
+enforced on every batch: a row that breaks one is quarantined with rule K-CONTRACT, naming the column.
+
+The IG's own rules run earlier (ig_rules.py); contracts are the last guard on types, domains and
+formats before a row can reach core.
+"""
+
+import pandera.polars as pa
+import polars as pl
+
+from pipelines.fhir.systems import INFORMATION_KINDS
+from pipelines.validation.ig_rules import INSTITUTION_NUMBER_RE
+
+#: FHIR dateTime / date / instant as text (partial dates allowed, as FHIR allows them)
+FHIR_DATETIME_RE = r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+PATIENT_KEY_RE = r"^[0-9a-f]{64}$"
+
+
+def _datetime(description: str, nullable: bool = True):
+    return pa.Field(nullable=nullable, str_matches=FHIR_DATETIME_RE, description=description)
+
+
+class _Provenance(pa.DataFrameModel):
+    raw_id: int = pa.Field(description="raw.resource row this came from (provenance)")
+    bundle_key: int = pa.Field(nullable=True, description="raw.bundle it arrived in")
+    file_id: int = pa.Field(description="ops.file_manifest file it arrived in")
+
+    class Config:
+        strict = False  # extra view columns are dropped by select_columns, not rejected
+
+
+class _Clinical(_Provenance):
+    patient_key: str = pa.Field(str_matches=PATIENT_KEY_RE, description="HMAC-SHA256 pseudonym of the patient")
+    institution_number: str = pa.Field(str_matches=INSTITUTION_NUMBER_RE, description="10-digit 医療機関番号 of the sender")
+    resource_identifier: str = pa.Field(str_length={"min_value": 1, "max_value": 256},
+                                        description="resourceInstance-identifier (identity within the institution)")
+    identity_occurrence: int = pa.Field(ge=1, description="1, 2, … when a bundle reuses one identifier for several resources")
+    document_key: str = pa.Field(nullable=True, description="institution|Composition identifier when sent in a document")
+    flag_lts: bool = pa.Field(description="LTS 長期保存")
+    flag_uninformed: bool = pa.Field(description="UNINFORMED 未告知: never in patient-facing output")
+    flag_undelivered: bool = pa.Field(description="UNDELIVERED 未提供: never shared")
+    last_updated: str = _datetime("meta.lastUpdated (the newest version of an identity wins)")
+
+
+class StagedCondition(_Clinical):
+    """staging.condition — one row per submitted JP_Condition_eCS that passed the IG rules."""
+
+    category: str = pa.Field(isin=["condition"], description="urn:karte:information-kind")
+    medis_code: str = pa.Field(str_matches=r"^[0-9]{8}$", description="MEDIS 病名管理番号 (8 digits)")
+    icd10_code: str = pa.Field(nullable=True, str_matches=r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$",
+                               description="ICD-10 (2013)")
+    code_text: str = pa.Field(nullable=True, description="病名 as written by the sender")
+    clinical_status: str = pa.Field(nullable=True, isin=["active", "recurrence", "relapse", "inactive", "remission",
+                                                          "resolved"])
+    verification_status: str = pa.Field(isin=["unconfirmed", "provisional", "differential", "confirmed", "refuted",
+                                              "entered-in-error"])
+    is_suspected: bool = pa.Field(description="疑い病名 (verificationStatus unconfirmed)")
+    department_code: str = pa.Field(nullable=True, description="SS-MIX2 診療科 code")
+    onset: str = _datetime("onsetDateTime")
+    abatement: str = _datetime("abatementDateTime")
+    recorded_date: str = _datetime("recordedDate")
+
+
+class StagedAllergy(_Clinical):
+    """staging.allergy — one row per submitted JP_AllergyIntolerance_eCS that passed the IG rules."""
+
+    category: str = pa.Field(isin=["drug-contraindication", "allergy"],
+                             description="drug-contraindication (薬剤禁忌, category medication) or allergy")
+    allergy_category: str = pa.Field(nullable=True, isin=["medication", "food", "environment"])
+    allergen_system: str = pa.Field(nullable=True, description="JFAGY allergen code system")
+    allergen_code: str = pa.Field(nullable=True)
+    code_text: str = pa.Field(description="allergen as written by the sender")
+    clinical_status: str = pa.Field(nullable=True, isin=["active", "inactive", "resolved"])
+    verification_status: str = pa.Field(nullable=True, isin=["unconfirmed", "confirmed", "refuted", "entered-in-error"])
+    criticality: str = pa.Field(nullable=True, isin=["low", "high", "unable-to-assess"])
+    onset: str = _datetime("onsetDateTime")
+    recorded_date: str = _datetime("recordedDate")
+
+
+class StagedObservation(_Clinical):
+    """staging.observation — one row per submitted JP_Observation_LabResult_eCS that passed the IG rules."""
+
+    category: str = pa.Field(isin=["lab-result", "infection"], description="検査 or 感染症")
+    jlac10: str = pa.Field(nullable=True, str_matches=r"^[0-9A-Z]{17}$",
+                           description="JLAC10 17桁, whichever system URI carried it")
+    clins_item: str = pa.Field(nullable=True, description="CLINS list item (ALB, HbA1c-NGSP, HBs-AG-RESULT…)")
+    local_code: str = pa.Field(nullable=True, description="the hospital's own code")
+    code_text: str = pa.Field(nullable=True)
+    status: str = pa.Field(isin=["registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                                 "entered-in-error", "unknown"])
+    value_number: float = pa.Field(nullable=True)
+    value_unit: str = pa.Field(nullable=True, description="unit as sent (CLINS sends no UCUM code)")
+    value_code: str = pa.Field(nullable=True)
+    value_text: str = pa.Field(nullable=True)
+    interpretation: str = pa.Field(nullable=True)
+    specimen_code: str = pa.Field(nullable=True, description="JP_ObservationSampleMaterialCode (023 血清…)")
+    department_code: str = pa.Field(nullable=True)
+    effective: str = _datetime("検体採取日時")
+    issued: str = _datetime("報告登録日時")
+
+
+class StagedMedicationRequest(_Clinical):
+    """staging.medication_request — one row per JP_MedicationRequest_eCS (inside documents) that passed."""
+
+    category: str = pa.Field(isin=["prescription"])
+    yj_code: str = pa.Field(nullable=True, str_matches=r"^[0-9A-Z]{12}$", description="YJ code (12 characters)")
+    general_order_code: str = pa.Field(nullable=True, description="一般名処方マスタ code")
+    medication_text: str = pa.Field(nullable=True, description="drug as printed on the prescription")
+    usage_code: str = pa.Field(nullable=True, description="JAMI 16桁 用法")
+    usage_text: str = pa.Field(nullable=True)
+    dose_value: float = pa.Field(nullable=True, ge=0)
+    dose_unit: str = pa.Field(nullable=True)
+    duration_days: float = pa.Field(nullable=True, ge=0)
+    rp_number: str = pa.Field(nullable=True)
+    status: str = pa.Field(isin=["active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped",
+                                 "draft", "unknown"])
+    category_code: str = pa.Field(nullable=True, description="MERIT-9 OHP 外来 / IHP 入院 / DCG 退院")
+    authored_on: str = _datetime("authoredOn")
+
+
+class StagedDocument(_Provenance):
+    """staging.document — one row per accepted document bundle's Composition."""
+
+    document_key: str = pa.Field(description="institution_number|Composition.identifier")
+    patient_key: str = pa.Field(str_matches=PATIENT_KEY_RE)
+    institution_number: str = pa.Field(str_matches=INSTITUTION_NUMBER_RE)
+    document_identifier: str = pa.Field()
+    category: str = pa.Field(isin=["referral", "discharge-summary", "patient-summary"])
+    type_code: str = pa.Field(isin=["57133-1", "18842-5", "56447-6"])
+    subtype_code: str = pa.Field(nullable=True)
+    title: str = pa.Field(nullable=True)
+    status: str = pa.Field(isin=["preliminary", "final", "amended", "entered-in-error"])
+    document_date: str = _datetime("Composition.date")
+    version_number: str = pa.Field(nullable=True)
+    last_updated: str = _datetime("meta.lastUpdated")
+
+
+class StagedConsent(_Provenance):
+    """staging.consent — one row per Consent × kind × grantee."""
+
+    consent_id: str = pa.Field(description="Consent.id")
+    patient_key: str = pa.Field(str_matches=PATIENT_KEY_RE)
+    event_time: str = _datetime("Consent.dateTime", nullable=False)
+    status: str = pa.Field(isin=["active", "inactive"], description="active = grant/change; inactive = withdrawal")
+    provision_type: str = pa.Field(nullable=True, isin=["permit", "deny"])
+    kind: str = pa.Field(nullable=True, isin=list(INFORMATION_KINDS), description="null = every kind")
+    grantee: str = pa.Field(nullable=True, str_matches=INSTITUTION_NUMBER_RE, description="null = every facility")
+    period_start: str = _datetime("provision.period.start")
+    period_end: str = _datetime("provision.period.end")
+
+
+class StagedAccessEvent(_Provenance):
+    """staging.access_event — one row per AuditEvent (PatientRead)."""
+
+    access_id: str = pa.Field(description="AuditEvent.id")
+    patient_key: str = pa.Field(str_matches=PATIENT_KEY_RE)
+    viewer: str = pa.Field(str_matches=INSTITUTION_NUMBER_RE, description="viewing facility")
+    recorded: str = _datetime("AuditEvent.recorded", nullable=False)
+    purpose: str = pa.Field(nullable=True, isin=["TREAT", "ETREAT"])
+    action: str = pa.Field(nullable=True, isin=["C", "R", "U", "D", "E"])
+    outcome: str = pa.Field(nullable=True)
+    kinds_text: str = pa.Field(nullable=True, description="kinds viewed, comma-separated")
+
+
+class StagedFacility(_Provenance):
+    """staging.facility — one row per registry CSV row."""
+
+    institution_number: str = pa.Field(str_matches=INSTITUTION_NUMBER_RE)
+    facility_name: str = pa.Field(nullable=True)
+    prefecture_code: str = pa.Field(str_matches=r"^(0[1-9]|[1-3][0-9]|4[0-7])$")
+    score_table: str = pa.Field(isin=["1", "3"], description="点数表: 1 医科, 3 歯科")
+    facility_type: str = pa.Field(isin=["hospital", "clinic", "dental"])
+    bed_count: int = pa.Field(nullable=True, ge=0)
+    applied_on: str = _datetime("申請日")
+    connected_on: str = _datetime("接続日")
+    first_submission_on: str = _datetime("初回送信日")
+    first_view_on: str = _datetime("初回閲覧日")
+
+
+def contract_columns(model: type[pa.DataFrameModel]) -> list[str]:
+    return list(model.to_schema().columns)
+
+
+def select_columns(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(contract_columns(model))
+
+
+def contract_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame, key: str = "raw_id") -> pl.DataFrame:
+    """Rows of `frame` that break `model`, as (key, rule_id K-CONTRACT, message, rule_order).
+
+    A failure that is not about particular rows (a missing column, a wrong dtype) is a bug in Karte,
+    not bad input, and is raised.
+    """
+    empty = pl.DataFrame(schema={key: pl.Int64, "rule_id": pl.String, "message": pl.String, "rule_order": pl.Int32})
+    if frame.is_empty():
+        return empty
+    subset = frame.select(contract_columns(model)).with_row_index("_row")
+    try:
+        model.validate(subset, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        schema_level = cases.filter(pl.col("index").is_null())
+        if schema_level.height:
+            problems = "; ".join(f"{r['column']}: {r['check']} got {r['failure_case']}"
+                                 for r in schema_level.head(5).iter_rows(named=True))
+            raise TypeError(f"{model.__name__}: frame does not match the contract ({problems})") from exc
+        return (
+            cases.with_columns(pl.col("index").cast(pl.UInt32))
+            .join(subset.select("_row", key), left_on="index", right_on="_row")
+            .select(
+                pl.col(key),
+                pl.lit("K-CONTRACT").alias("rule_id"),
+                pl.format("column {} fails {}: {}", pl.col("column"), pl.col("check"),
+                          pl.col("failure_case").cast(pl.String)).alias("message"),
+                pl.lit(100, dtype=pl.Int32).alias("rule_order"),
+            )
+        )
+    return empty

@@ -1,0 +1,6 @@
+"""The DuckDB warehouse: connection, layout, bookkeeping."""
+
+from pipelines.warehouse.connection import WarehouseError, connect, transaction
+from pipelines.warehouse.watermark import get_watermark, set_watermark
+
+__all__ = ["WarehouseError", "connect", "transaction", "get_watermark", "set_watermark"]

@@ -1,0 +1,53 @@
+"""Opening the warehouse safely: one-line errors instead of tracebacks, layout applied on write."""
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+SCHEMA_SQL = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
+
+# Extensions cannot be downloaded here (closed networks); fail fast instead of hanging on a fetch.
+_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+class WarehouseError(RuntimeError):
+    """An operational failure opening or writing the warehouse; str() is a one-line message."""
+
+
+def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if read_only and not path.exists():
+        raise WarehouseError(f"warehouse {path} does not exist; run `karte ingest` first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only, config=_CONFIG)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            raise WarehouseError(f"warehouse {path} is in use by another process (locked); try again later") from exc
+        raise WarehouseError(f"cannot open warehouse {path}: {text.splitlines()[0]}") from exc
+    except duckdb.Error as exc:
+        raise WarehouseError(f"{path} is not a usable DuckDB warehouse: {str(exc).splitlines()[0]}") from exc
+    if not read_only:
+        con.execute(SCHEMA_SQL)
+        from pipelines.warehouse.tables import create_tables
+
+        create_tables(con)
+    return con
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All-or-nothing: a batch step either commits whole or leaves the warehouse as it was."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")

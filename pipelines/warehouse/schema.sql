@@ -1,0 +1,126 @@
+-- Karte warehouse layout. One schema per layer (= Dagster group = asset key prefix).
+-- Every statement is idempotent: the file runs at every connection that may write.
+
+CREATE SCHEMA IF NOT EXISTS ops;
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS core;
+CREATE SCHEMA IF NOT EXISTS shared;
+CREATE SCHEMA IF NOT EXISTS reports;
+
+CREATE SEQUENCE IF NOT EXISTS ops.batch_id_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS ops.file_id_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS raw.raw_id_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS raw.bundle_key_seq START 1;
+
+-- ops: bookkeeping ---------------------------------------------------------------------------------
+
+-- grain: one row per ingest run
+CREATE TABLE IF NOT EXISTS ops.batch (
+    batch_id     BIGINT PRIMARY KEY,
+    started_at   TIMESTAMP NOT NULL,
+    finished_at  TIMESTAMP,
+    inbox        VARCHAR
+);
+
+-- grain: one row per distinct file content (sha256) ever landed
+CREATE TABLE IF NOT EXISTS ops.file_manifest (
+    file_id      BIGINT PRIMARY KEY,
+    sha256       VARCHAR NOT NULL UNIQUE,
+    path         VARCHAR NOT NULL,     -- relative to the inbox
+    kind         VARCHAR NOT NULL,     -- fhir | consent | access | facilities
+    sender       VARCHAR,              -- 医療機関番号 from the file name, where it carries one
+    size_bytes   BIGINT NOT NULL,
+    batch_id     BIGINT NOT NULL,
+    landed_at    TIMESTAMP NOT NULL,
+    parsed       BOOLEAN NOT NULL DEFAULT false,
+    reported_batch_id BIGINT            -- the run whose summary counted this file (set once all its records ended somewhere)
+);
+
+-- grain: one row per inbox path: the hash last computed for its (size, mtime), so re-runs need not re-read
+CREATE TABLE IF NOT EXISTS ops.file_sighting_cache (
+    path         VARCHAR PRIMARY KEY,
+    size_bytes   BIGINT NOT NULL,
+    mtime_ns     BIGINT NOT NULL,
+    sha256       VARCHAR NOT NULL
+);
+
+-- grain: one row per file path seen in a batch (new or a duplicate of a landed file)
+CREATE TABLE IF NOT EXISTS ops.file_sighting (
+    batch_id     BIGINT NOT NULL,
+    path         VARCHAR NOT NULL,
+    sha256       VARCHAR NOT NULL,
+    file_id      BIGINT NOT NULL,
+    is_new       BOOLEAN NOT NULL
+);
+
+-- grain: one row per consumer (asset) of an append-only id stream: how far it has read
+CREATE TABLE IF NOT EXISTS ops.watermark (
+    consumer     VARCHAR PRIMARY KEY,
+    last_id      BIGINT NOT NULL
+);
+
+-- grain: one row per rejected unit (file, line, bundle or resource) and rule
+CREATE TABLE IF NOT EXISTS ops.quarantine (
+    batch_id          BIGINT NOT NULL,
+    file_id           BIGINT,
+    source_file       VARCHAR NOT NULL,
+    line_no           INTEGER,          -- 1-based line for NDJSON / CSV
+    entry_index       INTEGER,          -- 0-based Bundle.entry index
+    bundle_key        BIGINT,
+    raw_id            BIGINT,           -- set for resource-level rejections
+    scope             VARCHAR NOT NULL, -- file | line | bundle | resource
+    institution_number VARCHAR,
+    bundle_identifier VARCHAR,
+    resource_type     VARCHAR,
+    resource_identifier VARCHAR,
+    rule_id           VARCHAR NOT NULL,
+    message           VARCHAR NOT NULL,
+    record_count      INTEGER NOT NULL, -- input records this rejection accounts for
+    raw               VARCHAR           -- the rejected text, verbatim where it could be read
+);
+
+-- grain: one row per raw record: where it ended (loaded / duplicate / tombstoned / quarantined)
+CREATE TABLE IF NOT EXISTS ops.record_outcome (
+    raw_id       BIGINT PRIMARY KEY,
+    batch_id     BIGINT NOT NULL,
+    outcome      VARCHAR NOT NULL,
+    table_name   VARCHAR
+);
+
+-- raw: verbatim input + provenance ------------------------------------------------------------------
+
+-- grain: one row per submitted bundle (entries live in raw.resource)
+CREATE TABLE IF NOT EXISTS raw.bundle (
+    bundle_key   BIGINT PRIMARY KEY,
+    file_id      BIGINT NOT NULL,
+    batch_id     BIGINT NOT NULL,
+    line_no      INTEGER NOT NULL,
+    entry_count  INTEGER NOT NULL,
+    entry_types  VARCHAR[] NOT NULL,   -- resourceType of each entry, in order
+    first_raw_id BIGINT,
+    last_raw_id  BIGINT,
+    envelope     JSON NOT NULL          -- the Bundle without its entries
+);
+
+-- grain: one row per input record: a bundle entry, an NDJSON resource, or a registry CSV row
+CREATE TABLE IF NOT EXISTS raw.resource (
+    raw_id        BIGINT PRIMARY KEY,
+    file_id       BIGINT NOT NULL,
+    batch_id      BIGINT NOT NULL,
+    bundle_key    BIGINT,
+    line_no       INTEGER NOT NULL,
+    entry_index   INTEGER,
+    full_url      VARCHAR,
+    resource_type VARCHAR,
+    resource      JSON NOT NULL
+);
+
+-- staging tables the stages read before their first write (the others take their columns from the
+-- ViewDefinition + contract on first use)
+
+-- grain: one row per raw record that failed the fhir.resources structure check
+CREATE TABLE IF NOT EXISTS staging.structure_failure (
+    raw_id          BIGINT PRIMARY KEY,
+    structure_error VARCHAR NOT NULL
+);

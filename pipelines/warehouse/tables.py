@@ -1,0 +1,11 @@
+"""Creates the core tables (their DDL is the contract later layers and reports rely on)."""
+
+from pathlib import Path
+
+import duckdb
+
+CORE_SQL = (Path(__file__).parent / "core.sql").read_text(encoding="utf-8")
+
+
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(CORE_SQL)
