@@ -48,7 +48,8 @@ def run_all_assets(settings: Settings) -> dict:
 
     resource = KarteWarehouse(warehouse=str(settings.warehouse), inbox=str(settings.inbox),
                               reports=str(settings.reports))
-    result = dg.materialize(all_assets, resources={"karte": resource}, raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = dg.materialize(all_assets, resources={"karte": resource}, raise_on_error=False, run_config=quiet)
     summary, reports = {}, []
     for event in result.get_asset_materialization_events():
         mat = event.materialization
