@@ -91,3 +91,30 @@ def test_killed_run_then_rerun_equals_uninterrupted(example_inbox, tmp_path, cra
     assert fingerprints(crashed) == fingerprints(clean)
     # the files the crashed run landed are reported by the run that completed them
     assert summary["records_in"] > 0 or crash_after == STEP_NAMES[-1]
+
+
+def test_sigkill_at_arbitrary_points_then_rerun_equals_uninterrupted(tmp_path):
+    """kill -9 mid-transaction (not only between steps): the next run rolls on to the same warehouse."""
+    import signal
+    import time
+
+    from pipelines.generate import generate
+
+    inbox = tmp_path / "inbox"
+    generate(inbox, facilities=10, patients=150, seed=3, fault_rate=0.05)
+    clean = tmp_path / "clean.duckdb"
+    started = time.monotonic()
+    run_ingest(inbox, clean)[1].close()
+    duration = time.monotonic() - started
+
+    crashed = tmp_path / "crashed.duckdb"
+    code = (f"from tests.conftest import run_ingest; from pathlib import Path; "
+            f"run_ingest(Path({str(inbox)!r}), Path({str(crashed)!r}))")
+    for fraction in (0.3, 0.55, 0.8):
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0 + duration * fraction)  # interpreter start-up, then a point inside the ingest
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    run_ingest(inbox, crashed)[1].close()
+    assert fingerprints(crashed) == fingerprints(clean)
