@@ -1,0 +1,9 @@
+"""SQL on FHIR v2 ViewDefinitions compiled to set-based DuckDB SQL.
+
+from pipelines.views import compile_view, ViewError, load_view
+sql = compile_view(view, "raw.resource", carry=("raw_id",))
+"""
+
+from .compiler import ViewError, compile_view, load_view
+
+__all__ = ["ViewError", "compile_view", "load_view"]
