@@ -14,7 +14,7 @@ INGEST_KEYS = {"files_seen", "files_ingested", "files_skipped_duplicate", "recor
 
 
 def karte(*args, env=None):
-    return subprocess.run([*KARTE, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([*KARTE, *map(str, args)], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def test_ingest_json_contract(examples, inbox, warehouse):
@@ -51,7 +51,7 @@ def test_locked_warehouse_is_a_one_line_error(tmp_path, inbox):
     try:
         code = ("import sys; from pipelines.cli import main; "
                 f"sys.exit(main(['ingest', '--inbox', {str(inbox)!r}, '--warehouse', {str(path)!r}]))")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     finally:
         holder.close()
     assert done.returncode == 1 and "Traceback" not in done.stderr

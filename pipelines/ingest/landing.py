@@ -4,7 +4,7 @@ so a resubmitted file is counted and skipped, not loaded twice."""
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -88,7 +88,8 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
     sightings = pl.DataFrame(
         rows, schema=["path", "kind", "sender", "size_bytes", "mtime_ns", "sha256"], orient="row"
     ).with_columns(pl.col("size_bytes").cast(pl.Int64), pl.col("mtime_ns").cast(pl.Int64))
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    con.register("sightings", sightings)
     with transaction(con):
         con.execute("CREATE OR REPLACE TEMP TABLE sighting AS SELECT * FROM sightings")
         # New content: the first path (in path order) carrying each unseen hash gets a file id.
@@ -121,4 +122,5 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
             "FROM ops.file_sighting WHERE batch_id = ?",
             [batch_id],
         ).fetchone()
+    con.unregister("sightings")
     return LandingResult(files_seen=len(files), files_new=new, files_skipped_duplicate=dup)

@@ -122,6 +122,9 @@ def _flush(con: duckdb.DuckDBPyConnection, buf: _RawBuffer, batch_of_file: dict[
         "rule_id": pl.String, "message": pl.String, "raw": pl.String, "kind": pl.String})
     batches = pl.DataFrame({"file_id": list(batch_of_file), "batch_id": list(batch_of_file.values())},
                            schema={"file_id": pl.Int64, "batch_id": pl.Int64})
+    for name, frame in (("resources", resources), ("bundles", bundles), ("quarantine", quarantine),
+                        ("batches", batches)):
+        con.register(name, frame)
     with transaction(con):
         # Ids continue from the table maxima inside the transaction, so a rolled-back group leaves no gap
         # and a re-run after a crash assigns exactly the ids an uninterrupted run would have.
@@ -160,6 +163,8 @@ def _flush(con: duckdb.DuckDBPyConnection, buf: _RawBuffer, batch_of_file: dict[
             """
         )
         con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN (SELECT file_id FROM batches)")
+    for name in ("resources", "bundles", "quarantine", "batches"):
+        con.unregister(name)
     return resources.height
 
 

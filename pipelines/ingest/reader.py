@@ -72,8 +72,7 @@ def _decode_check(text: bytes) -> str | None:
 
 
 def _parse(line_no: int, text: bytes) -> Unit:
-    if text.startswith(codecs.BOM_UTF8):
-        text = text[len(codecs.BOM_UTF8):]
+    text = text.removeprefix(codecs.BOM_UTF8)
     reason = _decode_check(text)
     if reason:
         return Unit(line_no, text, rule_id="K-ENCODING", message=reason)

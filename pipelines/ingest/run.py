@@ -7,7 +7,7 @@ so a run killed anywhere leaves a warehouse the next run simply continues.
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -47,7 +47,7 @@ def start_batch(con: duckdb.DuckDBPyConnection, inbox: str) -> int:
     with transaction(con):
         batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM ops.batch").fetchone()[0]
         con.execute("INSERT INTO ops.batch VALUES (?, ?, NULL, ?)",
-                    [batch_id, datetime.now(timezone.utc).replace(tzinfo=None), inbox])
+                    [batch_id, datetime.now(UTC).replace(tzinfo=None), inbox])
     return batch_id
 
 
@@ -102,7 +102,7 @@ def summarise(con: duckdb.DuckDBPyConnection, batch_id: int) -> IngestSummary:
             [batch_id],
         )
         con.execute("UPDATE ops.batch SET finished_at = ? WHERE batch_id = ?",
-                    [datetime.now(timezone.utc).replace(tzinfo=None), batch_id])
+                    [datetime.now(UTC).replace(tzinfo=None), batch_id])
     files = f"(SELECT file_id FROM ops.file_manifest WHERE reported_batch_id = {batch_id})"
     outcomes = dict(con.execute(
         f"""SELECT o.outcome, count(*) FROM raw.resource r JOIN ops.record_outcome o USING (raw_id)

@@ -39,7 +39,7 @@ def structure_error(resource_json: str) -> str | None:
         return "entry has no resource with a known FHIR resourceType"
     try:
         model.model_validate(obj)
-    except Exception as exc:  # pydantic.ValidationError, or a model's own TypeError/ValueError
+    except Exception as exc:  # noqa: BLE001 — pydantic.ValidationError or a model's own error: all are verdicts
         errors = getattr(exc, "errors", None)
         if not callable(errors):
             return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"

@@ -6,7 +6,7 @@ Reads ops.quarantine (+ core.facility for names). Writes `quality_by_facility_ru
 """
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -67,14 +67,17 @@ def _bar_chart(rows: list[tuple[str, int]], width: int = 560) -> str:
         return ""
     top = max(n for _, n in rows) or 1
     bar_h, label_w = 18, 190
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{len(rows) * (bar_h + 6)}" '
-             f'role="img" aria-label="rejected records by rule">']
+    height = len(rows) * (bar_h + 6)
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+              'aria-label="rejected records by rule">')]
     for i, (label, n) in enumerate(rows):
         y = i * (bar_h + 6)
         w = max(1, int((width - label_w - 60) * n / top))
-        parts.append(f'<text x="0" y="{y + 13}" font-size="12">{html.escape(label)}</text>'
-                     f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" fill="#c0392b"/>'
-                     f'<text x="{label_w + w + 4}" y="{y + 13}" font-size="12">{n}</text>')
+        parts.append(
+            f'<text x="0" y="{y + 13}" font-size="12">{html.escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" fill="#c0392b"/>'
+            f'<text x="{label_w + w + 4}" y="{y + 13}" font-size="12">{n}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -127,6 +130,6 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[
     paths = [out_dir / "quality_by_facility_rule.csv", out_dir / "quality_rejections.csv", out_dir / "quality.html"]
     by_rule.write_csv(paths[0])
     quality_rejections(con).write_csv(paths[1])
-    generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    generated_at = datetime.now(UTC).isoformat(timespec="seconds")
     paths[2].write_text(render_html(by_rule, _loaded_by_facility(con), generated_at), encoding="utf-8")
     return paths

@@ -3,4 +3,4 @@
 from pipelines.warehouse.connection import WarehouseError, connect, transaction
 from pipelines.warehouse.watermark import get_watermark, set_watermark
 
-__all__ = ["WarehouseError", "connect", "transaction", "get_watermark", "set_watermark"]
+__all__ = ["WarehouseError", "connect", "get_watermark", "set_watermark", "transaction"]

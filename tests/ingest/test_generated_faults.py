@@ -47,7 +47,7 @@ def _rejected_units(con) -> dict[tuple, set[str]]:
 
 
 def test_every_quarantine_fault_caught_with_its_rule_and_nothing_else(faulty):
-    summary, con, faults = faulty
+    _, con, faults = faulty
     expected = {}
     for fault in faults:
         if fault["expected_outcome"].startswith("quarantine"):

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from pipelines.ingest.run import processing_steps
 from pipelines.config import load_settings
+from pipelines.ingest.run import processing_steps
 from pipelines.warehouse import connect
 from tests.conftest import load_example, run_ingest, write_bundles
 
@@ -84,7 +84,7 @@ def test_killed_run_then_rerun_equals_uninterrupted(example_inbox, tmp_path, cra
     code = (f"from tests.conftest import run_ingest; from pathlib import Path; "
             f"run_ingest(Path({str(example_inbox)!r}), Path({str(crashed)!r}))")
     env = {**os.environ, "KARTE_TEST_CRASH_AFTER": crash_after}
-    died = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.getcwd(), capture_output=True)
+    died = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.getcwd(), capture_output=True, check=False)
     assert died.returncode == 137, died.stderr.decode()[-2000:]
     summary, con = run_ingest(example_inbox, crashed)
     con.close()
