@@ -152,8 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "generate":
-        return args.func(args)
     try:
         return args.func(args)
     except CliError as exc:
