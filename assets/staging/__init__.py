@@ -76,38 +76,29 @@ def contract_check(con, table: str, model, asset_key) -> dg.AssetCheckResult:
                                          "example": failing["message"].head(3).to_list()})
 
 
-def _clinical_asset(stage: ResourceStage) -> dg.AssetsDefinition:
-    key = ["staging", stage.table]
+def _stage_asset(table: str, contract, upstream: list[str], stage_fn) -> dg.AssetsDefinition:
+    """A staging table asset: run its stage, report the table, re-check its contract (blocking)."""
+    key = ["staging", table]
 
-    @dg.asset(key=key, group_name=GROUP, kinds={"duckdb"}, deps=[BUNDLE],
-              description=stage.contract.__doc__,
+    @dg.asset(key=key, group_name=GROUP, kinds={"duckdb"}, deps=[upstream], description=contract.__doc__,
               check_specs=[dg.AssetCheckSpec("meets_contract", asset=key, blocking=True)])
     def _asset(karte: KarteWarehouse):
         with closing(karte.connect()) as con:
-            staged, quarantined = stage_resources(con, stage, karte.settings().pseudonym_key)
+            staged, quarantined = stage_fn(con, karte.settings().pseudonym_key)
             yield dg.MaterializeResult(metadata=table_metadata(
-                con, f"staging.{stage.table}", stage.contract, staged=staged, quarantined=quarantined))
-            yield contract_check(con, f"staging.{stage.table}", stage.contract, key)
+                con, f"staging.{table}", contract, staged=staged, quarantined=quarantined))
+            yield contract_check(con, f"staging.{table}", contract, key)
 
-    _asset.__name__ = f"staging_{stage.table}"
+    _asset.__name__ = f"staging_{table}"
     return _asset
+
+
+def _clinical_asset(stage: ResourceStage) -> dg.AssetsDefinition:
+    return _stage_asset(stage.table, stage.contract, BUNDLE, lambda con, key: stage_resources(con, stage, key))
 
 
 def _line_asset(stage: LineStage) -> dg.AssetsDefinition:
-    key = ["staging", stage.table]
-
-    @dg.asset(key=key, group_name=GROUP, kinds={"duckdb"}, deps=[STRUCTURE],
-              description=stage.contract.__doc__,
-              check_specs=[dg.AssetCheckSpec("meets_contract", asset=key, blocking=True)])
-    def _asset(karte: KarteWarehouse):
-        with closing(karte.connect()) as con:
-            staged, quarantined = stage_lines(con, stage, karte.settings().pseudonym_key)
-            yield dg.MaterializeResult(metadata=table_metadata(
-                con, f"staging.{stage.table}", stage.contract, staged=staged, quarantined=quarantined))
-            yield contract_check(con, f"staging.{stage.table}", stage.contract, key)
-
-    _asset.__name__ = f"staging_{stage.table}"
-    return _asset
+    return _stage_asset(stage.table, stage.contract, STRUCTURE, lambda con, key: stage_lines(con, stage, key))
 
 
 clinical_assets = [_clinical_asset(s) for s in clinical_stages()]
