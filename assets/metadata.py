@@ -1,8 +1,13 @@
 """Materialisation metadata shared by every layer: row counts and column schemas (shown in the UI)."""
 
+import functools
+
 import dagster as dg
 import duckdb
 import pandera.polars as pa
+
+from pipelines.warehouse.connection import SCHEMA_SQL
+from pipelines.warehouse.tables import CORE_SQL
 
 
 def contract_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
@@ -38,3 +43,17 @@ def table_metadata(con: duckdb.DuckDBPyConnection, table: str, model=None, **ext
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     schema = contract_schema(model) if model is not None else table_schema(con, table)
     return {"dagster/row_count": rows, "dagster/column_schema": schema, "table": table, **extra}
+
+
+@functools.cache
+def _layout() -> duckdb.DuckDBPyConnection:
+    """An empty in-memory warehouse: the DDL's column types, available before any run."""
+    con = duckdb.connect()
+    con.execute(SCHEMA_SQL)
+    con.execute(CORE_SQL)
+    return con
+
+
+def declared_schema(table: str) -> dict:
+    """Definition-time metadata: the column schema of a table declared in the DDL (UI shows it unrun)."""
+    return {"dagster/column_schema": table_schema(_layout(), table)}

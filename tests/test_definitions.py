@@ -33,3 +33,12 @@ def test_full_run_passes_every_check(examples, inbox, tmp_path):
     again = run_all_assets(settings)
     assert again["success"] and again["ingest"]["records_in"] == 0
     assert again["ingest"]["files_skipped_duplicate"] == 2
+
+
+def test_column_schemas_are_declared_before_any_run():
+    specs = {spec.key.to_user_string(): spec for a in all_assets for spec in a.specs}
+    condition = specs["staging/condition"].metadata["dagster/column_schema"]
+    columns = {c.name: c for c in condition.columns}
+    assert "MEDIS 病名管理番号" in columns["medis_code"].description
+    core = specs["core/lab_result"].metadata["dagster/column_schema"]
+    assert {"patient_key", "jlac10_code", "category", "raw_id"} <= {c.name for c in core.columns}

@@ -5,7 +5,7 @@ from contextlib import closing
 
 import dagster as dg
 
-from assets.metadata import table_metadata
+from assets.metadata import declared_schema, table_metadata
 from pipelines.ingest.upsert import CORE_TABLES, CoreTable, upsert
 from pipelines.resources import KarteWarehouse
 
@@ -30,11 +30,12 @@ def _core_asset(spec: CoreTable) -> dg.AssetsDefinition:
         extra_specs = [["core", "document_section"], ["core", "document_resource"]]
 
     @dg.multi_asset(
-        specs=[dg.AssetSpec(key, group_name=GROUP, kinds={"duckdb"},
+        specs=[dg.AssetSpec(key, group_name=GROUP, kinds={"duckdb"}, metadata=declared_schema(f"core.{spec.table}"),
                             # clinical tables after core.patient, so the integrity check sees their patients
                             deps=[staging_key] + ([["core", "patient"]] if spec.table in CLINICAL else []),
                             description=f"core.{spec.table}: one row per {' × '.join(spec.identity)}.")]
         + [dg.AssetSpec(k, group_name=GROUP, kinds={"duckdb"}, deps=[["staging", k[1]]],
+                        metadata=declared_schema(f"core.{k[1]}"),
                         description=f"core.{k[1]} (written with core.document)") for k in extra_specs],
         check_specs=checks,
         name=f"core_{spec.table}",

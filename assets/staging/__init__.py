@@ -5,7 +5,7 @@ from contextlib import closing
 
 import dagster as dg
 
-from assets.metadata import table_exists, table_metadata
+from assets.metadata import contract_schema, table_exists, table_metadata
 from pipelines.ingest import structure
 from pipelines.ingest.bundles import stage_bundles
 from pipelines.ingest.documents import stage_documents
@@ -46,6 +46,7 @@ def bundle(karte: KarteWarehouse):
 
 @dg.multi_asset(specs=[
     dg.AssetSpec(["staging", "document"], group_name=GROUP, kinds={"duckdb"}, deps=[BUNDLE],
+                 metadata={"dagster/column_schema": contract_schema(contracts.StagedDocument)},
                  description="staging.document: one row per accepted document's Composition."),
     dg.AssetSpec(["staging", "document_section"], group_name=GROUP, kinds={"duckdb"}, deps=[BUNDLE],
                  description="staging.document_section: one row per section × entry reference."),
@@ -81,6 +82,7 @@ def _stage_asset(table: str, contract, upstream: list[str], stage_fn) -> dg.Asse
     key = ["staging", table]
 
     @dg.asset(key=key, group_name=GROUP, kinds={"duckdb"}, deps=[upstream], description=contract.__doc__,
+              metadata={"dagster/column_schema": contract_schema(contract)},
               check_specs=[dg.AssetCheckSpec("meets_contract", asset=key, blocking=True)])
     def _asset(karte: KarteWarehouse):
         with closing(karte.connect()) as con:
