@@ -31,17 +31,23 @@ def fhir_structure(karte: KarteWarehouse) -> dg.MaterializeResult:
 
 @dg.multi_asset(specs=[
     dg.AssetSpec(BUNDLE, group_name=GROUP, kinds={"duckdb"}, deps=[STRUCTURE],
-                 description="staging.bundle: one row per bundle with its envelope verdict (accepted or not)."),
+                 description="staging.bundle: one row per bundle with its envelope verdict (accepted or not).",
+                 metadata={"dagster/column_schema": contract_schema(contracts.StagedBundle)}),
     dg.AssetSpec(["staging", "patient"], group_name=GROUP, kinds={"duckdb"}, deps=[STRUCTURE],
-                 description="staging.patient: one row per accepted bundle's Patient (pseudonymised demographics)."),
-])
+                 description="staging.patient: one row per accepted bundle's Patient (pseudonymised demographics).",
+                 metadata={"dagster/column_schema": contract_schema(contracts.StagedPatient)}),
+], check_specs=[dg.AssetCheckSpec("meets_contract", asset=BUNDLE, blocking=True),
+                dg.AssetCheckSpec("meets_contract", asset=["staging", "patient"], blocking=True)])
 def bundle(karte: KarteWarehouse):
     """Bundle-level IG rules; a rejected bundle is quarantined whole."""
     with closing(karte.connect()) as con:
         result = stage_bundles(con, karte.settings().pseudonym_key)
         yield dg.MaterializeResult(asset_key=BUNDLE, metadata=table_metadata(
             con, "staging.bundle", bundles=result.rows_in, accepted=result.accepted, rejected=result.rejected))
-        yield dg.MaterializeResult(asset_key=["staging", "patient"], metadata=table_metadata(con, "staging.patient"))
+        yield dg.MaterializeResult(asset_key=["staging", "patient"],
+                                   metadata=table_metadata(con, "staging.patient", contracts.StagedPatient))
+        yield contract_check(con, "staging.bundle", contracts.StagedBundle, BUNDLE, key="bundle_key")
+        yield contract_check(con, "staging.patient", contracts.StagedPatient, ["staging", "patient"])
 
 
 @dg.multi_asset(specs=[
@@ -65,15 +71,15 @@ def document(karte: KarteWarehouse):
         yield contract_check(con, "staging.document", contracts.StagedDocument, ["staging", "document"])
 
 
-def contract_check(con, table: str, model, asset_key) -> dg.AssetCheckResult:
+def contract_check(con, table: str, model, asset_key, key: str = "raw_id") -> dg.AssetCheckResult:
     """The whole staging table still meets its contract (the stage enforced it row by row)."""
     if not table_exists(con, table):
         return dg.AssetCheckResult(asset_key=asset_key, check_name="meets_contract", passed=True,
                                    metadata={"rows": 0})
     frame = con.sql(f"SELECT * FROM {table}").pl()
-    failing = contracts.contract_failures(model, frame)
+    failing = contracts.contract_failures(model, frame, key=key)
     return dg.AssetCheckResult(asset_key=asset_key, check_name="meets_contract", passed=failing.is_empty(),
-                               metadata={"rows": frame.height, "failing_rows": failing["raw_id"].n_unique(),
+                               metadata={"rows": frame.height, "failing_rows": failing[key].n_unique(),
                                          "example": failing["message"].head(3).to_list()})
 
 

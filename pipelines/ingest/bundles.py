@@ -13,7 +13,7 @@ from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import record_outcomes
 from pipelines.ingest.tables import append
-from pipelines.validation import ig_rules
+from pipelines.validation import contracts, ig_rules
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 CONSUMER = "staging.bundle"
@@ -102,7 +102,19 @@ def stage_bundles(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> Stage
         return StageResult(0, 0, 0)
 
     failed = ig_rules.failures(frame, ig_rules.bundle_rules(), "bundle_key")
+    # The Patient of each bundle: demographics only (no identifier, name, address or phone). Its contract
+    # is part of the envelope: a bundle whose Patient breaks it is rejected whole.
+    patients = frame.filter(~pl.col("bundle_key").is_in(failed["bundle_key"].implode())).select(
+        pl.col("patient_raw_id").alias("raw_id"), "bundle_key", "patient_key", "gender", "birth_date",
+        pl.coalesce("address_state", pl.col("address_text").str.extract(r"^(\S+?[都道府県])", 1)).alias("prefecture_name"),
+        pl.col("patient_last_updated").alias("last_updated"),
+    )
+    patient_failed = contracts.contract_failures(contracts.StagedPatient, patients)
+    failed = pl.concat([failed, patient_failed.join(patients.select("raw_id", "bundle_key"), on="raw_id")
+                        .select("bundle_key", "rule_id", pl.format("Patient {}", pl.col("message")).alias("message"),
+                                "rule_order")])
     rejected_keys = failed["bundle_key"].unique()
+    patients = patients.filter(~pl.col("bundle_key").is_in(rejected_keys.implode()))
     staged = frame.select(
         "bundle_key", "file_id", "batch_id", "bundle_profile", "bundle_type",
         pl.col("identifier_value").alias("bundle_identifier"), "institution_number",
@@ -111,16 +123,10 @@ def stage_bundles(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> Stage
         "patient_key", "patient_raw_id", "patient_full_url", "patient_resource_id",
         ~pl.col("bundle_key").is_in(rejected_keys.implode()).alias("accepted"),
     )
-    # The Patient of each accepted bundle: demographics only (no identifier, name, address or phone).
-    patients = frame.filter(~pl.col("bundle_key").is_in(rejected_keys.implode())).select(
-        pl.col("patient_raw_id").alias("raw_id"), "patient_key", "gender", "birth_date",
-        pl.coalesce("address_state", pl.col("address_text").str.extract(r"^(\S+?[都道府県])", 1)).alias("prefecture_name"),
-        pl.col("patient_last_updated").alias("last_updated"),
-    )
     failures = failed.join(frame.select("bundle_key", "entry_count", "institution_number"), on="bundle_key")
     with transaction(con):
         append(con, "staging.bundle", staged)
-        append(con, "staging.patient", patients)
+        append(con, "staging.patient", contracts.select_columns(contracts.StagedPatient, patients))
         con.register("bundle_failure", failures)
         con.execute(
             """

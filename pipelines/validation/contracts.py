@@ -118,6 +118,38 @@ class StagedMedicationRequest(_Clinical):
     authored_on: str = _datetime("authoredOn")
 
 
+class StagedPatient(pa.DataFrameModel):
+    """staging.patient — one row per accepted bundle's Patient: pseudonym and demographics only."""
+
+    raw_id: int = pa.Field(description="raw.resource row of the Patient entry")
+    bundle_key: int = pa.Field(description="raw.bundle the Patient arrived in")
+    patient_key: str = pa.Field(str_matches=PATIENT_KEY_RE, description="HMAC-SHA256 pseudonym")
+    gender: str = pa.Field(isin=["male", "female", "other", "unknown"], description="Patient.gender (1.. in JP_Patient_eCS)")
+    birth_date: str = _datetime("Patient.birthDate (1.. in JP_Patient_eCS)", nullable=False)
+    prefecture_name: str = pa.Field(nullable=True, description="都道府県 from the address; the rest is dropped")
+    last_updated: str = _datetime("meta.lastUpdated", nullable=False)
+
+    class Config:
+        strict = False
+
+
+class StagedBundle(pa.DataFrameModel):
+    """staging.bundle — one row per submitted bundle with the envelope verdict."""
+
+    bundle_key: int = pa.Field(unique=True)
+    file_id: int = pa.Field()
+    bundle_profile: str = pa.Field(nullable=True, description="meta.profile without |version")
+    bundle_identifier: str = pa.Field(nullable=True, description="医療機関番号^西暦^ID")
+    institution_number: str = pa.Field(nullable=True, description="the sender, from the bundle identifier")
+    is_clins: bool = pa.Field(description="JP_Bundle_CLINS collection (vs a document)")
+    document_category: str = pa.Field(nullable=True, isin=["referral", "discharge-summary", "patient-summary"])
+    patient_key: str = pa.Field(nullable=True, str_matches=PATIENT_KEY_RE)
+    accepted: bool = pa.Field(description="false: the whole bundle is in ops.quarantine")
+
+    class Config:
+        strict = False
+
+
 class StagedDocument(_Provenance):
     """staging.document — one row per accepted document bundle's Composition."""
 
@@ -211,7 +243,7 @@ def contract_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame, key: 
                 pl.col(key),
                 pl.lit("K-CONTRACT").alias("rule_id"),
                 pl.format("column {} fails {}: {}", pl.col("column"), pl.col("check"),
-                          pl.col("failure_case").cast(pl.String)).alias("message"),
+                          pl.col("failure_case").cast(pl.String).fill_null("(missing)")).alias("message"),
                 pl.lit(100, dtype=pl.Int32).alias("rule_order"),
             )
         )

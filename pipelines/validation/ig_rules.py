@@ -53,7 +53,8 @@ def failures(frame: pl.DataFrame, rules: list[RowRule], key: str) -> pl.DataFram
         .select(
             pl.col(key),
             pl.lit(rule.rule_id).alias("rule_id"),
-            pl.format("{}: {}", pl.lit(RULES[rule.rule_id].title), _text(rule.detail)).alias("message"),
+            pl.format("{}: {}", pl.lit(RULES[rule.rule_id].title), _text(rule.detail))
+            .fill_null(RULES[rule.rule_id].title).alias("message"),
             pl.lit(order, dtype=pl.Int32).alias("rule_order"),
         )
         for order, rule in enumerate(rules)

@@ -109,3 +109,12 @@ def test_quarantine_row_names_file_position_and_raw_text(examples, inbox, wareho
         "FROM ops.quarantine WHERE rule_id = 'R9013O'").fetchone()
     assert row[:5] == ("fhir/obs.json", 1, 3, "1318814790-9990767-OBSLAB13883807672021070909210705-2", "1318814790")
     assert "【意図的エラー例】" in row[5]
+
+
+def test_patient_breaking_its_contract_rejects_the_whole_bundle(examples, inbox, warehouse):
+    bundle = load_example(VALID_BUNDLES[0])
+    del bundle["entry"][0]["resource"]["gender"]  # 1.. in JP_Patient_eCS; base FHIR allows its absence
+    summary, con = run_ingest(write_bundles(inbox, {"obs.json": bundle}), warehouse)
+    row = con.execute("SELECT scope, rule_id, message, record_count FROM ops.quarantine").fetchall()
+    assert len(row) == 1 and row[0][:2] == ("bundle", "K-CONTRACT") and "gender" in row[0][2]
+    assert row[0][3] == 5 and summary["records_quarantined"] == 5
