@@ -43,18 +43,38 @@ def _print_summary(summary: dict, reports: list[Path] | None = None) -> None:
         print("note: patient keys use the public DEVELOPMENT pseudonym key (set KARTE_PSEUDONYM_KEY in production)")
 
 
+class _StepBar:
+    """A progress bar over ingest steps on stderr (used only when stderr is a terminal)."""
+
+    def __init__(self):
+        from tqdm import tqdm
+
+        self._bar = tqdm(unit="step", file=sys.stderr, leave=False)
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.set_description(step)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.ingest.landing import InboxError
     from pipelines.ingest.run import ingest
     from pipelines.warehouse import WarehouseError, connect
 
     settings = load_settings(warehouse=args.warehouse, inbox=args.inbox)
+    bar = _StepBar() if sys.stderr.isatty() and not args.json else None
     try:
         con = connect(settings.warehouse)
         try:
-            summary = ingest(con, settings).as_dict()
+            summary = ingest(con, settings, progress=bar).as_dict()
         finally:
             con.close()
+            if bar:
+                bar.close()
     except (InboxError, WarehouseError) as exc:
         raise CliError(str(exc)) from exc
     if args.json:

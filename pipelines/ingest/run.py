@@ -72,11 +72,18 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
     return steps
 
 
-def ingest(con: duckdb.DuckDBPyConnection, settings: Settings) -> IngestSummary:
+def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
+           progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
+    """Run every step; `progress(step, done, total)` is called before each step (for a progress bar)."""
     batch_id = start_batch(con, str(settings.inbox))
+    steps = processing_steps(settings)
+    if progress:
+        progress("landing", 0, len(steps) + 1)
     landing = land_files(con, settings.inbox, batch_id)
     _maybe_crash("landing")
-    for name, step in processing_steps(settings):
+    for done, (name, step) in enumerate(steps, start=1):
+        if progress:
+            progress(name, done, len(steps) + 1)
         step(con)
         _maybe_crash(name)
     summary = summarise(con, batch_id)
