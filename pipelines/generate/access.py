@@ -45,7 +45,7 @@ def _uncovered_reason(events: list[ConsentEvent], viewer: str, kind: str, when: 
         return "no-consent"
     if ev.status != "active" or ev.provision != "permit":
         return "withdrawn"
-    if when < ev.start or (ev.end is not None and when > ev.end):
+    if when < ev.start or (ev.end is not None and when >= ev.end):
         return "outside-period"
     if ev.actors is not None and viewer not in ev.actors:
         return "facility-not-granted"
@@ -64,7 +64,7 @@ def make_accesses(rng: random.Random, patient: Patient, visits: list[Visit],
             continue
         ev = in_force(consents, v.when)
         usable = ev is not None and ev.status == "active" and ev.provision == "permit" and (
-            ev.end is None or v.when <= ev.end)
+            ev.end is None or v.when < ev.end)
         if not usable and rng.random() < 0.9:
             continue  # the reception checks consent first; only a few views slip through
         if usable and ev.actors is not None and v.inst not in ev.actors and rng.random() < 0.9:

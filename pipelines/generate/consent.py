@@ -3,7 +3,7 @@
 Semantics (the audit report must use the same): for a patient, the Consent in force at instant t is the one with
 the latest `dateTime` ≤ t (ties: the larger `id`). An access by facility F to kind K at t is covered iff that
 Consent exists, has status `active` and `provision.type` `permit`, t lies in `provision.period` (start ≤ t, and
-t ≤ end when an end is given), F is one of `provision.actor[].reference.identifier` (no actor = every facility),
+t < end when an end is given: half-open, as the warehouse's consent intervals), F is one of `provision.actor[].reference.identifier` (no actor = every facility),
 and K is one of the `provision.code` codings (system urn:karte:information-kind). A withdrawal is a Consent with
 status `inactive` and `provision.type` `deny`.
 """
@@ -43,7 +43,7 @@ def covers(events: Sequence[ConsentEvent], facility: str, kind: str, when: datet
     ev = in_force(events, when)
     if ev is None or ev.status != "active" or ev.provision != "permit":
         return False
-    if when < ev.start or (ev.end is not None and when > ev.end):
+    if when < ev.start or (ev.end is not None and when >= ev.end):
         return False
     if ev.actors is not None and facility not in ev.actors:
         return False
