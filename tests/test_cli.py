@@ -66,15 +66,19 @@ def test_bad_arguments_exit_2():
 def test_query_prints_csv_and_refuses_writes(examples, inbox, warehouse):
     write_bundles(inbox, {"obs.json": load_example("Bundle-Bundle-CLINS-Observations-Example-01.json")})
     assert karte("ingest", "--inbox", inbox, "--warehouse", warehouse).returncode == 0
-    done = karte("query", "SELECT clins_item, value_unit FROM core.lab_result ORDER BY identity_occurrence",
-                 "--warehouse", warehouse)
-    assert done.returncode == 0
+    done = karte("query", "SELECT clins_item, value_unit FROM shared.visible_lab_result('1318814790', now(), "
+                 "purpose := 'ETREAT') ORDER BY identity_occurrence", "--warehouse", warehouse)
+    assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[:2] == ["clins_item,value_unit", "ALB,mg/L"]
     for sql in ("DELETE FROM core.lab_result", "CREATE TABLE x AS SELECT 1",
-                f"COPY core.lab_result TO '{warehouse.parent / 'x.csv'}'", "SELECT * FROM read_csv('/etc/passwd')"):
+                f"COPY core.lab_result TO '{warehouse.parent / 'x.csv'}'", "SELECT * FROM read_csv('/etc/passwd')",
+                "SELECT * FROM core.lab_result", "SELECT * FROM raw.resource",
+                "SELECT * FROM query_table('core.lab_result')", "SELECT 1; SELECT 2"):
         refused = karte("query", sql, "--warehouse", warehouse)
         assert refused.returncode == 1 and "Traceback" not in refused.stderr, sql
     assert not (warehouse.parent / "x.csv").exists()
+    refused = karte("query", "SELECT count(*) FROM core.lab_result", "--warehouse", warehouse)
+    assert "shared.visible_" in refused.stderr
 
 
 def test_report_quality_names_facility_and_rule(examples, inbox, warehouse, tmp_path):

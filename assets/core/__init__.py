@@ -6,6 +6,7 @@ from contextlib import closing
 import dagster as dg
 
 from assets.metadata import declared_schema, table_metadata
+from pipelines.consent import intervals
 from pipelines.ingest.upsert import CORE_TABLES, CoreTable, upsert
 from pipelines.resources import KarteWarehouse
 
@@ -53,3 +54,19 @@ def _core_asset(spec: CoreTable) -> dg.AssetsDefinition:
 
 
 core_assets = [_core_asset(spec) for spec in CORE_TABLES]
+
+
+@dg.asset(key=["core", "consent_interval"], group_name=GROUP, kinds={"duckdb"}, deps=[["core", "consent_event"]],
+          metadata=declared_schema("core.consent_interval"),
+          check_specs=[dg.AssetCheckSpec("intervals_are_well_formed", asset=["core", "consent_interval"],
+                                         blocking=True)])
+def consent_interval(karte: KarteWarehouse):
+    """core.consent_interval: one row per permitting Consent × kind × grantee while it is in force."""
+    with closing(karte.connect()) as con:
+        written = intervals.derive_consent_intervals(con)
+        yield dg.MaterializeResult(metadata=table_metadata(con, "core.consent_interval", rows_written=written))
+        bad = con.execute("SELECT count(*) FROM core.consent_interval WHERE valid_to <= valid_from").fetchone()[0]
+        yield dg.AssetCheckResult(passed=bad == 0, metadata={"empty_or_inverted_intervals": bad})
+
+
+core_assets.append(consent_interval)

@@ -32,6 +32,8 @@ def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckD
         raise WarehouseError(f"cannot open warehouse {path}: {text.splitlines()[0]}") from exc
     except duckdb.Error as exc:
         raise WarehouseError(f"{path} is not a usable DuckDB warehouse: {str(exc).splitlines()[0]}") from exc
+    # Instants are stored with their offset; UTC as the session zone keeps derived values machine-independent.
+    con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         con.execute(SCHEMA_SQL)
         from pipelines.warehouse.tables import create_tables

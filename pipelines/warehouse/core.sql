@@ -213,3 +213,15 @@ CREATE TABLE IF NOT EXISTS core.access_event (
     kinds               VARCHAR[],
     raw_id              BIGINT PRIMARY KEY
 );
+
+-- grain: one row per permitting Consent × kind × grantee while that Consent is in force
+-- ([valid_from, valid_to) half-open; valid_to NULL = open; grantee NULL = every facility). Derived from
+-- core.consent_event by pipelines/consent/intervals.py; docs/consent.md states the rule.
+CREATE TABLE IF NOT EXISTS core.consent_interval (
+    patient_key         VARCHAR NOT NULL,
+    kind                VARCHAR NOT NULL,
+    grantee             VARCHAR,
+    valid_from          TIMESTAMPTZ NOT NULL,
+    valid_to            TIMESTAMPTZ,
+    consent_id          VARCHAR NOT NULL
+);

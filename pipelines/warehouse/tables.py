@@ -8,4 +8,7 @@ CORE_SQL = (Path(__file__).parent / "core.sql").read_text(encoding="utf-8")
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    from pipelines.consent.read_path import create_read_path
+
     con.execute(CORE_SQL)
+    create_read_path(con)

@@ -1,0 +1,1 @@
+"""Consent: event history → intervals (core.consent_interval) → the consent-keyed read path (schema shared)."""

@@ -1,0 +1,14 @@
+"""The one definition of "covered by consent", as an SQL predicate every read path and audit rule shares."""
+
+
+def covering_consent_sql(patient_key: str, kind: str, viewer: str, at: str) -> str:
+    """`EXISTS (...)`: some consent interval of that patient covers that kind, that viewer and that instant.
+
+    Arguments are SQL expressions (column names or literals). Intervals are half-open; a NULL grantee
+    means every facility.
+    """
+    return f"""EXISTS (
+        SELECT 1 FROM core.consent_interval ci
+        WHERE ci.patient_key = {patient_key} AND ci.kind = {kind}
+          AND (ci.grantee IS NULL OR ci.grantee = {viewer})
+          AND ci.valid_from <= {at} AND (ci.valid_to IS NULL OR {at} < ci.valid_to))"""
