@@ -113,7 +113,31 @@ def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_access_history(args: argparse.Namespace) -> int:
+    """What マイナポータル shows one patient; the identifier is hashed here and never stored."""
+    from pipelines.reports.access_history import PatientIdentifierError, access_history, render
+    from pipelines.warehouse import WarehouseError, connect
+
+    if not args.patient:
+        raise CliError("access-history needs --patient '保険者番号:記号:番号:枝番'")
+    settings = load_settings(warehouse=args.warehouse)
+    try:
+        con = connect(settings.warehouse, read_only=True)
+    except WarehouseError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        frame = access_history(con, args.patient, settings.pseudonym_key)
+    except PatientIdentifierError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        con.close()
+    sys.stdout.write(render(frame, "json" if args.json else args.format))
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.name == "access-history":
+        return cmd_access_history(args)
     from pipelines.reports.quality import write_quality_report
     from pipelines.warehouse import WarehouseError, connect
 
@@ -161,7 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("report", help="write a report (HTML + CSV) under data/reports/")
-    p.add_argument("name", choices=["quality"], help="quality: what each facility sent that was rejected, and why")
+    p.add_argument("name", choices=["quality", "access-history"],
+                   help="quality: what each facility sent that was rejected, and why; "
+                        "access-history: every access to one patient's record (--patient)")
+    p.add_argument("--patient", help="access-history: the patient's 被保険者個人識別子 (hashed, never stored)")
+    p.add_argument("--format", choices=["text", "csv", "json"], default="text", help="access-history output")
     _warehouse_arg(p)
     p.add_argument("--out", help="report folder (default $KARTE_REPORTS or data/reports)")
     p.add_argument("--json", action="store_true")
