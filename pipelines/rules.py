@@ -45,6 +45,8 @@ _RULES = [
     Rule("R1012", "bundle", "Patient lacks exactly one 被保険者個人識別子", "add one JP_Insurance_memberID identifier"),
     Rule("R1013", "bundle", "被保険者個人識別子 does not match 保険者番号8桁:記号:番号:枝番",
          "format the identifier like 00012345:あいう:１８７:05"),
+    Rule("K-CHECKUP-SUBJECT", "bundle", "eCheckup document does not identify the insured person",
+         "send the Coverage (記号・番号・枝番 extensions) and the insurer Organization (保険者番号)"),
     Rule("R1113", "bundle", "Patient name contains a full-width space (U+3000)",
          "separate family and given names with a half-width space"),
     # --- resource level -----------------------------------------------------------------------------------

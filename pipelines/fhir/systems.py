@@ -10,13 +10,8 @@ BUNDLE_EREFERRAL = "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_eR
 BUNDLE_EDISCHARGE = "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_eDischargeSummary"
 BUNDLE_EPCS = "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_ePCS"
 
-#: bundle profile → (expected Bundle.type, first entry resource type, document type code or None)
-ACCEPTED_BUNDLES: dict[str, tuple[str, str, str | None]] = {
-    BUNDLE_CLINS: ("collection", "Patient", None),
-    BUNDLE_EREFERRAL: ("document", "Composition", "57133-1"),
-    BUNDLE_EDISCHARGE: ("document", "Composition", "18842-5"),
-    BUNDLE_EPCS: ("document", "Composition", "56447-6"),
-}
+BUNDLE_ECHECKUP_CLINS = "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_eCheckupGeneral"
+BUNDLE_ECHECKUP = "http://jpfhir.jp/fhir/eCheckup/StructureDefinition/JP_Bundle_eCheckupGeneral"
 
 PATIENT_ECS = "http://jpfhir.jp/fhir/eCS/StructureDefinition/JP_Patient_eCS"
 PATIENT_ECS_CLINS = "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Patient_eCS"
@@ -34,6 +29,7 @@ INSURANCE_MEMBER_ID = "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberI
 INSTITUTION_NO = "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no"
 RESOURCE_INSTANCE_ID = "http://jpfhir.jp/fhir/core/IdSystem/resourceInstance-identifier"
 LOCAL_PATIENT_ID_PREFIX = "urn:oid:1.2.392.100495.20.3.51.1"
+INSURER_NUMBER = "urn:oid:1.2.392.100495.20.3.61"  # 保険者番号 (eCheckup insurer Organization)
 
 # --- Extensions -------------------------------------------------------------------------------------
 EXT_INSTITUTION_NUMBER = "http://jpfhir.jp/fhir/clins/Extension/StructureDefinition/JP_eCS_InstitutionNumber"
@@ -150,3 +146,6 @@ SECURITY_SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-ty
 V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"  # TREAT / ETREAT
 #: AuditEvent.entity.detail.type that carries the Karte information kind viewed (valueString = kind code)
 AUDIT_DETAIL_INFORMATION_KIND = "information-kind"
+#: Karte's own code system of staff roles (AuditEvent.agent.role of the user who viewed); the codes and which
+#: roles may view clinical data: data/reference/staff_roles.csv (docs/audit.md)
+STAFF_ROLE_SYSTEM = "urn:karte:staff-role"

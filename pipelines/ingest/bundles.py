@@ -8,6 +8,7 @@ import duckdb
 import polars as pl
 
 from pipelines.fhir import systems
+from pipelines.fhir.bundle_kinds import BUNDLE_KINDS
 from pipelines.ingest import structure
 from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
@@ -20,15 +21,12 @@ CONSUMER = "staging.bundle"
 #: how far (in raw_id) every raw row has had its bundle staged; resource stages read up to here
 RAW_CONSUMER = "staging.bundle@raw"
 
-DOCUMENT_CATEGORY = {
-    systems.BUNDLE_EREFERRAL: "referral",
-    systems.BUNDLE_EDISCHARGE: "discharge-summary",
-    systems.BUNDLE_EPCS: "patient-summary",
-}
-
 _EXPECTED = pl.DataFrame(
-    [(p, t, first, doc, DOCUMENT_CATEGORY.get(p)) for p, (t, first, doc) in systems.ACCEPTED_BUNDLES.items()],
-    schema=["bundle_profile", "expected_type", "expected_first", "expected_doc_type", "document_category"],
+    [(k.profile, k.bundle_type, k.first_entry, list(k.doc_types), k.category, k.bundle_identifier_rule,
+      k.member_id_from) for k in BUNDLE_KINDS.values()],
+    schema={"bundle_profile": pl.String, "expected_type": pl.String, "expected_first": pl.String,
+            "expected_doc_types": pl.List(pl.String), "document_category": pl.String,
+            "identifier_rule": pl.Boolean, "member_id_from": pl.String},
     orient="row",
 )
 
@@ -46,6 +44,29 @@ def _first_entry_sql(resource_type: str, lo: int, hi: int) -> str:
         WHERE resource_type = '{resource_type}' AND bundle_key > {lo} AND bundle_key <= {hi}
         QUALIFY row_number() OVER (PARTITION BY bundle_key ORDER BY entry_index) = 1
     """
+
+
+def _entries_sql(resource_type: str, lo: int, hi: int) -> str:
+    return f"""SELECT bundle_key, raw_id, full_url, resource FROM raw.resource
+               WHERE resource_type = '{resource_type}' AND bundle_key > {lo} AND bundle_key <= {hi}"""
+
+
+def _document_parties(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> pl.DataFrame:
+    """Per bundle: the first 医療機関番号 among its Organizations, and the insured person's identifier as an
+    eCheckup document states it (Coverage 記号/番号/枝番 + the payor's 保険者番号), NFKC-normalised."""
+    orgs = flatten(con, "organization", _entries_sql("Organization", lo, hi), ["bundle_key", "raw_id", "full_url"])
+    coverages = flatten(con, "coverage", _entries_sql("Coverage", lo, hi), ["bundle_key", "raw_id"])
+    institution = (orgs.filter(pl.col("institution_number").is_not_null()).sort("raw_id")
+                   .group_by("bundle_key", maintain_order=True).agg(pl.col("institution_number").first()
+                                                                   .alias("organization_institution")))
+    parts = [pl.col(c).str.normalize("NFKC").str.strip_chars() for c in ("insurer_number", "symbol", "number")]
+    member = (coverages.filter(pl.col("number").is_not_null())
+              .join(orgs.select("bundle_key", pl.col("full_url").alias("payor_reference"), "insurer_number"),
+                    on=["bundle_key", "payor_reference"], how="left")
+              .sort("raw_id").group_by("bundle_key", maintain_order=True).first()
+              .select("bundle_key", pl.concat_str([*parts, pl.col("branch").fill_null("").str.normalize("NFKC")],
+                                                  separator=":").alias("coverage_member_id")))
+    return institution.join(member, on="bundle_key", how="full", coalesce=True)
 
 
 def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> pl.DataFrame:
@@ -70,14 +91,16 @@ def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) 
         facts.join(envelopes, on="bundle_key", how="left")
         .join(patients, on="bundle_key", how="left")
         .join(compositions, on="bundle_key", how="left")
+        .join(_document_parties(con, lo, hi), on="bundle_key", how="left")
         .with_columns(bundle_profile=pl.col("profiles").list.first().str.replace(r"\|.*$", ""))
         .join(_EXPECTED, on="bundle_profile", how="left")
     )
-    member = pl.col("member_ids").list.first()
-    valid_member = (pl.col("member_ids").list.len() == 1) & member.str.contains(ig_rules.MEMBER_ID_RE)
+    member = pl.when(pl.col("member_id_from") == "coverage").then(pl.col("coverage_member_id")) \
+        .otherwise(pl.when(pl.col("member_ids").list.len() == 1).then(pl.col("member_ids").list.first()))
     frame = frame.with_columns(
-        valid_member_id=pl.when(valid_member).then(member),
-        institution_number=pl.col("identifier_value").str.extract(r"^([0-9]{10})\^", 1),
+        valid_member_id=pl.when(member.str.contains(ig_rules.MEMBER_ID_RE)).then(member),
+        institution_number=pl.coalesce(pl.col("identifier_value").str.extract(r"^([0-9]{10})\^", 1),
+                                       "organization_institution"),
     )
     return frame.with_columns(
         patient_key=patient_keys(frame["valid_member_id"], key),

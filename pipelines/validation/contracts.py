@@ -142,7 +142,8 @@ class StagedBundle(pa.DataFrameModel):
     bundle_identifier: str = pa.Field(nullable=True, description="医療機関番号^西暦^ID")
     institution_number: str = pa.Field(nullable=True, description="the sender, from the bundle identifier")
     is_clins: bool = pa.Field(description="JP_Bundle_CLINS collection (vs a document)")
-    document_category: str = pa.Field(nullable=True, isin=["referral", "discharge-summary", "patient-summary"])
+    document_category: str = pa.Field(nullable=True,
+                                      isin=["referral", "discharge-summary", "patient-summary", "checkup"])
     patient_key: str = pa.Field(nullable=True, str_matches=PATIENT_KEY_RE)
     accepted: bool = pa.Field(description="false: the whole bundle is in ops.quarantine")
 
@@ -157,8 +158,8 @@ class StagedDocument(_Provenance):
     patient_key: str = pa.Field(str_matches=PATIENT_KEY_RE)
     institution_number: str = pa.Field(str_matches=INSTITUTION_NUMBER_RE)
     document_identifier: str = pa.Field()
-    category: str = pa.Field(isin=["referral", "discharge-summary", "patient-summary"])
-    type_code: str = pa.Field(isin=["57133-1", "18842-5", "56447-6"])
+    category: str = pa.Field(isin=["referral", "discharge-summary", "patient-summary", "checkup"])
+    type_code: str = pa.Field(isin=["57133-1", "18842-5", "56447-6", "53576-5", "JPGCHKUP01"])
     subtype_code: str = pa.Field(nullable=True)
     title: str = pa.Field(nullable=True)
     status: str = pa.Field(isin=["preliminary", "final", "amended", "entered-in-error"])

@@ -34,6 +34,11 @@ def _text(expr: pl.Expr) -> pl.Expr:
     return expr.cast(pl.String).fill_null("(none)")
 
 
+def _shape(value: pl.Expr) -> pl.Expr:
+    """An identifier's shape (digits → 9, other characters → x): enough to fix it, nothing to leak."""
+    return value.str.replace_all(r"[0-9０-９]", "9").str.replace_all(r"[^9:\s]", "x")
+
+
 def _strip_versions(col: str) -> pl.Expr:
     return pl.col(col).list.eval(pl.element().str.replace(r"\|.*$", ""))
 
@@ -69,6 +74,7 @@ def bundle_rules() -> list[RowRule]:
     accepted = pl.col("expected_type").is_not_null()
     tag = pl.col("resource_type_tags")
     member_ids = pl.col("member_ids")
+    from_patient = accepted & (pl.col("member_id_from") == "patient").fill_null(False)
     return [
         RowRule("K-EMPTY-BUNDLE", pl.col("entry_count") == 0, pl.lit("Bundle.entry is empty")),
         RowRule("K-FHIR-STRUCTURE", pl.col("patient_structure_error").is_not_null(),
@@ -76,7 +82,8 @@ def bundle_rules() -> list[RowRule]:
         RowRule("K-PROFILE", ~accepted, pl.col("profiles").list.join(", ").fill_null("(no meta.profile)")),
         RowRule("K-BUNDLE-TYPE", accepted & (pl.col("bundle_type") != pl.col("expected_type")).fill_null(True),
                 pl.format("type {} for a {} bundle", _text(pl.col("bundle_type")), pl.col("expected_type"))),
-        RowRule("R2152", accepted & ((pl.col("identifier_system") != systems.BUNDLE_IDENTIFIER).fill_null(True)
+        RowRule("R2152", accepted & pl.col("identifier_rule").fill_null(True)
+                & ((pl.col("identifier_system") != systems.BUNDLE_IDENTIFIER).fill_null(True)
                                      | ~pl.col("identifier_value").str.contains(BUNDLE_IDENTIFIER_RE).fill_null(False)),
                 pl.format("{} | {}", _text(pl.col("identifier_system")), _text(pl.col("identifier_value")))),
         RowRule("R02142", clins & ((tag.list.len() != 1).fill_null(True)
@@ -91,21 +98,24 @@ def bundle_rules() -> list[RowRule]:
                 & (pl.col("entry_types").list.first() != pl.col("expected_first")),
                 pl.format("first entry is {}, expected {}", pl.col("entry_types").list.first(),
                           pl.col("expected_first"))),
-        RowRule("K-DOC-TYPE", accepted & pl.col("expected_doc_type").is_not_null()
-                & (pl.col("composition_type_code") != pl.col("expected_doc_type")).fill_null(True),
+        RowRule("K-DOC-TYPE", accepted & (pl.col("expected_doc_types").list.len() > 0)
+                & ~pl.col("expected_doc_types").list.contains(pl.col("composition_type_code")).fill_null(False),
                 pl.format("Composition.type {} (expected {})", _text(pl.col("composition_type_code")),
-                          pl.col("expected_doc_type"))),
+                          pl.col("expected_doc_types").list.join(" or "))),
         RowRule("K-DOC-SUBJECT", accepted & pl.col("patient_raw_id").is_null(), pl.lit("no Patient entry")),
         RowRule("R0212", accepted & pl.col("patient_raw_id").is_not_null()
                 & ~(_claims("patient_profiles", systems.PATIENT_ECS) | _claims("patient_profiles", systems.PATIENT_ECS_CLINS)),
                 pl.col("patient_profiles").list.join(", ").fill_null("(no meta.profile)")),
-        RowRule("R1012", accepted & pl.col("patient_raw_id").is_not_null() & (member_ids.list.len() != 1).fill_null(True),
+        RowRule("R1012", from_patient & pl.col("patient_raw_id").is_not_null()
+                & (member_ids.list.len() != 1).fill_null(True),
                 pl.format("{} JP_Insurance_memberID identifiers", member_ids.list.len().fill_null(0))),
-        RowRule("R1013", accepted & (member_ids.list.len() == 1).fill_null(False)
+        RowRule("R1013", from_patient & (member_ids.list.len() == 1).fill_null(False)
                 & ~member_ids.list.first().str.contains(MEMBER_ID_RE),
                 # The value itself is a raw identifier: show its shape, never the value.
-                pl.format("value shaped {}", member_ids.list.first().str.replace_all(r"[0-9０-９]", "9")
-                          .str.replace_all(r"[^9:\s]", "x"))),
+                pl.format("value shaped {}", _shape(member_ids.list.first()))),
+        RowRule("K-CHECKUP-SUBJECT", accepted & (pl.col("member_id_from") == "coverage")
+                & ~pl.col("coverage_member_id").str.contains(MEMBER_ID_RE).fill_null(False),
+                pl.format("insured person shaped {}", _shape(pl.col("coverage_member_id")).fill_null("(no Coverage)"))),
         RowRule("R1113", accepted & pl.col("name_texts").list.eval(pl.element().str.contains("\u3000")).list.any()
                 .fill_null(False),
                 pl.lit("full-width space in Patient.name.text")),

@@ -14,6 +14,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from pipelines.fhir import jlac10
 from pipelines.fhir import systems as S
+from pipelines.fhir.bundle_kinds import BUNDLE_KINDS
 from pipelines.generate import cli, generate
 from pipelines.generate.consent import ConsentEvent, covers
 from pipelines.generate.faults import ALL_KINDS, EXPECTED
@@ -130,9 +131,9 @@ def test_fault_rate_zero_injects_nothing(clean):
 def check_ig(bundle: dict) -> None:
     """The JP-CLINS checklist (domain_spec §1.7) on one clean bundle."""
     prof = profile(bundle)
-    assert prof in S.ACCEPTED_BUNDLES, prof
-    btype, first, doc_code = S.ACCEPTED_BUNDLES[prof]
-    assert bundle["type"] == btype and bundle["entry"][0]["resource"]["resourceType"] == first
+    assert prof in BUNDLE_KINDS, prof
+    kind = BUNDLE_KINDS[prof]
+    assert bundle["type"] == kind.bundle_type and bundle["entry"][0]["resource"]["resourceType"] == kind.first_entry
     assert bundle["identifier"]["system"] == S.BUNDLE_IDENTIFIER
     assert R2152.match(bundle["identifier"]["value"]), bundle["identifier"]["value"]
     assert bundle["meta"]["lastUpdated"] and bundle["timestamp"]
@@ -156,7 +157,7 @@ def check_ig(bundle: dict) -> None:
         assert rest and all(r["resourceType"] == tags[0] for r in rest)
     else:
         comp = bundle["entry"][0]["resource"]
-        assert comp["type"]["coding"][0]["code"] == doc_code and comp["status"] == "final"
+        assert comp["type"]["coding"][0]["code"] in kind.doc_types and comp["status"] == "final"
         assert comp["subject"]["reference"] == patient_url
         rest = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] in S.ENTRY_PROFILES]
     for r in rest:
@@ -359,7 +360,7 @@ def test_each_fault_is_where_the_manifest_says(faulty):
         if kind == "missing_profile":
             assert "profile" not in bundle["meta"]
         elif kind == "wrong_profile":
-            assert profile(bundle) not in S.ACCEPTED_BUNDLES
+            assert profile(bundle) not in BUNDLE_KINDS
         elif kind == "bad_bundle_identifier":
             assert not R2152.match(bundle["identifier"]["value"])
         elif kind == "bad_insurance_identifier":

@@ -50,7 +50,8 @@ def _bundle(**overrides) -> dict:
     row = {
         "bundle_key": 1, "entry_count": 3, "profiles": [systems.BUNDLE_CLINS + "|1"],
         "bundle_profile": systems.BUNDLE_CLINS, "expected_type": "collection", "expected_first": "Patient",
-        "expected_doc_type": None, "bundle_type": "collection", "identifier_system": systems.BUNDLE_IDENTIFIER,
+        "expected_doc_types": [], "identifier_rule": True, "member_id_from": "patient", "coverage_member_id": None,
+        "bundle_type": "collection", "identifier_system": systems.BUNDLE_IDENTIFIER,
         "identifier_value": "1318814790^2024^A1", "resource_type_tags": ["Condition"],
         "entry_types": ["Patient", "Condition", "Condition"], "composition_type_code": None,
         "patient_raw_id": 10, "patient_profiles": [systems.PATIENT_ECS], "member_ids": ["00012345:あいう:１８７:05"],
@@ -60,8 +61,9 @@ def _bundle(**overrides) -> dict:
     return row
 
 
-NULLABLE_TEXT = {c: pl.String for c in ("bundle_profile", "expected_type", "expected_first", "expected_doc_type",
-                                          "composition_type_code", "patient_structure_error")}
+NULLABLE_TEXT = {**{c: pl.String for c in ("bundle_profile", "expected_type", "expected_first", "coverage_member_id",
+                                             "composition_type_code", "patient_structure_error")},
+                 "expected_doc_types": pl.List(pl.String)}
 
 
 def bundle_failures(*rows: dict) -> list[tuple[int, str]]:
@@ -86,12 +88,14 @@ def test_valid_clins_bundle_breaks_no_rule():
     ({"member_ids": ["00012345:あいう:１８７:05", "00012345:x:1:01"]}, "R1012"),
     ({"member_ids": ["0012345:あいう:187:05"]}, "R1013"),
     ({"name_texts": ["牧野　爛漫"]}, "R1113"),
+    ({"member_id_from": "coverage", "coverage_member_id": "06123456:12345:67890:1"}, "K-CHECKUP-SUBJECT"),
 ])
 def test_each_bundle_rule_fires_on_its_fault(overrides, rule_id):
     assert (1, rule_id) in bundle_failures(_bundle(**overrides))
 
 
 def test_r1013_message_never_shows_the_identifier():
-    frame = pl.DataFrame([_bundle(member_ids=["0012345:あいう:187:05"])], schema_overrides=NULLABLE_TEXT)
+    frame = pl.DataFrame([_bundle(member_ids=["0012345:あいう:187:05"])],
+                         schema_overrides={**NULLABLE_TEXT, "profiles": pl.List(pl.String)})
     message = ig_rules.failures(frame, ig_rules.bundle_rules(), "bundle_key")["message"][0]
     assert "0012345" not in message and "あいう" not in message and "9999999:xxx:999:99" in message
