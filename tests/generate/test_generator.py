@@ -150,7 +150,7 @@ def check_ig(bundle: dict) -> None:
     assert {n["extension"][0]["valueCode"] for n in patient["name"]} == {"IDE", "SYL"}
     assert all("\u3000" not in n["text"] and " " in n["text"] for n in patient["name"])
     assert patient["gender"] and patient["birthDate"] and patient["address"][0]["text"]
-    if btype == "collection":
+    if kind.bundle_type == "collection":
         tags = [t["code"] for t in bundle["meta"]["tag"] if t["system"] == S.BUNDLE_RESOURCE_TYPE_CS]
         assert len(tags) == 1 and tags[0] in ("Condition", "AllergyIntolerance", "Observation")
         rest = [e["resource"] for e in bundle["entry"][1:]]
