@@ -120,6 +120,10 @@ def cmd_access_history(args: argparse.Namespace) -> int:
 
     if not args.patient:
         raise CliError("access-history needs --patient '保険者番号:記号:番号:枝番'")
+    if args.format not in (None, "text", "csv", "json"):  # --format is shared with `report adoption`
+        print(f"karte report: error: access-history --format is text, csv or json, got {args.format!r}",
+              file=sys.stderr)
+        return EXIT_USAGE
     settings = load_settings(warehouse=args.warehouse)
     try:
         con = connect(settings.warehouse, read_only=True)
@@ -131,11 +135,79 @@ def cmd_access_history(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     finally:
         con.close()
-    sys.stdout.write(render(frame, "json" if args.json else args.format))
+    sys.stdout.write(render(frame, "json" if args.json else args.format or "text"))
+    return EXIT_OK
+
+
+def cmd_report_audit(args: argparse.Namespace) -> int:
+    """`karte report audit`: findings over the access log (read-only), analysts' and security officer's files."""
+    from pipelines.audit.window import AuditWindowError
+    from pipelines.reports.audit import write_audit_report
+    from pipelines.warehouse import WarehouseError, connect
+
+    settings = load_settings(warehouse=args.warehouse, reports=args.out)
+    try:
+        con = connect(settings.warehouse, read_only=True)
+    except WarehouseError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        paths = write_audit_report(con, settings.reports, args.as_of, args.date_from, args.date_to)
+    except AuditWindowError as exc:
+        print(f"karte report: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps({"reports": [str(p) for p in paths]}))
+    else:
+        for path in paths:
+            print(f"report: {path}")
+    return EXIT_OK
+
+
+def _iso_day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def cmd_report_checkups(args: argparse.Namespace) -> int:
+    """`karte report checkups`: 特定健診 participation and results by prefecture, sex and age band."""
+    from pipelines.reports.checkups import CheckupReportError, build_checkup_report, write_checkup_report
+    from pipelines.warehouse import WarehouseError, connect
+
+    settings = load_settings(warehouse=args.warehouse, reports=args.out)
+    try:
+        con = connect(settings.warehouse, read_only=True)
+    except WarehouseError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        report = build_checkup_report(con, args.as_of, getattr(args, "fiscal_year", None))
+    except CheckupReportError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        con.close()
+    paths = write_checkup_report(report, settings.reports)
+    if args.json:
+        print(json.dumps({"reports": [str(p) for p in paths], "fiscal_year": report.fiscal_year}))
+    else:
+        for path in paths:
+            print(f"report: {path}")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.name == "checkups":
+        return cmd_report_checkups(args)
+    if args.name == "adoption":
+        from pipelines.reports.adoption.cli import run as run_adoption_report
+
+        return run_adoption_report(args)
+    if args.name == "audit":
+        return cmd_report_audit(args)
     if args.name == "access-history":
         return cmd_access_history(args)
     from pipelines.reports.quality import write_quality_report
@@ -159,13 +231,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.bench import cli as bench_cli
     from pipelines.generate import cli as generate_cli
+    from pipelines.views import cli as views_cli
 
     parser = argparse.ArgumentParser(prog="karte", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     generate_cli.add_parser(sub)
+    views_cli.add_parser(sub)
+    bench_cli.add_parser(sub)
 
     p = sub.add_parser("ingest", help="load new inbox files into the warehouse (no Dagster needed)")
     p.add_argument("--inbox", help="inbox folder (default $KARTE_INBOX or data/inbox)")
@@ -185,11 +261,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("report", help="write a report (HTML + CSV) under data/reports/")
-    p.add_argument("name", choices=["quality", "access-history"],
-                   help="quality: what each facility sent that was rejected, and why; "
-                        "access-history: every access to one patient's record (--patient)")
+    p.add_argument("name", choices=["quality", "access-history", "audit", "adoption", "checkups"],
+                   help="adoption: how far the rollout is from the 2030 target, per prefecture and facility type "
+                        "(--as-of, --format, --target-level, --target-date); "
+                        "quality: what each facility sent that was rejected, and why; "
+                        "access-history: every access to one patient's record (--patient); "
+                        "audit: who saw what and was it allowed (--as-of, --from, --to); "
+                        "checkups: 特定健診 participation and results by prefecture, sex and age band "
+                        "(--as-of, --fiscal-year)")
+    p.add_argument("--as-of", type=_iso_day, dest="as_of",
+                   help="audit: what the warehouse may know, up to the end of this JST day (default: latest access); "
+                        "adoption: the day the report is read on (default: the latest data day)")
+    p.add_argument("--from", type=_iso_day, dest="date_from", help="audit: first JST day of accesses audited")
+    p.add_argument("--to", type=_iso_day, dest="date_to", help="audit: last JST day of accesses audited (≤ --as-of)")
+    p.add_argument("--fiscal-year", type=int, dest="fiscal_year",
+                   help="checkups: the fiscal year (April–March) reported (default: the one holding --as-of, "
+                        "or today in Japan)")
     p.add_argument("--patient", help="access-history: the patient's 被保険者個人識別子 (hashed, never stored)")
-    p.add_argument("--format", choices=["text", "csv", "json"], default="text", help="access-history output")
+    p.add_argument("--format", help="access-history: text | csv | json (default text); "
+                                    "adoption: comma-separated html,csv,xlsx,parquet (default all four)")
+    p.add_argument("--target-level", type=float, dest="target_level",
+                   help="adoption: share of registered facilities connected that counts as the target (default 0.95)")
+    p.add_argument("--target-date", type=_iso_day, dest="target_date",
+                   help="adoption: the day the target level is due (default 2030-12-31)")
     _warehouse_arg(p)
     p.add_argument("--out", help="report folder (default $KARTE_REPORTS or data/reports)")
     p.add_argument("--json", action="store_true")

@@ -1,11 +1,14 @@
 """Jobs, schedule and sensor; and `run_all_assets`, the in-process run behind `karte run` / `make run`."""
 
 import hashlib
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from pipelines.config import Settings
 from pipelines.ingest.landing import InboxError, scan_inbox
+from pipelines.reports.adoption.report import TABLES as ADOPTION_TABLES
 from pipelines.resources import KarteWarehouse
 from pipelines.warehouse import WarehouseError, connect
 
@@ -16,6 +19,21 @@ ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.all()
 
 nightly_ingest = dg.ScheduleDefinition(job=ingest_job, cron_schedule="0 2 * * *", execution_timezone="Asia/Tokyo",
                                        name="nightly_ingest", default_status=dg.DefaultScheduleStatus.STOPPED)
+
+# The adoption report, month by month (also part of every full run, read on the latest data day).
+adoption_report_job = dg.define_asset_job(
+    "adoption_report_job", selection=dg.AssetSelection.assets(*[dg.AssetKey(["reports", n]) for n in ADOPTION_TABLES]),
+    executor_def=dg.in_process_executor, description="reports.adoption_*: the monthly adoption report.")
+
+
+@dg.schedule(job=adoption_report_job, cron_schedule="0 6 1 * *", execution_timezone="Asia/Tokyo",
+             default_status=dg.DefaultScheduleStatus.STOPPED)
+def monthly_adoption_report(context: dg.ScheduleEvaluationContext):
+    """On the 1st at 06:00 JST: the adoption report as of the last day of the month just ended."""
+    tick = context.scheduled_execution_time or datetime.now(UTC)
+    as_of = tick.astimezone(ZoneInfo("Asia/Tokyo")).date().replace(day=1) - timedelta(days=1)
+    return dg.RunRequest(run_key=f"adoption-{as_of}", tags={"karte/as_of": as_of.isoformat()},
+                         run_config={"ops": {"adoption_report": {"config": {"as_of": as_of.isoformat()}}}})
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)

@@ -91,6 +91,27 @@ _RULES = [
     Rule("K-CONSENT", "line", "Consent record cannot be used", "fix the field named in the message"),
     Rule("K-AUDIT", "line", "AuditEvent record cannot be used", "fix the field named in the message"),
     Rule("K-FACILITY", "line", "facility registry row cannot be used", "fix the column named in the message"),
+    # --- checkup files (pipelines/checkups): 特定健診 XML archives and eCheckup results ---------------------
+    # scope `document` = one person's CDA document inside an archive; `item` = one checkup item of a person
+    Rule("K-ZIP", "file", "checkup archive is not a readable, safe zip",
+         "send one plain (unencrypted) zip with relative member names and XML members of normal size"),
+    Rule("K-CHECKUP-NAME", "file", "checkup archive name is not <提出元>_<提出先>_<提出日><回数>_<実施区分>.zip",
+         "name the archive like 1312345678_01130012_202504150_1.zip (sender as in index.xml)"),
+    Rule("K-CHECKUP-COUNT", "file", "index.xml / summary.xml missing, unreadable or counting other than the "
+         "person documents held", "re-create the archive so totalRecordCount and totalSubjectCount match its files"),
+    Rule("K-XML", "document", "checkup XML is not well-formed", "re-send the complete document"),
+    Rule("K-XML-UNSAFE", "document", "checkup XML declares a DTD or entities (refused unexpanded)",
+         "send the XML without a DOCTYPE: the national format has none"),
+    Rule("K-CHECKUP", "document", "checkup document lacks a required header field",
+         "send the insured person's ids, sex, birth date, 健診実施日, program code, 健診機関番号 and document id"),
+    Rule("K-CHECKUP-ITEM", "item", "item code is not a 特定健診 item code (1.2.392.200119.6.1005)",
+         "code the item from the 特定健診項目コード list (第4期)"),
+    Rule("K-CHECKUP-RANGE", "item", "value outside the item's plausible input limits",
+         "check the value and its unit; flag results beyond the measurable range as LX / HX"),
+    Rule("K-CHECKUP-BMI", "item", "BMI does not match height and weight",
+         "send BMI = weight / height² (kg/m²) from the same measurements"),
+    Rule("K-CHECKUP-BP", "item", "systolic blood pressure below diastolic in the same reading",
+         "check the reading: systolic and diastolic may be swapped"),
 ]
 
 RULES: dict[str, Rule] = {r.rule_id: r for r in _RULES}

@@ -12,7 +12,7 @@ from tests.conftest import load_example, write_bundles
 def test_definitions_load_with_layer_groups():
     dg.Definitions.validate_loadable(defs)
     groups = {spec.group_name for a in all_assets for spec in a.specs}
-    assert groups == {"landing", "raw", "staging", "core", "ops", "reports"}
+    assert groups == {"landing", "raw", "staging", "core", "ops", "reports", "views"}
     keys = {key.to_user_string() for a in all_assets for key in a.keys}
     assert {"staging/condition", "core/lab_result", "core/consent_event", "reports/quality"} <= keys
     assert defs.get_job_def("ingest_job") is not None

@@ -11,7 +11,7 @@ from pipelines.ingest.upsert import CORE_TABLES, CoreTable, upsert
 from pipelines.resources import KarteWarehouse
 
 GROUP = "core"
-CLINICAL = {"condition", "allergy", "lab_result", "medication_request", "document"}
+CLINICAL = {"condition", "allergy", "lab_result", "medication_request", "document", "checkup_result"}
 
 
 def every_row_has_patient(con, table: str) -> dg.AssetCheckResult:

@@ -6,7 +6,7 @@ from contextlib import closing
 import dagster as dg
 
 from assets.metadata import contract_schema, table_exists, table_metadata
-from pipelines.ingest import structure
+from pipelines.ingest import checkups, structure
 from pipelines.ingest.bundles import stage_bundles
 from pipelines.ingest.documents import stage_documents
 from pipelines.ingest.lines import LINE_STAGES, LineStage, stage_lines
@@ -110,5 +110,7 @@ def _line_asset(stage: LineStage) -> dg.AssetsDefinition:
 
 
 clinical_assets = [_clinical_asset(s) for s in clinical_stages()]
+checkup_asset = _stage_asset("checkup_result", contracts.StagedCheckupResult, BUNDLE,
+                             lambda con, key: checkups.stage_checkups(con, key))
 line_assets = [_line_asset(s) for s in LINE_STAGES]
-staging_assets = [fhir_structure, bundle, document, *clinical_assets, *line_assets]
+staging_assets = [fhir_structure, bundle, document, *clinical_assets, checkup_asset, *line_assets]

@@ -14,7 +14,7 @@ import duckdb
 from pipelines.consent.coverage import covering_consent_sql
 
 #: core tables holding clinical rows (each has patient_key, category, is_tombstoned)
-CLINICAL_TABLES = ("condition", "allergy", "lab_result", "medication_request", "document")
+CLINICAL_TABLES = ("condition", "allergy", "lab_result", "medication_request", "document", "checkup_result")
 #: tables whose rows carry the IG flags (documents are headers; their entries carry the flags)
 FLAGGED_TABLES = ("condition", "allergy", "lab_result", "medication_request")
 

@@ -73,7 +73,8 @@ class Facility:
 
 
 def _check_digit(digits: str) -> str:
-    """Modulus-10 weight-2/1 check digit over the 6 digits of 郡市区番号 + 医療機関番号."""
+    """検証番号: modulus 10, weights 2·1 from the rightmost digit, products split (Luhn), over the nine digits
+    都道府県番号 + 点数表番号 + 郡市区番号 + 医療機関番号 (see pipelines/ingest/facility_registry.py for the evidence)."""
     total = 0
     for i, ch in enumerate(reversed(digits)):
         product = int(ch) * (2 if i % 2 == 0 else 1)
@@ -83,7 +84,8 @@ def _check_digit(digits: str) -> str:
 
 def institution_number(rng: random.Random, pref_code: str, dental: bool) -> str:
     body = f"{rng.randint(1, 60):02d}{rng.randint(1, 9999):04d}"
-    return f"{pref_code}{'3' if dental else '1'}{body}{_check_digit(body)}"
+    first_nine = f"{pref_code}{'3' if dental else '1'}{body}"
+    return f"{first_nine}{_check_digit(first_nine)}"
 
 
 def _doctor(rng: random.Random, inst: str, n: int) -> Doctor:

@@ -12,7 +12,7 @@ import orjson
 
 from pipelines.fhir import systems as S
 from pipelines.generate import faults as F
-from pipelines.generate.access import audit_event, make_accesses
+from pipelines.generate.checkups import write_checkups
 from pipelines.generate.clinical import (
     Counters,
     Ctx,
@@ -24,18 +24,18 @@ from pipelines.generate.clinical import (
     pick_conditions,
 )
 from pipelines.generate.codes import INFECTION_PANEL
-from pipelines.generate.common import JST, at, fhir_instant, new_uuid, rng_for
-from pipelines.generate.consent import consent_resource, make_consents
+from pipelines.generate.common import at, new_uuid, rng_for
 from pipelines.generate.documents import discharge_bundle, referral_bundle
 from pipelines.generate.facilities import Facility, make_facilities, write_registry
+from pipelines.generate.holdings import Holdings
+from pipelines.generate.logs import plan_consents, write_logs
 from pipelines.generate.patients import Patient, make_patients
 from pipelines.generate.schedule import Visit, plan_visits
 from pipelines.generate.validate import SelfCheck
-from pipelines.generate.writer import FhirFiles, MonthlyNdjson, dumps, gzip_bytes, prepare_out_dir
+from pipelines.generate.writer import FhirFiles, dumps, gzip_bytes, prepare_out_dir
 
 NDJSON_BATCH = 40  # bundles per .ndjson file at most
 RANDOM_GZIP_SHARE = 0.03
-CONSENT_SWAP_SHARE = 0.03  # neighbouring consent lines written out of order
 
 
 @dataclass
@@ -54,6 +54,7 @@ class GenerateSummary:
     faults: int
     fault_kinds: dict[str, int]
     validated_bundles: int = 0
+    checkups: int = 0  # person × checkup, both forms (pipelines/generate/checkups.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +66,7 @@ class GenerateSummary:
                 f"{self.patients} patients at {self.connected_facilities} of {self.facilities} facilities, plus "
                 f"{self.consents} consent events and {self.audit_events} access events "
                 f"({self.access_without_consent} without covering consent) in {self.out_dir}. "
+                f"Checkups: {self.checkups} (eCheckup bundles in fhir/, 特定健診 XML archives in checkups/). "
                 f"Injected faults: {self.faults} ({kinds}). Self-check validated {self.validated_bundles} bundles "
                 f"with fhir.resources R4B.")
 
@@ -74,6 +76,7 @@ class Item:
     bundle: dict
     patient: Patient
     kind: str  # Condition | AllergyIntolerance | Observation | referral | discharge | resend
+    recipient: str | None = None  # 紹介先 医療機関番号 of a referral
 
 
 @dataclass
@@ -132,6 +135,7 @@ class FhirWriter:
         self.bundle_counts: Counter = Counter()
         self.resource_counts: Counter = Counter()
         self.unforceable: list[str] = []
+        self.holdings = Holdings()
 
     # --- building ------------------------------------------------------------------------------------------
     def ctx(self, fac: Facility, p: Patient, when: datetime, submit_at: datetime, rng: random.Random) -> Ctx:
@@ -159,7 +163,8 @@ class FhirWriter:
         if v.referral_to:
             c = self.ctx(fac, p, v.when, v.submit_at, rng)
             c.by_identifier = False
-            items.append(Item(referral_bundle(c, self.fac[v.referral_to], pick_conditions(c, True)), p, "referral"))
+            items.append(Item(referral_bundle(c, self.fac[v.referral_to], pick_conditions(c, True)), p, "referral",
+                              v.referral_to))
         if v.admitted_on:
             c = self.ctx(fac, p, v.when, v.submit_at, rng)
             c.by_identifier, c.inpatient = False, True
@@ -197,6 +202,7 @@ class FhirWriter:
         file_kind = planner.choose(F.FILE_KINDS_NDJSON if nd else F.FILE_KINDS_JSON) if faults_allowed else None
         line_kinds: dict[int, str] = {}
         identifiers = []
+        fates: list[tuple[str | None, str | None]] = []  # per item: (fault kind, resource it hit)
         for idx, item in enumerate(group):
             b = item.bundle
             line = idx + 1 if nd else None
@@ -205,6 +211,7 @@ class FhirWriter:
             kind = None
             if faults_allowed and file_kind is None:
                 kind = planner.choose(F.applicable_bundle_kinds(b, nd))
+            hit = None
             if kind is None:
                 self.check.bundle(b)
             elif kind in F.LINE_KINDS:
@@ -216,13 +223,16 @@ class FhirWriter:
             elif kind in F.RESEND_KINDS:
                 self.check.bundle(b)
                 res = F.target_for(kind, b, frng)
+                hit = F.resource_id(res)
                 due = min(day + timedelta(days=frng.randint(7, 60)), max(self.end, day))
                 pending.append(Resend(kind, orjson.loads(orjson.dumps(res)), item.patient, due, rel, line, bid,
                                       datetime.fromisoformat(b["timestamp"])))
             else:
                 res = F.target_for(kind, b, frng)
                 detail = F.apply_resource_fault(kind, res, frng)
-                planner.record(kind, rel, line, bid, F.resource_id(res), **detail)
+                hit = F.resource_id(res)
+                planner.record(kind, rel, line, bid, hit, **detail)
+            fates.append((kind, hit))
         # serialize (+ line / file faults on the text)
         if nd:
             lines = []
@@ -238,6 +248,7 @@ class FhirWriter:
         if file_kind in ("truncated_json", "malformed_json", "not_utf8"):
             data, detail = self._text_fault(file_kind, data.decode("utf-8"), frng)
             planner.record(file_kind, rel, None, None if nd else identifiers[0], None, **detail)
+        self._hold(fac, group, fates, file_kind)
         payload = gzip_bytes(data) if gz else data
         self.files.write(rel.removeprefix("fhir/"), payload)
         self._count(rel, group)
@@ -249,6 +260,16 @@ class FhirWriter:
             self.file_counts[_ext(copy)] += 1
             planner.record("resubmitted_file", copy, None, None if nd else identifiers[0], None, duplicate_of=rel)
         return rel, identifiers
+
+    def _hold(self, fac: Facility, group: list[Item], fates: list[tuple[str | None, str | None]],
+              file_kind: str | None) -> None:
+        """Tell the holdings what of this file the warehouse will keep (see holdings.py)."""
+        file_lost = file_kind in ("truncated_json", "malformed_json", "not_utf8")
+        for item, (kind, hit) in zip(group, fates):
+            lost = file_lost or kind in F.LINE_KINDS or kind in F.BUNDLE_KINDS
+            excluded = {hit} if hit is not None and kind != "updated_resource" else set()
+            self.holdings.record(item.bundle, item.patient.index, fac.inst, item.recipient, lost=lost,
+                                 clean=kind is None and not file_lost, excluded=excluded)
 
     @staticmethod
     def _text_fault(kind: str, text: str, rng: random.Random) -> tuple[bytes, dict]:
@@ -315,7 +336,7 @@ class FhirWriter:
             elif kind in ("medication_uncoded", "unknown_general_order_code"):
                 c.by_identifier = False
                 target = next((f for f in self.facilities if f.inst != fac.inst), fac)
-                item = Item(referral_bundle(c, target, pick_conditions(c, True)), p, "referral")
+                item = Item(referral_bundle(c, target, pick_conditions(c, True)), p, "referral", target.inst)
             else:
                 ds = pick_conditions(c, True)
                 item = self._clins(c, "Condition", [condition(c, d, primary=i == 0) for i, d in enumerate(ds)])
@@ -401,29 +422,8 @@ def generate(out_dir: str | Path, facilities: int = 60, patients: int = 1500, se
     fac_by_inst = {f.inst: f for f in facs}
     check = SelfCheck(enabled=self_check)
 
-    # consent and access logs (per patient; months sorted at the end)
-    consent_out = MonthlyNdjson(out, "consent", "consent")
-    audit_out = MonthlyNdjson(out, "access", "audit")
-    rng_consent, rng_access = rng_for(seed, "consent"), rng_for(seed, "access")
-    uncovered: dict[str, dict] = {}
-    for p, visits in zip(pats, by_patient):
-        connected = [i for i in p.facilities if fac_by_inst[i].connected]
-        events = make_consents(rng_consent, visits, connected, end_dt)
-        for ev in events:
-            res = consent_resource(ev, p.insurance_id)
-            check.resource(res)
-            consent_out.add(f"{res['dateTime']}|{ev.id}", f"{ev.when:%Y%m}", dumps(res))
-        for a in make_accesses(rng_access, p, visits, events):
-            fac = fac_by_inst[a.viewer]
-            res = audit_event(a, p, fac)
-            check.resource(res)
-            audit_out.add(f"{res['recorded']}|{a.id}", f"{a.recorded:%Y%m}", dumps(res))
-            day = a.recorded.astimezone(JST).date()
-            if fac.first_view_on is None or day < fac.first_view_on:
-                fac.first_view_on = day
-            if not a.covered:
-                uncovered[a.id] = {"audit_event_id": a.id, "viewer": a.viewer, "kind": a.kind,
-                                   "purpose": a.purpose, "recorded": fhir_instant(a.recorded), "reason": a.reason}
+    # consents first (the FHIR writer does not need them; audit cases may add a withdrawal before any view)
+    consents = plan_consents(seed, pats, by_patient, fac_by_inst, end_dt)
 
     # FHIR bundles, facility by facility (a facility's day batch is the most held in memory)
     fw = FhirWriter(out, seed, fault_rate, d1, facs, pats, check)
@@ -433,13 +433,15 @@ def generate(out_dir: str | Path, facilities: int = 60, patients: int = 1500, se
             progress(n, len(facs))
     fw.force_missing()
 
-    consent_out.finalize(rng_for(seed, "consent-order"), CONSENT_SWAP_SHARE)
-    positions = audit_out.finalize(watch=set(uncovered))
-    access_without_consent = []
-    for aid, info in uncovered.items():
-        rel, line = positions[aid]
-        access_without_consent.append({"file": rel, "line": line, **info})
-    access_without_consent.sort(key=lambda r: (r["file"], r["line"]))
+    # checkup results: eCheckup bundles into fhir/ (care relationships into the holdings), XML archives into checkups/
+    checkup_out = write_checkups(out, seed, fault_rate, pats, facs, d0, d1, fw.files, check, fw.holdings)
+    fw.file_counts.update(checkup_out.file_counts)
+    fw.bundle_counts.update(checkup_out.bundle_counts)
+    fw.resource_counts.update(checkup_out.resource_counts)
+
+    # consent and access logs, with the audit truth (views name what the bundles left in the warehouse)
+    logs = write_logs(out, seed, pats, by_patient, fac_by_inst, consents, fw.holdings, d0, end_dt, check)
+    access_without_consent = logs.access_without_consent
     (out / "_tmp").rmdir()
 
     write_registry(out / "facilities" / "facility_registry.csv", facs)
@@ -453,8 +455,9 @@ def generate(out_dir: str | Path, facilities: int = 60, patients: int = 1500, se
             "files": {"total": sum(fw.file_counts.values()), **dict(sorted(fw.file_counts.items()))},
             "bundles": {"total": sum(fw.bundle_counts.values()), **dict(sorted(fw.bundle_counts.items()))},
             "resources": {"total": sum(fw.resource_counts.values()), **dict(sorted(fw.resource_counts.items()))},
-            "consents": consent_out.count, "audit_events": audit_out.count,
+            "consents": logs.consents, "audit_events": logs.audit_events,
             "access_without_consent": len(access_without_consent),
+            "audit_findings": len(logs.audit_truth),
             "faults": {"total": len(fw.planner.records), **dict(sorted(fault_kinds.items()))},
         },
         "notes": {
@@ -466,17 +469,30 @@ def generate(out_dir: str | Path, facilities: int = 60, patients: int = 1500, se
             "entered_in_error": "file/line/bundle_identifier = the re-send carrying entered-in-error; original = old",
             "resubmitted_file": "file = the byte-identical copy; duplicate_of = the original",
             "consent": "see pipelines/generate/consent.py: the latest Consent (dateTime) at the access time decides",
+            "audit_truth": "one entry per access with at least one expected audit finding (pipelines/audit/rules.py), "
+                           "as of the sample's last day over the whole sample; computed from the plan by "
+                           "pipelines/generate/audit_truth.py; case = the planted audit case (audit_cases.py)",
         },
         "faults": fw.planner.records,
         "forced_kinds_unavailable": fw.unforceable,
         "access_without_consent": access_without_consent,
+        "audit_cases": logs.audit_cases,
+        "audit_cases_unavailable": logs.audit_cases_unavailable,
+        "audit_truth": logs.audit_truth,
     }
+    # checkup faults stay apart from `faults` until the ingest handles checkup inputs (pipelines/generate/checkups.py)
+    manifest["counts"]["checkups"] = checkup_out.counts
+    manifest["notes"]["checkup_faults"] = ("file = fhir/… or checkups/…; item_codes = the items a correct validator "
+                                           "removes (quarantine_item); document_id = the checkup's identifier")
+    manifest["checkup_faults"] = checkup_out.faults
+    manifest["checkup_forced_kinds_unavailable"] = checkup_out.unavailable
     (out / "_manifest.json").write_bytes(dumps(manifest, pretty=True) + b"\n")
     return GenerateSummary(
         out_dir=str(out), facilities=len(facs), connected_facilities=sum(f.connected for f in facs),
         patients=len(pats), files=sum(fw.file_counts.values()), bundles=sum(fw.bundle_counts.values()),
         resources=sum(fw.resource_counts.values()), resources_by_type=dict(sorted(fw.resource_counts.items())),
-        consents=consent_out.count, audit_events=audit_out.count,
+        consents=logs.consents, audit_events=logs.audit_events,
         access_without_consent=len(access_without_consent), faults=len(fw.planner.records),
         fault_kinds=dict(sorted(fault_kinds.items())), validated_bundles=check.bundles_checked,
+        checkups=checkup_out.counts["checkups"],
     )

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import orjson
 
-OWNED = ("fhir", "consent", "access", "facilities", "_truth", "_tmp", "_manifest.json")
+OWNED = ("fhir", "consent", "access", "facilities", "checkups", "_truth", "_tmp", "_manifest.json")
 
 
 def dumps(obj, pretty: bool = False) -> bytes:

@@ -35,7 +35,9 @@ def supporting_entries_sql(lo: int, hi: int) -> str:
         WHERE b.accepted AND b.document_category IS NOT NULL AND r.raw_id > {lo} AND r.raw_id <= {hi}
           AND r.raw_id IS DISTINCT FROM b.composition_raw_id AND r.raw_id IS DISTINCT FROM b.patient_raw_id
           AND r.resource_type NOT IN {CLINICAL_TYPES}
-          AND NOT (r.resource_type = 'Observation' AND json_extract_string(r.resource, '$.meta.profile') LIKE '%{LAB_PROFILE}%')
+          -- lab Observations are 検査/感染症 and a checkup report's Observations are its results: not supporting
+          AND NOT (r.resource_type = 'Observation' AND (b.document_category = 'checkup'
+                   OR json_extract_string(r.resource, '$.meta.profile') LIKE '%{LAB_PROFILE}%'))
     """
 
 

@@ -13,8 +13,10 @@ import polars as pl
 from pipelines.warehouse import transaction
 
 #: inbox sub-folder → kind of input. Anything else (and names starting with `_` or `.`) is not input.
-INBOX_FOLDERS = {"fhir": "fhir", "consent": "consent", "access": "access", "facilities": "facilities"}
-_SENDER = re.compile(r"^([0-4][0-9][1-3][0-9]{7})[_.-]")
+INBOX_FOLDERS = {"fhir": "fhir", "consent": "consent", "access": "access", "facilities": "facilities",
+                 "checkups": "checkups"}
+#: a file name starting with a 10-digit 医療機関番号 (FHIR) or 機関番号 (特定健診 archives: 提出元_提出先_…)
+_SENDER = re.compile(r"^([0-9]{10})[_.-]")
 
 
 class InboxError(RuntimeError):

@@ -1,6 +1,7 @@
 """Staging of line-oriented inputs: Consent NDJSON, AuditEvent NDJSON and the facility registry CSV.
 Each line is one record; a bad line is quarantined alone (K-CONSENT / K-AUDIT / K-FACILITY)."""
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -8,7 +9,7 @@ import duckdb
 import polars as pl
 
 from pipelines.fhir.systems import INFORMATION_KINDS
-from pipelines.ingest import structure
+from pipelines.ingest import facility_registry, structure
 from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
@@ -54,13 +55,9 @@ def _access_rules() -> list[RowRule]:
 
 
 def _facility_rules() -> list[RowRule]:
-    inst = pl.col("institution_number")
-    return [
-        RowRule("K-FACILITY", ~inst.str.contains(ig_rules.INSTITUTION_NUMBER_RE).fill_null(False),
-                pl.format("医療機関番号 {} is not 10 digits (都道府県 01–47 + 点数表 1/3 + 7)", inst.fill_null("(none)"))),
-        RowRule("K-FACILITY", ~pl.col("facility_type").is_in(["hospital", "clinic", "dental"]).fill_null(False),
-                pl.format("facility_type {}", pl.col("facility_type").fill_null("(none)"))),
-    ]
+    # facility_registry.normalise_row names each problem by its column; one quarantine row per problem column
+    return [RowRule("K-FACILITY", pl.col(f"problem_{field}").is_not_null(), pl.col(f"problem_{field}"))
+            for field in facility_registry.PROBLEM_FIELDS]
 
 
 def _with_patient_key(frame: pl.DataFrame, key: bytes) -> pl.DataFrame:
@@ -72,30 +69,48 @@ def _prepare_consent(frame: pl.DataFrame, key: bytes) -> pl.DataFrame:
     return _with_patient_key(frame, key).rename({"resource_id": "consent_id"})
 
 
+def _resource_refs_json(frame: pl.DataFrame) -> pl.Series:
+    """JSON array of "<医療機関番号>|<resourceInstance identifier>" per AuditEvent (null when none are named).
+
+    A resource's identity is institution + identifier; the institution is the identifier's assigner. When the
+    assigners do not pair up one-to-one with the identifiers, every institution is recorded as unknown ("|id")
+    rather than guessed — the access stays in the audit trail either way.
+    """
+    ids, insts = pl.col("resource_identifiers"), pl.col("resource_institutions")
+    named = frame.select(
+        pl.int_range(pl.len()).alias("_row"), ids,
+        pl.when(ids.list.len() == insts.list.len()).then(insts)
+        .otherwise(ids.list.eval(pl.lit(""))).alias("_insts"),
+    ).filter(ids.list.len() > 0)
+    refs = (named.explode(["resource_identifiers", "_insts"])
+            .group_by("_row", maintain_order=True)
+            .agg(pl.concat_str([pl.col("_insts").fill_null(""), pl.lit("|"), "resource_identifiers"]).alias("refs")))
+    encoded = refs.select("_row", pl.col("refs").map_elements(lambda r: json.dumps(list(r), ensure_ascii=False),
+                                                              return_dtype=pl.String).alias("json"))
+    return (pl.DataFrame({"_row": range(frame.height)}, schema={"_row": pl.Int64})
+            .join(encoded.with_columns(pl.col("_row").cast(pl.Int64)), on="_row", how="left")["json"])
+
+
 def _prepare_access(frame: pl.DataFrame, key: bytes) -> pl.DataFrame:
     return _with_patient_key(frame, key).with_columns(
-        access_id=pl.col("resource_id"), kinds_text=pl.col("kinds").list.join(","))
+        access_id=pl.col("resource_id"), kinds_text=pl.col("kinds").list.join(","),
+        resource_refs_json=_resource_refs_json(frame))
 
 
 def _facility_source(lo: int, hi: int) -> str:
-    field = "nullif(trim(resource->>'$.{0}'), '') AS {0}"
-    names = ["institution_number", "facility_name", "facility_type", "bed_count", "applied_on", "connected_on",
-             "first_submission_on", "first_view_on"]
+    # Headers vary by bureau (医療機関番号 / institution_number …): the row is mapped in _prepare_facility.
     return f"""
-        SELECT raw_id, bundle_key, file_id, {', '.join(field.format(n) for n in names)}
+        SELECT raw_id, bundle_key, file_id, resource::VARCHAR AS row_json
         FROM raw.resource WHERE resource_type = '{FACILITY_ROW}' AND raw_id > {lo} AND raw_id <= {hi}
     """
 
 
 def _prepare_facility(frame: pl.DataFrame, key: bytes) -> pl.DataFrame:
-    # Registries are typed by hand: full-width digits (０１２) are normalised before any check.
-    inst = pl.col("institution_number").str.normalize("NFKC").str.strip_chars()
-    return frame.with_columns(institution_number=inst).with_columns(
-        prefecture_code=pl.col("institution_number").str.slice(0, 2),
-        score_table=pl.col("institution_number").str.slice(2, 1),
-        facility_type=pl.col("facility_type").str.strip_chars().str.to_lowercase(),
-        bed_count=pl.col("bed_count").str.normalize("NFKC").cast(pl.Int64, strict=False),
-    )
+    # Registries are typed by hand: headers, full-width digits, separators and dates are normalised first.
+    rows = facility_registry.normalise_json_rows(frame["row_json"].to_list())
+    schema = {c: pl.String for c in facility_registry.HEADER_ALIASES} | {"bed_count": pl.Int64} | {
+        f"problem_{f}": pl.String for f in facility_registry.PROBLEM_FIELDS}
+    return pl.concat([frame.drop("row_json"), pl.DataFrame(rows, schema=schema)], how="horizontal")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from pipelines.warehouse import transaction
 LINE_RESOURCE = {"fhir": "Bundle", "consent": "Consent", "access": "AuditEvent"}
 LINE_RULE = {"fhir": "K-NOT-BUNDLE", "consent": "K-CONSENT", "access": "K-AUDIT"}
 FACILITY_ROW = "FacilityRegistryRow"
+#: one person's 特定健診 CDA document from an archive: {"member": zip member name, "cda": XML text}
+CHECKUP_DOCUMENT = "CheckupDocument"
 
 #: flush a transaction after this many input bytes, so memory is bounded by the group, not the inbox
 GROUP_BYTES = 64 * 1024**2
@@ -87,8 +89,26 @@ def _quarantine_unit(buf: _RawBuffer, file_id: int, path: str, kind: str, unit: 
     )
 
 
+def _read_archive(buf: _RawBuffer, file_id: int, full: Path, path: str) -> None:
+    """A 特定健診 ZIP: one raw row per person document, or the whole archive quarantined (bad zip, bad
+    index/summary, counts that do not match what it holds)."""
+    from pipelines.checkups.archive import read_archive
+
+    archive = read_archive(full)
+    if archive.error:
+        rule_id, message = archive.error
+        _quarantine_unit(buf, file_id, path, "checkups", Unit(None, None, rule_id=rule_id, message=message))
+        return
+    for position, (member, xml) in enumerate(archive.documents, start=1):
+        buf.add_resource(file_id, position, None, None, member, CHECKUP_DOCUMENT,
+                         orjson.dumps({"member": member, "cda": xml}).decode())
+
+
 def _read_file(buf: _RawBuffer, file_id: int, inbox: Path, path: str, kind: str) -> None:
     full = inbox / path
+    if kind == "checkups":
+        _read_archive(buf, file_id, full, path)
+        return
     if kind == "facilities":
         for unit in read_csv_rows(full):
             if unit.ok:

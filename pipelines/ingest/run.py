@@ -13,7 +13,7 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.consent import intervals
-from pipelines.ingest import structure
+from pipelines.ingest import checkups, structure
 from pipelines.ingest.bundles import stage_bundles
 from pipelines.ingest.documents import stage_documents
 from pipelines.ingest.landing import land_files
@@ -68,6 +68,7 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
         ("staging.document", stage_documents),
     ]
     steps += [(s.consumer, lambda con, s=s: stage_resources(con, s, key)) for s in clinical_stages()]
+    steps.append((checkups.CONSUMER, lambda con: checkups.stage_checkups(con, key)))
     steps += [(s.consumer, lambda con, s=s: stage_lines(con, s, key)) for s in LINE_STAGES]
     steps += [(t.consumer, lambda con, t=t: upsert(con, t)) for t in CORE_TABLES]
     steps.append((intervals.CONSUMER, intervals.derive_consent_intervals))

@@ -2,11 +2,15 @@
 an older or equal version is counted as a duplicate; entered-in-error becomes a tombstone. Every
 staged record gets exactly one ops.record_outcome row, in the same transaction as the upsert."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
 
+from pipelines.audit.chain import chain_new_rows
 from pipelines.config import REFERENCE_DIR
+from pipelines.fhir.systems import INSTITUTION_NO
+from pipelines.ingest.facility_registry import BED_BAND_SQL
 from pipelines.ingest.quarantine import record_outcomes
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
@@ -25,6 +29,8 @@ class CoreTable:
     policy: str = "versioned"
     #: the stage whose watermark bounds what this table may read (default: its staging table's)
     upstream: str | None = None
+    #: runs in the upsert's transaction right after the insert (access_event: extend the hash chain)
+    after_insert: Callable[[duckdb.DuckDBPyConnection], object] | None = None
 
     @property
     def staging_table(self) -> str:
@@ -101,6 +107,8 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
                 "duplicate", f"core.{spec.table}")
             if spec.table == "document":
                 _apply_document_children(con, lo, hi)
+            if spec.after_insert is not None:
+                spec.after_insert(con)
         set_watermark(con, spec.consumer, hi)
     return counts
 
@@ -123,7 +131,24 @@ def _apply_document_children(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -
                     "loaded", "core.document_resource")
 
 
+#: 紹介先 of a referral: the 医療機関番号 of the Organization its section 910 points to, in the same bundle
+_RECIPIENT_INSTITUTION = f"""(
+    SELECT list_filter(from_json(e.resource->'$.identifier', '[{{"system": "VARCHAR", "value": "VARCHAR"}}]'),
+                       i -> i.system = '{INSTITUTION_NO}')[1].value
+    FROM raw.resource e WHERE e.bundle_key = winner.bundle_key AND e.full_url = winner.recipient_reference
+      AND e.resource_type = 'Organization' LIMIT 1)"""
 CLINICAL_IDENTITY = ("institution_number", "resource_identifier", "identity_occurrence")
+def _add_checkup_patients(con: duckdb.DuckDBPyConnection) -> None:
+    """Examinees known only from 特定健診 XML (no FHIR Patient) still need their core.patient row."""
+    con.execute("""
+        INSERT INTO core.patient (patient_key, gender, birth_year, birth_month, raw_id)
+        SELECT patient_key, any_value(sex), year(try_cast(any_value(birth_date) AS DATE)),
+               month(try_cast(any_value(birth_date) AS DATE)), min(raw_id)
+        FROM winner WHERE patient_key NOT IN (SELECT patient_key FROM core.patient)
+        GROUP BY patient_key
+    """)
+
+
 _CLINICAL_TOMBSTONE = f"s.verification_status = {ENTERED_IN_ERROR}"
 _PREFECTURES = (REFERENCE_DIR / "prefectures.csv").as_posix()
 
@@ -143,8 +168,10 @@ CORE_TABLES = [
               renames={"order_category": "category_code"}),
     CoreTable("document", ("document_key",), f"s.status = {ENTERED_IN_ERROR}", renames={
         "entry_count": "(SELECT b.entry_count FROM raw.bundle b WHERE b.bundle_key = winner.bundle_key)",
+        "recipient_institution": _RECIPIENT_INSTITUTION,
     }),
     CoreTable("facility", ("institution_number",), policy="latest", renames={
+        "bed_band": BED_BAND_SQL,
         "applied_on": "try_cast(applied_on AS DATE)", "connected_on": "try_cast(connected_on AS DATE)",
         "first_submission_on": "try_cast(first_submission_on AS DATE)",
         "first_view_on": "try_cast(first_view_on AS DATE)",
@@ -153,8 +180,12 @@ CORE_TABLES = [
         "event_time": "try_cast(event_time AS TIMESTAMPTZ)", "period_start": "try_cast(period_start AS TIMESTAMPTZ)",
         "period_end": "try_cast(period_end AS TIMESTAMPTZ)",
     }),
+    # the same checkup in either form is one row; a re-sent report replaces the earlier one
+    CoreTable("checkup_result", ("patient_key", "checkup_date", "program", "item_code"), policy="latest",
+              after_insert=_add_checkup_patients),
     CoreTable("access_event", ("access_id",), policy="immutable", renames={
         "recorded": "try_cast(recorded AS TIMESTAMPTZ)",
         "kinds": "CASE WHEN kinds_text IS NULL OR kinds_text = '' THEN []::VARCHAR[] ELSE string_split(kinds_text, ',') END",
-    }),
+        "resource_refs": "coalesce(from_json(resource_refs_json, '[\"VARCHAR\"]'), []::VARCHAR[])",
+    }, after_insert=chain_new_rows),
 ]

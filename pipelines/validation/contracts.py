@@ -5,6 +5,8 @@ The IG's own rules run earlier (ig_rules.py); contracts are the last guard on ty
 formats before a row can reach core.
 """
 
+import datetime
+
 import pandera.polars as pa
 import polars as pl
 
@@ -166,6 +168,38 @@ class StagedDocument(_Provenance):
     document_date: str = _datetime("Composition.date")
     version_number: str = pa.Field(nullable=True)
     last_updated: str = _datetime("meta.lastUpdated")
+    recipient_reference: str = pa.Field(nullable=True, description="紹介先: entry reference of the section 910 "
+                                        "Organization (resolved to recipient_institution in core)")
+
+
+class StagedCheckupResult(pa.DataFrameModel):
+    """staging.checkup_result — one row per person × checkup × item, from eCheckup FHIR or 特定健診 XML."""
+
+    raw_id: int = pa.Field(description="raw record: the Observation, or the person's CDA document")
+    bundle_key: int = pa.Field(nullable=True, description="raw.bundle of a FHIR report (null for XML)")
+    file_id: int = pa.Field(description="ops.file_manifest file it arrived in")
+    patient_key: str = pa.Field(str_matches=PATIENT_KEY_RE, description="HMAC-SHA256 pseudonym of the examinee")
+    category: str = pa.Field(isin=["checkup"])
+    sex: str = pa.Field(nullable=True, description="as sent (male / female)")
+    birth_date: str = _datetime("birth date (kept in staging for core.patient, not in core)")
+    checkup_date: datetime.date = pa.Field(description="健診実施日")
+    program: str = pa.Field(description="健診プログラムサービスコード (010 特定健診 …)")
+    program_name: str = pa.Field(nullable=True)
+    institution_number: str = pa.Field(nullable=True, description="the examining institution (健診機関)")
+    document_id: str = pa.Field(nullable=True, description="CDA id / Composition.identifier")
+    item_code: str = pa.Field(str_matches=r"^[0-9A-Z]{17}$", description="特定健診項目コード (1.2.392.200119.6.1005)")
+    item_name: str = pa.Field(nullable=True)
+    value_type: str = pa.Field(nullable=True, isin=["PQ", "CD", "CO", "ST"])
+    value_number: float = pa.Field(nullable=True)
+    value_unit: str = pa.Field(nullable=True, description="UCUM")
+    value_code: str = pa.Field(nullable=True)
+    value_code_system: str = pa.Field(nullable=True)
+    value_text: str = pa.Field(nullable=True)
+    interpretation: str = pa.Field(nullable=True, description="H / L / N / LX (入力下限以下) / HX (入力上限以上)")
+    source_form: str = pa.Field(isin=["fhir", "xml"])
+
+    class Config:
+        strict = False
 
 
 class StagedConsent(_Provenance):
@@ -193,17 +227,29 @@ class StagedAccessEvent(_Provenance):
     action: str = pa.Field(nullable=True, isin=["C", "R", "U", "D", "E"])
     outcome: str = pa.Field(nullable=True)
     kinds_text: str = pa.Field(nullable=True, description="kinds viewed, comma-separated")
+    # No format checks on who viewed: an access must never drop out of the audit trail over a secondary field;
+    # a missing or unknown role is kept and flagged by the audit (A-ROLE).
+    staff_id: str = pa.Field(nullable=True, description="staff member who viewed: facility-local practitioner id "
+                                                        "(kept: not a patient identifier)")
+    staff_role: str = pa.Field(nullable=True, description="urn:karte:staff-role code (data/reference/staff_roles.csv)")
+    resource_refs_json: str = pa.Field(nullable=True, description='resources viewed, JSON array of '
+                                       '"<医療機関番号>|<resourceInstance identifier>" ("|id" when the institution is '
+                                       'not given); null when the log names none')
 
 
 class StagedFacility(_Provenance):
-    """staging.facility — one row per registry CSV row."""
+    """staging.facility — one row per registry CSV row, its headers mapped and values normalised
+    (pipelines/ingest/facility_registry.py: bureau headers, full-width digits, 7-digit codes, 和暦 dates)."""
 
-    institution_number: str = pa.Field(str_matches=INSTITUTION_NUMBER_RE)
-    facility_name: str = pa.Field(nullable=True)
-    prefecture_code: str = pa.Field(str_matches=r"^(0[1-9]|[1-3][0-9]|4[0-7])$")
+    institution_number: str = pa.Field(str_matches=INSTITUTION_NUMBER_RE,
+                                       description="医療機関番号: 都道府県 2 + 点数表 1 + 医療機関コード 7 (検証番号 checked)")
+    facility_name: str = pa.Field(nullable=True, description="医療機関名称")
+    prefecture_code: str = pa.Field(str_matches=r"^(0[1-9]|[1-3][0-9]|4[0-7])$",
+                                    description="JIS 都道府県コード (= the number's first two digits)")
     score_table: str = pa.Field(isin=["1", "3"], description="点数表: 1 医科, 3 歯科")
-    facility_type: str = pa.Field(isin=["hospital", "clinic", "dental"])
-    bed_count: int = pa.Field(nullable=True, ge=0)
+    facility_type: str = pa.Field(isin=["hospital", "clinic", "dental"],
+                                  description="病院 / 一般診療所 / 歯科診療所")
+    bed_count: int = pa.Field(nullable=True, ge=0, description="病床数 (all wards); required for hospitals (≥ 20)")
     applied_on: str = _datetime("申請日")
     connected_on: str = _datetime("接続日")
     first_submission_on: str = _datetime("初回送信日")

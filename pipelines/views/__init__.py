@@ -4,6 +4,6 @@ from pipelines.views import compile_view, ViewError, load_view
 sql = compile_view(view, "raw.resource", carry=("raw_id",))
 """
 
-from .compiler import ViewError, compile_view, load_view
+from .compiler import OutColumn, ViewError, compile_view, load_view, view_columns
 
-__all__ = ["ViewError", "compile_view", "load_view"]
+__all__ = ["OutColumn", "ViewError", "compile_view", "load_view", "view_columns"]

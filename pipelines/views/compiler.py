@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,11 @@ import orjson
 
 from .fhirpath import SQL_TYPE_OF_FHIR, Env, FhirPath, FhirPathError, Scope, Val, sql_str
 
-__all__ = ["ViewError", "compile_view", "load_view"]
+__all__ = ["OutColumn", "ViewError", "compile_view", "load_view", "view_columns"]
+
+#: Compilations at most: each one after the first fetches as JSON the elements the previous one found
+#: needed as JSON (see fhirpath.py, "Typed navigation"); views need two or three.
+MAX_PASSES = 12
 
 #: How deep ``repeat`` follows its paths. Deeper data raises a query-time error instead of being
 #: silently cut (DuckDB lambdas cannot recurse, so the traversal is unrolled this many times).
@@ -59,8 +63,13 @@ class ViewError(Exception):
 
 @dataclass(frozen=True)
 class OutColumn:
+    """One output column: its name, DuckDB type and the view's description of it."""
+
     name: str
     sql_type: str
+    # Not part of equality: unionAll branches must agree on names and types, not on prose.
+    description: str = field(default="", compare=False)
+    path: str = field(default="", compare=False)
 
 
 @dataclass
@@ -83,6 +92,15 @@ def compile_view(view: dict, source: str, *, carry: Sequence[str] = ()) -> str:
     ``carry`` names columns of ``source`` copied into every output row, before the view's columns.
     Raises ViewError when the view is invalid.
     """
+    return _compile(view, source, carry)[0]
+
+
+def view_columns(view: dict) -> list[OutColumn]:
+    """The view's output columns in order (name, DuckDB type, description); raises ViewError."""
+    return _compile(view, "__columns__", ())[1]
+
+
+def _compile(view: dict, source: str, carry: Sequence[str]) -> tuple[str, list[OutColumn]]:
     if not isinstance(view, dict):
         raise ViewError("view: must be a JSON object")
     resource_type = view.get("resource")
@@ -90,19 +108,27 @@ def compile_view(view: dict, source: str, *, carry: Sequence[str] = ()) -> str:
         raise ViewError("resource: required, a FHIR resource type name such as 'Patient'")
     selections = _list_of_objects(view, "select", "select", required=True)
     carry = _checked_carry(carry)
+    constants = _constants(view)
 
-    env = Env(resource_type, constants=_constants(view))
-    walker = _Walker(FhirPath(env))
-    root = Scope(env.root())
-    rows = walker.body({"select": selections}, root, "")
-    conditions = [
-        walker.condition(entry, root, f"where[{i}]")
-        for i, entry in enumerate(_list_of_objects(view, "where", "where"))
-    ]
-    for name in carry:
-        if any(c.name == name for c in rows.columns):
-            raise ViewError(f"carry: column '{name}' is also a column of the view")
-    return _assemble(source, carry, rows, conditions, env, walker)
+    json_keys: frozenset[tuple[str, ...]] = frozenset()
+    for _ in range(MAX_PASSES):
+        env = Env(resource_type, constants=constants, json_keys=json_keys)
+        walker = _Walker(FhirPath(env))
+        root = Scope(env.root())
+        rows = walker.body({"select": selections}, root, "")
+        conditions = [
+            walker.condition(entry, root, f"where[{i}]")
+            for i, entry in enumerate(_list_of_objects(view, "where", "where"))
+        ]
+        for name in carry:
+            if any(c.name == name for c in rows.columns):
+                raise ViewError(f"carry: column '{name}' is also a column of the view")
+        sql = _assemble(source, carry, rows, conditions, env, walker)
+        needed = env.marked_keys(sql)
+        if not needed:
+            return sql, list(rows.columns)
+        json_keys |= needed
+    raise ViewError("select: the typed compilation did not settle (an internal error; please report the view)")
 
 
 def load_view(path: str | Path) -> dict:
@@ -143,9 +169,9 @@ class _Walker:
             return self.body(sel, scope, loc)
 
         key = iterations[0]
-        items = self._iteration_items(sel, key, scope, f"{loc}.{key}")
+        items, make_item = self._iteration_items(sel, key, scope, f"{loc}.{key}")
         item, position = self.env.fresh(), self.env.fresh()
-        inner = Scope(Val(item), row_index=f"({position} - 1)")
+        inner = Scope(make_item(item), row_index=f"({position} - 1)")
         rows = self.body(sel, inner, loc)
         per_item = self.as_list(rows)
         return RowSet(
@@ -158,25 +184,26 @@ class _Walker:
             ],
         )
 
-    def _iteration_items(self, sel: dict, key: str, scope: Scope, loc: str) -> str:
+    def _iteration_items(self, sel: dict, key: str, scope: Scope, loc: str) -> tuple[str, Callable[[str], Val]]:
+        """The items' list SQL and how to make the Val of one item from its lambda variable."""
         if key == "repeat":
             paths = sel["repeat"]
             if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
                 raise ViewError(f"{loc}: must be a non-empty list of FHIRPath strings")
             for i, path in enumerate(paths):  # report a bad path once, at its own place
                 self._compile(path, scope, f"{loc}[{i}]")
-            return self._repeat(paths, scope, REPEAT_MAX_DEPTH, loc)
+            return self._repeat(paths, scope, REPEAT_MAX_DEPTH, loc), Val
         path = sel[key]
         if not isinstance(path, str):
             raise ViewError(f"{loc}: must be a FHIRPath string")
-        items = self.fp.items(self._compile(path, scope, loc))
+        items, make_item = self.fp.iteration(self._compile(path, scope, loc))
         if key == "forEach":
-            return items
+            return items, make_item
         # forEachOrNull: an empty collection still yields one row, evaluated against an empty item
-        # (its columns are null and %rowIndex is 0).
+        # (its columns are null and %rowIndex is 0). [NULL] takes the items' type, typed or JSON.
         var = self.env.fresh()
-        or_null = f"CASE WHEN len({var}) = 0 THEN [NULL::JSON] ELSE {var} END"
-        return f"list_transform([{items}], lambda {var}: {or_null})[1]"
+        or_null = f"CASE WHEN len({var}) = 0 THEN [NULL] ELSE {var} END"
+        return f"list_transform([{items}], lambda {var}: {or_null})[1]", make_item
 
     def _repeat(self, paths: list[str], scope: Scope, depth: int, loc: str) -> str:
         """All items reachable through ``paths``, recursively, in depth-first pre-order."""
@@ -249,7 +276,11 @@ class _Walker:
                 f"column '{name}': path \"{path}\" returned more than one value (set collection: true)"
             )
             rows.singles[name] = self.fp.column(val, sql_type, collection=collection, many_error=many_error)
-            rows.columns.append(OutColumn(name, f"{sql_type}[]" if collection else sql_type))
+            description = col.get("description")
+            rows.columns.append(OutColumn(
+                name, f"{sql_type}[]" if collection else sql_type,
+                description=description if isinstance(description, str) else "", path=path,
+            ))
         return rows
 
     def condition(self, entry: dict, scope: Scope, loc: str) -> str:
@@ -308,6 +339,10 @@ def _assemble(
 ) -> str:
     carried = [_quote(c) for c in carry]
     base_items = [*carried, "resource AS __resource"]
+    spec = env.typed_spec()
+    if spec:
+        # One parse into STRUCTs of exactly what the view navigates (see fhirpath.py, "Typed navigation").
+        base_items.append(f"json_transform(resource, {sql_str(spec)}) AS {env.typed_sql}")
     prefetch = env.prefetch_sql("resource")
     if prefetch:
         base_items.append(f"{prefetch} AS {env.root_list}")

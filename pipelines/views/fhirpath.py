@@ -11,6 +11,18 @@ Representation at query time:
 
 Everything here only writes SQL text; nothing runs per resource in Python. Lambdas use DuckDB's
 ``lambda x: ...`` syntax (the arrow form is deprecated from DuckDB 1.3 on).
+
+Typed navigation (the fast path). Where a path walks FHIR elements the R4B model knows
+(pipelines/views/fhir_model.py), the resource is parsed once, by ``json_transform`` with a schema built
+from the view's own paths, into ``__typed``: complex elements that are only navigated become STRUCTs,
+arrays stay arrays (FHIR fixes which elements are), text primitives become VARCHAR and other primitives
+JSON leaves. Such values carry the ``PathNode`` they came from and their SQL in that representation
+(``Val.nav``). Any other use of a STRUCT-shaped value needs its JSON text, which the schema did not keep:
+its ``Val.sql`` is a marker, and a view whose SQL still contains a marker is compiled again with that
+element fetched as JSON (compiler.py repeats until none is left). Unknown elements take the
+shape-agnostic JSON path above. The price: a resource whose JSON breaks FHIR's cardinalities (an
+array element sent as a single object) reads as empty there instead of being coerced — such a record
+already fails the structure check (fhir.resources) and is quarantined.
 """
 
 from __future__ import annotations
@@ -20,7 +32,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-__all__ = ["Env", "FhirPath", "FhirPathError", "Scope", "Val", "parse", "sql_str"]
+from .fhir_model import TEXT_PRIMITIVES, Element, element
+
+__all__ = ["Env", "FhirPath", "FhirPathError", "PathNode", "Scope", "Val", "parse", "sql_str"]
 
 
 class FhirPathError(Exception):
@@ -374,6 +388,9 @@ class Val:
     type: str = "JSON"
     fhir_type: str | None = None
     root: bool = False
+    #: typed navigation: the element the items come from, and the SQL in that element's representation
+    node: PathNode | None = None
+    nav: str | None = None
 
 
 @dataclass(frozen=True)
@@ -384,12 +401,40 @@ class Scope:
     row_index: str = "CAST(0 AS BIGINT)"
 
 
+@dataclass(eq=False)
+class PathNode:
+    """An element reached from the resource by navigation (typed path), with its representation.
+
+    ``rep``: ``struct`` — fetched by the typed parse as a STRUCT of the children the view navigates;
+    ``json`` — fetched by the typed parse as JSON text (primitives, resources, or needed as a value);
+    ``derived`` — below a ``json`` element, read from its JSON text with ``json_extract``.
+    """
+
+    id: int
+    key: tuple[str, ...]  # JSON keys from the resource; "@Type" marks an ofType(<resource>) narrowing
+    type_name: str | None  # FHIR type of the items (children are looked up in it)
+    element: Element | None  # None at the root; a narrowing shares its owner's
+    rep: str
+    children: dict[str, PathNode] = field(default_factory=dict)
+    narrowed: dict[str, PathNode] = field(default_factory=dict)
+    owner: PathNode | None = None  # for a narrowing: the inline-resource element whose items it filters
+
+    @property
+    def item_type(self) -> str:
+        """SQL type of one item when it is not a STRUCT: text primitives are read as VARCHAR directly."""
+        el = self.element
+        text = el is not None and el.kind == "primitive" and el.type_name in TEXT_PRIMITIVES
+        return "VARCHAR" if text else "JSON"
+
+
 @dataclass
 class Env:
     """State shared by every expression of one view.
 
-    Parsing a big resource JSON is the dominant cost, so top-level elements are extracted once per
-    row with ``json_extract(resource, [paths])`` into ``root_list`` and referenced by position.
+    Parsing a big resource JSON is the dominant cost, so it is parsed once per row: known elements by
+    ``json_transform`` into ``typed_sql`` (see the module docstring), and elements the FHIR model does not
+    know with ``json_extract(resource, [paths])`` into ``root_list``, referenced by position.
+    ``json_keys`` are the elements an earlier compilation found needed as JSON text.
     """
 
     resource_type: str
@@ -397,7 +442,64 @@ class Env:
     resource_sql: str = "__resource"
     root_list: str = "__root"
     root_paths: list[str] = field(default_factory=list)
+    typed_sql: str = "__typed"
+    json_keys: frozenset[tuple[str, ...]] = frozenset()
+    nodes: list[PathNode] = field(default_factory=list)
     _counter: int = 0
+
+    def __post_init__(self) -> None:
+        self.root_node = self._new_node((), self.resource_type, None, "struct")
+
+    def _new_node(self, key: tuple[str, ...], type_name: str | None, el: Element | None, rep: str) -> PathNode:
+        node = PathNode(len(self.nodes), key, type_name, el, rep)
+        self.nodes.append(node)
+        return node
+
+    def child(self, parent: PathNode, el: Element) -> PathNode:
+        """The node of element ``el`` below ``parent`` (one per key: every path to it shares it)."""
+        found = parent.children.get(el.name)
+        if found is None:
+            key = (*parent.key, el.name)
+            if parent.rep != "struct":
+                rep = "derived"
+            elif el.kind == "primitive" or key in self.json_keys:
+                rep = "json"
+            else:
+                rep = "struct"
+            found = parent.children[el.name] = self._new_node(key, el.type_name, el, rep)
+        return found
+
+    def narrow(self, parent: PathNode, type_name: str) -> PathNode:
+        """The items of ``parent`` (inline resources) that are ``type_name``: same JSON, typed children."""
+        found = parent.narrowed.get(type_name)
+        if found is None:
+            found = parent.narrowed[type_name] = self._new_node(
+                (*parent.key, f"@{type_name}"), type_name, parent.element, parent.rep)
+            found.owner = parent
+        return found
+
+    @staticmethod
+    def marker(node: PathNode) -> str:
+        """Stands for the JSON text of a STRUCT-shaped node; never valid SQL (see the module docstring)."""
+        return f"__json_of_node_{node.id}__"
+
+    def marked_keys(self, sql: str) -> set[tuple[str, ...]]:
+        """Elements whose JSON text ``sql`` asks for, plus STRUCT elements that ended up with no child."""
+        def fetched(node: PathNode) -> PathNode:  # a narrowing is fetched as part of its owner
+            return node.owner or node
+
+        wanted = {fetched(self.nodes[int(i)]).key for i in re.findall(r"__json_of_node_(\d+)__", sql)}
+        empty = {n.key for n in self.nodes if n.rep == "struct" and n.element is not None
+                 and n.element.kind == "complex" and not n.children}
+        # Inline resources of several types share one STRUCT: a key two types shape differently
+        # (Encounter.type is a list, Specimen.type is not) cannot be in it, so such items stay JSON.
+        clashing = {n.key for n in self.nodes if n.rep == "struct" and n.element is not None
+                    and n.element.kind == "resource" and _resource_fields(n) is None}
+        return wanted | empty | clashing
+
+    def typed_spec(self) -> str | None:
+        """The json_transform schema of every element fetched by the typed parse (None: nothing is)."""
+        return _spec(self.root_node) if self.root_node.children else None
 
     def fresh(self) -> str:
         """A lambda parameter name unique within the view (nested lambdas must not shadow)."""
@@ -418,7 +520,41 @@ class Env:
         return f"json_extract({resource_column}, [{paths}])"
 
     def root(self) -> Val:
-        return Val(self.resource_sql, root=True)
+        return Val(self.resource_sql, root=True, node=self.root_node, nav=self.typed_sql)
+
+
+def _spec(node: PathNode) -> str:
+    if node.element is not None and node.element.kind == "resource":
+        fields = {"resourceType": '"VARCHAR"', **(_resource_fields(node) or {})}
+    else:
+        fields = {key: _child_spec(child) for key, child in node.children.items()}
+    return "{" + ", ".join(f"{_json_key(k)}: {v}" for k, v in fields.items()) + "}"
+
+
+def _child_spec(child: PathNode) -> str:
+    inner = _spec(child) if child.rep == "struct" else f'"{child.item_type}"'
+    return f"[{inner}]" if child.element and child.element.many else inner
+
+
+def _resource_fields(node: PathNode) -> dict[str, str] | None:
+    """The fields every ofType() narrowing of an inline-resource element navigates; None on a clash."""
+    fields: dict[str, str] = {}
+    for narrowed in node.narrowed.values():
+        for key, child in narrowed.children.items():
+            spec = _child_spec(child)
+            if fields.setdefault(key, spec) != spec:
+                return None
+    return fields
+
+
+def _json_key(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _field(item: str, name: str) -> str:
+    """STRUCT field access (any key, quoted)."""
+    quoted = name.replace('"', '""')
+    return f'{item}."{quoted}"'
 
 
 _SIMPLE_SQL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?")
@@ -444,12 +580,23 @@ class FhirPath:
             raise FhirPathError(f'{exc} in "{text}"') from None
 
     def items(self, val: Val) -> str:
-        """The collection as ``JSON[]`` (forEach iterates this)."""
+        """The collection as ``JSON[]`` (repeat iterates this)."""
         return self._coll(val)
+
+    def iteration(self, val: Val) -> tuple[str, Callable[[str], Val]]:
+        """What forEach iterates: the items' list SQL, and the Val of one item given its lambda variable.
+        Typed items stay typed, so the columns inside the forEach navigate them without reparsing."""
+        if val.node is not None and not val.root:
+            node, hint = val.node, val.fhir_type
+            return self._nav_coll(val), lambda var: self._nval(node, var, many=False, fhir_type=hint)
+        return self._coll(val), lambda var: Val(var)
 
     def column(self, val: Val, sql_type: str, *, collection: bool, many_error: str) -> str:
         """A column value: a typed scalar, or a typed list when ``collection`` is set."""
         if collection:
+            node = val.node
+            if val.many and node is not None and node.rep != "struct" and node.item_type == sql_type:
+                return val.nav  # already a list of the column's type
             item = self.env.fresh()
             return f"list_transform({self._coll(val)}, lambda {item}: {_from_json(item, sql_type)})"
         if val.many:
@@ -483,6 +630,64 @@ class FhirPath:
                 f"THEN CAST({x} AS BOOLEAN) ELSE error({message}) END"
             ),
         )
+
+    # ---------------------------------------------------------------- typed navigation
+    def _nval(self, node: PathNode, nav: str, *, many: bool, fhir_type: str | None = None) -> Val:
+        """A value of ``node``'s items in the generic form (``sql``: JSON, a JSON[] collection, or a text
+        primitive as VARCHAR), keeping ``nav`` in the node's own form; a STRUCT's ``sql`` is a marker."""
+        if node.rep == "struct":
+            return Val(self.env.marker(node), many=many, fhir_type=fhir_type, node=node, nav=nav)
+        if node.item_type == "VARCHAR":
+            if not many:
+                return Val(nav, type="VARCHAR", fhir_type=fhir_type, node=node, nav=nav)
+            var = self.env.fresh()
+            sql = f"list_transform({nav}, lambda {var}: to_json({var}))"  # collections are JSON[]
+            return Val(sql, many=True, fhir_type=fhir_type, node=node, nav=nav)
+        return Val(nav, many=many, fhir_type=fhir_type, node=node, nav=nav)
+
+    def _nav_coll(self, val: Val) -> str:
+        """A typed value as a list of its items (in its own representation)."""
+        if val.many:
+            return val.nav
+        var = self.env.fresh()
+        return f"list_filter([{val.nav}], lambda {var}: {var} IS NOT NULL)"
+
+    def _typed_member(self, focus: Val, name: str, fhir_type: str | None) -> Val | None:
+        """``focus.name`` through the FHIR model, or None when the model does not know the element."""
+        parent = focus.node
+        el = element(parent.type_name, name) if parent is not None else None
+        if el is None:
+            return None
+        child = self.env.child(parent, el)
+        primitive_list = el.many and el.kind == "primitive"
+        text = child.item_type == "VARCHAR"
+
+        def of_item(item: str) -> str:
+            if parent.rep == "struct":
+                return _field(item, name)
+            path = _json_path(name)
+            extract = "json_extract_string" if text else "json_extract"
+            return f"{extract}({item}, {sql_str(path + '[*]' if el.many else path)})"
+
+        if not focus.many:
+            nav = of_item(focus.nav)
+            if el.many:
+                nav = f"coalesce({nav}, [])"
+        else:
+            var = self.env.fresh()
+            nav = f"list_transform({focus.nav}, lambda {var}: {of_item(var)})"
+            if el.many:
+                nav = f"flatten({nav})"  # flatten skips the NULL lists of items without the element
+            else:
+                keep = self.env.fresh()
+                nav = f"list_filter({nav}, lambda {keep}: {keep} IS NOT NULL)"
+        if primitive_list:
+            # FHIR keeps nulls inside primitive arrays (to align "_given" extensions): not values.
+            keep = self.env.fresh()
+            typed = parent.rep == "struct" or text  # SQL NULL there; json_extract gives the text 'null'
+            test = f"{keep} IS NOT NULL" if typed else f"CAST({keep} AS VARCHAR) <> 'null'"
+            nav = f"list_filter({nav}, lambda {keep}: {test})"
+        return self._nval(child, nav, many=focus.many or el.many, fhir_type=fhir_type)
 
     # ---------------------------------------------------------------- SQL building blocks
     def _let(self, sql: str, body: Callable[[str], str]) -> str:
@@ -584,6 +789,9 @@ class FhirPath:
     def _member(
         self, focus: Val, name: str, *, choice_search: bool = True, fhir_type: str | None = None
     ) -> Val:
+        typed = self._typed_member(focus, name, fhir_type)
+        if typed is not None:
+            return typed
         search = choice_search and name in CHOICE_ELEMENTS
         if focus.root:
             raw = self._root_member(name, search)
@@ -617,6 +825,9 @@ class FhirPath:
         if index.many or index.type not in ("BIGINT", "JSON"):
             raise FhirPathError("an index must be a single integer")
         position = index.sql if index.type == "BIGINT" else f"TRY_CAST({index.sql} AS BIGINT)"
+        if base.node is not None and not base.root:
+            return self._nval(base.node, f"{self._nav_coll(base)}[({position}) + 1]", many=False,
+                              fhir_type=base.fhir_type)
         return Val(f"{self._coll(base)}[({position}) + 1]", fhir_type=base.fhir_type)
 
     def _unary(self, node: Unary, scope: Scope) -> Val:
@@ -641,8 +852,10 @@ class FhirPath:
             equal = self._equals(left, right)
             return Val(equal if op == "=" else f"(NOT {equal})", type="BOOLEAN")
         if op in ("<", ">", "<=", ">="):
-            a = replace(left, sql=self._one(left, f"'{op}' needs a single value on its left"), many=False)
-            b = replace(right, sql=self._one(right, f"'{op}' needs a single value on its right"), many=False)
+            a = replace(left, sql=self._one(left, f"'{op}' needs a single value on its left"), many=False,
+                        node=None, nav=None)
+            b = replace(right, sql=self._one(right, f"'{op}' needs a single value on its right"), many=False,
+                        node=None, nav=None)
             return Val(self._compare(op, a, b), type="BOOLEAN")
         if op == "|":
             return Val(f"list_distinct(list_concat({self._coll(left)}, {self._coll(right)}))", many=True)
@@ -757,6 +970,11 @@ class FhirPath:
 
     def _filter(self, focus: Val, criteria: Node, scope: Scope) -> Val:
         var = self.env.fresh()
+        if focus.node is not None and not focus.root:
+            item = self._nval(focus.node, var, many=False, fhir_type=focus.fhir_type)
+            test = self._bool(self._node(criteria, Scope(item, scope.row_index)))
+            nav = f"list_filter({self._nav_coll(focus)}, lambda {var}: {test})"
+            return self._nval(focus.node, nav, many=True, fhir_type=focus.fhir_type)
         inner = Scope(Val(var), scope.row_index)
         test = self._bool(self._node(criteria, inner))
         return Val(
@@ -769,6 +987,9 @@ class FhirPath:
             focus = self._filter(focus, node.args[0], scope)
         if focus.root:
             return Val("true", type="BOOLEAN")
+        if focus.node is not None:
+            test = f"(len({focus.nav}) > 0)" if focus.many else f"({focus.nav} IS NOT NULL)"
+            return Val(test, type="BOOLEAN")
         if not focus.many:
             return Val(f"({focus.sql} IS NOT NULL)", type="BOOLEAN")
         return Val(f"(len({focus.sql}) > 0)", type="BOOLEAN")
@@ -781,16 +1002,23 @@ class FhirPath:
         focus = self._input(node.base, scope)
         if not focus.many:
             return focus
+        if focus.node is not None:
+            return self._nval(focus.node, f"{focus.nav}[1]", many=False, fhir_type=focus.fhir_type)
         return Val(f"{focus.sql}[1]", fhir_type=focus.fhir_type)
 
     def _fn_last(self, node: Call, scope: Scope) -> Val:
         focus = self._input(node.base, scope)
         if not focus.many:
             return focus
+        if focus.node is not None:
+            return self._nval(focus.node, f"{focus.nav}[-1]", many=False, fhir_type=focus.fhir_type)
         return Val(f"{focus.sql}[-1]", fhir_type=focus.fhir_type)
 
     def _fn_count(self, node: Call, scope: Scope) -> Val:
-        return Val(f"len({self._coll(self._input(node.base, scope))})", type="BIGINT")
+        focus = self._input(node.base, scope)
+        if focus.node is not None and not focus.root:
+            return Val(f"len({self._nav_coll(focus)})", type="BIGINT")
+        return Val(f"len({self._coll(focus)})", type="BIGINT")
 
     def _fn_not(self, node: Call, scope: Scope) -> Val:
         return Val(f"(NOT {self._bool(self._input(node.base, scope))})", type="BOOLEAN")
@@ -806,6 +1034,12 @@ class FhirPath:
         url = self._string_argument(node.args[0], scope, "extension")
         extensions = self._member(self._input(node.base, scope), "extension", choice_search=False)
         var = self.env.fresh()
+        if extensions.node is not None:
+            item = self._nval(extensions.node, var, many=False)
+            own_url = self._member(item, "url", choice_search=False)
+            test = f"{self._text(own_url)} = {url}"
+            nav = f"list_filter({self._nav_coll(extensions)}, lambda {var}: {test})"
+            return self._nval(extensions.node, nav, many=True)
         return Val(f"list_filter({extensions.sql}, lambda {var}: ({var} ->> 'url') = {url})", many=True)
 
     def _fn_of_type(self, node: Call, scope: Scope) -> Val:
@@ -822,17 +1056,27 @@ class FhirPath:
             # Without a schema "name" might not be a choice at all (name.ofType(HumanName)).
             plain = self._member(parent, base.name, choice_search=False)
             typed = self._of_type(plain, type_name)
-            return Val(f"list_concat({choice.sql}, {typed.sql})", many=True, fhir_type=type_name)
+            return Val(f"list_concat({self._coll(choice)}, {typed.sql})", many=True, fhir_type=type_name)
         return self._of_type(self._input(base, scope), type_name)
 
     def _of_type(self, focus: Val, type_name: str) -> Val:
         var = self.env.fresh()
         test = _type_test(var, type_name)
+        node = focus.node
+        inline = node is not None and node.element is not None and node.element.kind == "resource"
+        if inline and node.owner is None and type_name not in DATA_TYPES and type_name[:1].isupper():
+            # contained.ofType(Specimen): the items that are Specimens, whose children Specimen's model types
+            if node.rep == "struct":
+                test = f"({_field(var, 'resourceType')} = {sql_str(type_name)})"
+            nav = f"list_filter({self._nav_coll(focus)}, lambda {var}: {test})"
+            return self._nval(self.env.narrow(node, type_name), nav, many=True, fhir_type=type_name)
         return Val(f"list_filter({self._coll(focus)}, lambda {var}: {test})", many=True, fhir_type=type_name)
 
     def _fn_get_resource_key(self, node: Call, scope: Scope) -> Val:
         ids = self._member(self._input(node.base, scope), "id", choice_search=False)
         key = self._one(ids, "getResourceKey() on more than one resource")
+        if not ids.many and ids.type == "VARCHAR":
+            return Val(key, type="VARCHAR")
         return Val(f"({key} ->> '$')", type="VARCHAR")
 
     def _fn_get_reference_key(self, node: Call, scope: Scope) -> Val:

@@ -151,8 +151,10 @@ CREATE TABLE IF NOT EXISTS core.document (
     is_tombstoned       BOOLEAN NOT NULL,
     raw_id              BIGINT NOT NULL,
     bundle_key          BIGINT NOT NULL,
-    file_id             BIGINT NOT NULL
+    file_id             BIGINT NOT NULL,
+    recipient_institution VARCHAR            -- 紹介先 医療機関番号 of a referral (section 910 Organization)
 );
+ALTER TABLE core.document ADD COLUMN IF NOT EXISTS recipient_institution VARCHAR;
 
 -- grain: one row per document × section (any depth) × entry reference
 CREATE TABLE IF NOT EXISTS core.document_section (
@@ -180,12 +182,15 @@ CREATE TABLE IF NOT EXISTS core.facility (
     score_table         VARCHAR NOT NULL,   -- 点数表: 1 医科, 3 歯科
     facility_type       VARCHAR NOT NULL,   -- hospital | clinic | dental
     bed_count           INTEGER,
+    bed_band            VARCHAR,            -- hospitals: <200 | 200-399 | 400+ (the 医療施設調査 bands); else null
     applied_on          DATE,
     connected_on        DATE,
     first_submission_on DATE,
     first_view_on       DATE,
     raw_id              BIGINT NOT NULL
 );
+-- warehouses created before bed_band existed get the column (filled by the next registry row of each facility)
+ALTER TABLE core.facility ADD COLUMN IF NOT EXISTS bed_band VARCHAR;
 
 -- grain: one row per Consent resource × kind × grantee (kind/grantee null = all)
 CREATE TABLE IF NOT EXISTS core.consent_event (
@@ -211,8 +216,21 @@ CREATE TABLE IF NOT EXISTS core.access_event (
     action              VARCHAR,
     outcome             VARCHAR,
     kinds               VARCHAR[],
-    raw_id              BIGINT PRIMARY KEY
+    raw_id              BIGINT PRIMARY KEY,
+    staff_id            VARCHAR,            -- staff member: facility-local practitioner id (not a patient identifier)
+    staff_role          VARCHAR,            -- urn:karte:staff-role (data/reference/staff_roles.csv)
+    resource_refs       VARCHAR[],          -- resources named by the log: '<医療機関番号>|<resourceInstance id>'
+    -- append-only hash chain (pipelines/audit/chain.py): chain_seq in insertion order, row_hash =
+    -- sha256(previous row_hash || sha256(canonical content)); set in the transaction that inserts the row
+    chain_seq           BIGINT,
+    row_hash            VARCHAR
 );
+-- warehouses created before the audit columns existed get them (their rows are chained by the next run)
+ALTER TABLE core.access_event ADD COLUMN IF NOT EXISTS staff_id VARCHAR;
+ALTER TABLE core.access_event ADD COLUMN IF NOT EXISTS staff_role VARCHAR;
+ALTER TABLE core.access_event ADD COLUMN IF NOT EXISTS resource_refs VARCHAR[];
+ALTER TABLE core.access_event ADD COLUMN IF NOT EXISTS chain_seq BIGINT;
+ALTER TABLE core.access_event ADD COLUMN IF NOT EXISTS row_hash VARCHAR;
 
 -- grain: one row per permitting Consent × kind × grantee while that Consent is in force
 -- ([valid_from, valid_to) half-open; valid_to NULL = open; grantee NULL = every facility). Derived from
@@ -224,4 +242,31 @@ CREATE TABLE IF NOT EXISTS core.consent_interval (
     valid_from          TIMESTAMPTZ NOT NULL,
     valid_to            TIMESTAMPTZ,
     consent_id          VARCHAR NOT NULL
+);
+
+-- grain: one row per person × checkup (date, program) × item — the same row whichever form
+-- (eCheckup FHIR document or 特定健診 XML archive) carried it; the latest arrival wins
+CREATE TABLE IF NOT EXISTS core.checkup_result (
+    patient_key         VARCHAR NOT NULL,
+    checkup_date        DATE NOT NULL,
+    program             VARCHAR NOT NULL,   -- 1.2.392.200119.6.1002: 010 特定健診, 030 事業者健診 …
+    program_name        VARCHAR,
+    item_code           VARCHAR NOT NULL,   -- 特定健診項目コード (1.2.392.200119.6.1005)
+    item_name           VARCHAR,
+    category            VARCHAR NOT NULL,   -- checkup
+    value_type          VARCHAR,            -- PQ / CD / CO / ST
+    value_number        DOUBLE,
+    value_unit          VARCHAR,            -- UCUM
+    value_code          VARCHAR,
+    value_code_system   VARCHAR,
+    value_text          VARCHAR,
+    interpretation      VARCHAR,            -- H / L / N / LX (below input range) / HX (above)
+    institution_number  VARCHAR,            -- the checkup organisation
+    document_id         VARCHAR,
+    source_form         VARCHAR NOT NULL,   -- fhir | xml
+    is_tombstoned       BOOLEAN NOT NULL,
+    raw_id              BIGINT NOT NULL,
+    bundle_key          BIGINT,
+    file_id             BIGINT NOT NULL,
+    PRIMARY KEY (patient_key, checkup_date, program, item_code)
 );

@@ -124,3 +124,32 @@ CREATE TABLE IF NOT EXISTS staging.structure_failure (
     raw_id          BIGINT PRIMARY KEY,
     structure_error VARCHAR NOT NULL
 );
+
+-- grain: one row: the newest link of core.access_event's hash chain (pipelines/audit/chain.py), so deleting the
+-- last rows of the access log is detected too; written in the transaction that chains new rows
+CREATE TABLE IF NOT EXISTS ops.access_chain_head (
+    chain_seq    BIGINT NOT NULL,
+    row_hash     VARCHAR NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL
+);
+
+-- grain: one row per submitted bundle with its envelope verdict (written by pipelines/ingest/bundles.py;
+-- declared here because every resource stage reads it, even in a run that has seen no bundle yet)
+CREATE TABLE IF NOT EXISTS staging.bundle (
+    bundle_key          BIGINT PRIMARY KEY,
+    file_id             BIGINT NOT NULL,
+    batch_id            BIGINT NOT NULL,
+    bundle_profile      VARCHAR,
+    bundle_type         VARCHAR,
+    bundle_identifier   VARCHAR,
+    institution_number  VARCHAR,
+    is_clins            BOOLEAN NOT NULL,
+    document_category   VARCHAR,
+    document_key        VARCHAR,
+    composition_raw_id  BIGINT,
+    patient_key         VARCHAR,
+    patient_raw_id      BIGINT,
+    patient_full_url    VARCHAR,
+    patient_resource_id VARCHAR,
+    accepted            BOOLEAN NOT NULL
+);

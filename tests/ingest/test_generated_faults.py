@@ -54,12 +54,37 @@ def test_every_quarantine_fault_caught_with_its_rule_and_nothing_else(faulty):
             unit = _unit(fault)
             expected[("file", unit[1], None) if unit[0] == "file" else unit] = {fault["expected_rule"]}
     assert expected, "the generator injected no quarantine faults"
-    assert _rejected_units(con) == expected
+    checkup_rules = ("K-CHECKUP", "K-XML", "K-ZIP")  # checked by test_every_checkup_fault_caught_with_its_rule
+    assert {u: r for u, r in _rejected_units(con).items() if not any(x.startswith(checkup_rules) for x in r)} \
+        == expected
+
+
+def test_every_checkup_fault_caught_with_its_rule(faulty):
+    """Checkup faults (both forms): rejected at the file, document or item they were injected in."""
+    _, con, _ = faulty
+    manifest = json.loads((_inbox(con) / "_manifest.json").read_text(encoding="utf-8"))
+    expected = {(f["file"], f["expected_rule"], f["document_id"] if f["expected_outcome"] == "quarantine_item" else None)
+                for f in manifest["checkup_faults"] if f["expected_outcome"].startswith("quarantine")}
+    rules = tuple({f["expected_rule"] for f in manifest["checkup_faults"] if f["expected_rule"]})
+    found = {(file, rule, doc if rule in ITEM_RULES else None) for file, rule, doc in con.execute(
+        "SELECT DISTINCT source_file, rule_id, resource_identifier FROM ops.quarantine WHERE rule_id IN ?",
+        [list(rules)]).fetchall()}
+    assert expected and found == expected
+
+
+ITEM_RULES = {"K-CHECKUP-BP", "K-CHECKUP-RANGE", "K-CHECKUP-ITEM", "K-CHECKUP-BMI"}
+
+
+def _inbox(con):
+    from pathlib import Path
+    return Path(con.execute("SELECT inbox FROM ops.batch ORDER BY batch_id LIMIT 1").fetchone()[0])
 
 
 def test_resubmitted_files_are_skipped(faulty):
     summary, con, faults = faulty
-    resubmitted = {f["file"] for f in faults if f["expected_outcome"] == "skipped_duplicate_file"}
+    manifest = json.loads((_inbox(con) / "_manifest.json").read_text(encoding="utf-8"))
+    resubmitted = {f["file"] for f in faults + manifest["checkup_faults"]
+                   if f["expected_outcome"] == "skipped_duplicate_file"}
     skipped = {p for (p,) in con.execute("SELECT path FROM ops.file_sighting WHERE NOT is_new").fetchall()}
     assert resubmitted and resubmitted == skipped
     assert summary["files_skipped_duplicate"] == len(resubmitted)

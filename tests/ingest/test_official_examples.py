@@ -118,3 +118,16 @@ def test_patient_breaking_its_contract_rejects_the_whole_bundle(examples, inbox,
     row = con.execute("SELECT scope, rule_id, message, record_count FROM ops.quarantine").fetchall()
     assert len(row) == 1 and row[0][:2] == ("bundle", "K-CONTRACT") and "gender" in row[0][2]
     assert row[0][3] == 5 and summary["records_quarantined"] == 5
+
+
+def test_echeckup_sample_loads_all_44_observations(examples, inbox, warehouse):
+    """The generic eCheckup profile: no bundle-identifier, the insured person known by Coverage + insurer."""
+    bundle = load_example("Bundle-Bundle-eCheckupReport-Sample-01.json")
+    summary, con = run_ingest(write_bundles(inbox, {"checkup.json": bundle}), warehouse)
+    assert quarantine_rows(con) == [] and summary["records_in"] == len(bundle["entry"])
+    assert summary["loaded_by_table"]["core.checkup_result"] == 44
+    rows = dict(con.execute("SELECT item_code, value_number FROM core.checkup_result "
+                            "WHERE value_type = 'PQ'").fetchall())
+    assert rows["9N001000000000001"] == 162.3 and rows["3D046000001906202"] == 7  # 身長, HbA1c
+    assert con.execute("SELECT DISTINCT checkup_date::VARCHAR, program, institution_number, category "
+                       "FROM core.checkup_result").fetchall() == [("2020-04-04", "010", "1311234567", "checkup")]

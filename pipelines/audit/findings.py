@@ -1,0 +1,74 @@
+"""Audit findings, set-based in DuckDB: one row per access × rule (pipelines/audit/rules.py) with its evidence.
+
+    compute_findings(con, window)  → TEMP TABLE audit_finding (works on a read-only connection: `karte report`)
+    store_findings(con)            → reports.audit_finding (the Dagster asset)
+
+Every rule is one SELECT over TEMP TABLE audit_access (the window's accesses) giving
+(access_id, rule_id, weight, explanation, evidence JSON); the common columns are joined on at the end.
+"""
+
+import duckdb
+
+from pipelines.audit import access_rules, consent_rules, peer_rules
+from pipelines.audit.roles import load_staff_roles
+from pipelines.audit.window import AuditWindow
+from pipelines.fhir.systems import INFORMATION_KINDS
+
+_ALL_KINDS = "[" + ", ".join(f"'{k}'" for k in INFORMATION_KINDS) + "]"
+
+RULE_QUERIES = {
+    "A-NO-CONSENT": consent_rules.no_consent_sql,
+    "A-AFTER-WITHDRAWAL": consent_rules.after_withdrawal_sql,
+    "A-EMERGENCY": peer_rules.emergency_sql,
+    "A-ROLE": access_rules.role_sql,
+    "A-UNDELIVERED": access_rules.undelivered_sql,
+    "A-VOLUME": peer_rules.volume_sql,
+    "A-NO-CARE": access_rules.no_care_sql,
+}
+
+FINDING_COLUMNS = """
+    access_id VARCHAR, rule_id VARCHAR, weight INTEGER, patient_key VARCHAR, viewer VARCHAR, staff_id VARCHAR,
+    staff_role VARCHAR, recorded TIMESTAMPTZ, day_jst DATE, purpose VARCHAR, kinds VARCHAR[],
+    explanation VARCHAR, evidence JSON, as_of DATE, window_from DATE, window_to DATE"""
+
+
+def select_accesses(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> int:
+    """TEMP TABLE audit_access: the accesses the audit covers (+ JST day, facility type, kinds to check)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE audit_access AS
+        SELECT a.access_id, a.patient_key, a.viewer, a.staff_id, a.staff_role, a.recorded, a.purpose, a.kinds,
+               coalesce(a.resource_refs, []::VARCHAR[]) AS resource_refs,
+               CASE WHEN len(coalesce(a.kinds, [])) = 0 THEN {_ALL_KINDS} ELSE a.kinds END AS kinds_checked,
+               CAST(timezone('Asia/Tokyo', a.recorded) AS DATE) AS day_jst,
+               coalesce(a.purpose = 'ETREAT', false) AS emergency,
+               coalesce(f.facility_type, 'unknown') AS facility_type
+        FROM core.access_event a LEFT JOIN core.facility f ON f.institution_number = a.viewer
+        WHERE a.recorded >= {window.start_sql} AND a.recorded < {window.end_sql}""")
+    return con.execute("SELECT count(*) FROM audit_access").fetchone()[0]
+
+
+def compute_findings(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> int:
+    """Evaluate every rule over the window; returns the number of findings in TEMP TABLE audit_finding."""
+    select_accesses(con, window)
+    load_staff_roles(con)
+    access_rules.build_care(con, window)
+    consent_rules.build_uncovered(con)
+    peer_rules.build_emergency_share(con)
+    peer_rules.build_busy_days(con)
+    union = "\nUNION ALL ".join(f"({query()})" for query in RULE_QUERIES.values())
+    win_from = f"DATE '{window.date_from}'" if window.date_from else "CAST(NULL AS DATE)"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE audit_finding ({FINDING_COLUMNS})")
+    con.execute(f"""
+        INSERT INTO audit_finding
+        SELECT f.access_id, f.rule_id, f.weight, a.patient_key, a.viewer, a.staff_id, a.staff_role, a.recorded,
+               a.day_jst, a.purpose, a.kinds, f.explanation, f.evidence, DATE '{window.as_of}', {win_from},
+               DATE '{window.date_to or window.as_of}'
+        FROM ({union}) f JOIN audit_access a USING (access_id)
+        ORDER BY a.recorded, f.access_id, f.rule_id""")
+    return con.execute("SELECT count(*) FROM audit_finding").fetchone()[0]
+
+
+def store_findings(con: duckdb.DuckDBPyConnection) -> int:
+    """reports.audit_finding ← TEMP audit_finding (grain: one row per access × rule)."""
+    con.execute("CREATE OR REPLACE TABLE reports.audit_finding AS SELECT * FROM audit_finding")
+    return con.execute("SELECT count(*) FROM reports.audit_finding").fetchone()[0]

@@ -1,0 +1,94 @@
+"""A-EMERGENCY and A-VOLUME: rules that compare a facility or a staff member with its peers.
+
+Both use the modified z-score (Iglewicz & Hoaglin), robust to the very outliers it looks for:
+    z = (x - median of peers) / max(1.4826 × MAD of peers, floor)
+MAD = median absolute deviation; 1.4826 × MAD estimates the standard deviation of normal data; the floor keeps
+z finite when most peers share one value (MAD 0). A value is abnormal at z ≥ 3.5 (rules.ROBUST_Z), and only above
+an absolute minimum, so a quiet facility or day never triggers. Peers are taken within the audit window.
+"""
+
+from pipelines.audit import rules as R
+
+
+def _robust(table: str, value: str, partition: str | None = None) -> str:
+    """SELECT *, median, mad, scale, z over `table` (peers = the whole table, or each `partition`)."""
+    over = f"PARTITION BY {partition}" if partition else ""
+    return f"""
+        SELECT *, (CAST({value} AS DOUBLE) - peer_median) / greatest({R.MAD_TO_SD} * peer_mad, floor_) AS robust_z
+        FROM (SELECT *, median(abs(CAST({value} AS DOUBLE) - peer_median)) OVER ({over}) AS peer_mad
+              FROM (SELECT *, median(CAST({value} AS DOUBLE)) OVER ({over}) AS peer_median,
+                           count(*) OVER ({over}) AS peers
+                    FROM {table}))"""
+
+
+def build_emergency_share(con) -> None:
+    """TEMP TABLE audit_emergency_share: per facility with accesses in the window, its emergency share vs peers."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE audit_emergency_share AS
+        WITH facility AS (
+            SELECT viewer, count(*) AS accesses, count(*) FILTER (WHERE emergency) AS emergencies,
+                   count(*) FILTER (WHERE emergency) / count(*) AS share, {R.EMERGENCY_SCALE_FLOOR} AS floor_
+            FROM audit_access GROUP BY viewer
+        ), peer AS ({_robust(f"(SELECT * FROM facility WHERE accesses >= {R.EMERGENCY_MIN_ACCESSES})", "share")})
+        SELECT f.viewer, f.accesses, f.emergencies, f.share, p.peer_median, p.peer_mad, p.peers, p.robust_z,
+               coalesce(p.peers >= {R.EMERGENCY_MIN_PEERS} AND f.emergencies >= {R.EMERGENCY_MIN_COUNT}
+                        AND p.robust_z >= {R.ROBUST_Z}, false) AS elevated
+        FROM facility f LEFT JOIN peer p USING (viewer)""")
+
+
+def emergency_sql() -> str:
+    return f"""
+        SELECT a.access_id, 'A-EMERGENCY' AS rule_id,
+               CASE WHEN s.elevated THEN {R.ELEVATED_WEIGHT} ELSE 1 END AS weight,
+               'Emergency access (ETREAT): allowed without consent, listed for review'
+               || CASE WHEN u.access_id IS NULL THEN '; consent would have covered it' ELSE '; no consent covered it' END
+               || CASE WHEN c.viewer IS NULL THEN '; no care relationship' ELSE '' END
+               || CASE WHEN s.elevated THEN format('. Weight {R.ELEVATED_WEIGHT}: the facility''s emergency share '
+                       || '{{:.1f}}% ({{}} of {{}}) is far above its {{}} peers'' median {{:.1f}}% (robust z {{:.1f}}).',
+                       100 * s.share, s.emergencies, s.accesses, s.peers, 100 * s.peer_median, s.robust_z)
+                       ELSE '.' END AS explanation,
+               json_object('consent_covered', u.access_id IS NULL, 'care_relationship', c.viewer IS NOT NULL,
+                           'facility_accesses', s.accesses, 'facility_emergencies', s.emergencies,
+                           'facility_share', s.share, 'peer_median', s.peer_median, 'peer_mad', s.peer_mad,
+                           'peers', s.peers, 'robust_z', s.robust_z, 'elevated', s.elevated) AS evidence
+        FROM audit_access a
+        JOIN audit_emergency_share s USING (viewer)
+        LEFT JOIN audit_uncovered u USING (access_id)
+        LEFT JOIN audit_care c ON c.viewer = a.viewer AND c.patient_key = a.patient_key
+        WHERE a.emergency"""
+
+
+def build_busy_days(con) -> None:
+    """TEMP TABLEs audit_staff_day / audit_facility_day: distinct patients per day vs peers, flagged when abnormal.
+    Staff-days are compared with every staff-day; facility-days with those of the same facility type."""
+    flagged = f"n >= {R.VOLUME_MIN_PATIENTS} AND robust_z >= {R.ROBUST_Z}"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE audit_staff_day AS
+        SELECT *, {flagged} AS flagged FROM ({_robust(f'''(
+            SELECT viewer, staff_id, day_jst, count(DISTINCT patient_key) AS n, {R.VOLUME_SCALE_FLOOR} AS floor_
+            FROM audit_access WHERE staff_id IS NOT NULL GROUP BY ALL)''', "n")})""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE audit_facility_day AS
+        SELECT *, {flagged} AS flagged FROM ({_robust(f'''(
+            SELECT viewer, facility_type, day_jst, count(DISTINCT patient_key) AS n, {R.VOLUME_SCALE_FLOOR} AS floor_
+            FROM audit_access GROUP BY ALL)''', "n", "facility_type")})""")
+
+
+def volume_sql() -> str:
+    return """
+        SELECT a.access_id, 'A-VOLUME' AS rule_id, 1 AS weight,
+               concat_ws('; ',
+                   CASE WHEN s.flagged THEN format('Staff member {} viewed {} distinct patients on {} (peer staff-days: '
+                        || 'median {}, robust z {:.1f})', a.staff_id, s.n, a.day_jst, s.peer_median, s.robust_z) END,
+                   CASE WHEN f.flagged THEN format('the facility viewed {} distinct patients that day ({} facility-days: '
+                        || 'median {}, robust z {:.1f})', f.n, f.facility_type, f.peer_median, f.robust_z) END)
+               || '.' AS explanation,
+               json_object('day', a.day_jst, 'staff_day_flagged', coalesce(s.flagged, false),
+                           'staff_day_patients', s.n, 'staff_peer_median', s.peer_median, 'staff_peer_mad', s.peer_mad,
+                           'staff_robust_z', s.robust_z, 'facility_day_flagged', f.flagged,
+                           'facility_day_patients', f.n, 'facility_peer_median', f.peer_median,
+                           'facility_peer_mad', f.peer_mad, 'facility_robust_z', f.robust_z) AS evidence
+        FROM audit_access a
+        LEFT JOIN audit_staff_day s USING (viewer, staff_id, day_jst)
+        JOIN audit_facility_day f USING (viewer, day_jst)
+        WHERE coalesce(s.flagged, false) OR f.flagged"""

@@ -1,0 +1,74 @@
+"""`karte bench`: time the compiled staging view against hand-written SQL; print a table, write bench.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipelines.bench import DEFAULT_RESOURCES
+from pipelines.config import load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bench", help="benchmark the view compiler against hand-written DuckDB SQL",
+        description="Generate a default sample, replicate its Observations to --resources rows inside DuckDB, "
+                    "then time the compiled staging observation view and a hand-written explicit-schema "
+                    "flatten of the same columns (best of --repeat, alternating). Writes the 'views' and "
+                    "'machine' sections of the report, keeping any other section.")
+    p.add_argument("--resources", type=int, default=DEFAULT_RESOURCES,
+                   help=f"Observation resources to flatten (default {DEFAULT_RESOURCES:,})")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs of each flatten; the best counts (default 3)")
+    p.add_argument("--out", help="report file (default $KARTE_REPORTS/bench.json, i.e. data/reports/bench.json)")
+    p.add_argument("--json", action="store_true", help="print the report sections as one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.bench.report import machine_info, write_sections
+    from pipelines.bench.views import run_views_bench
+
+    if args.resources < 1 or args.repeat < 1:
+        print("karte bench: error: --resources and --repeat must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out) if args.out else load_settings().reports / "bench.json"
+    progress = None
+    if not args.json and sys.stderr.isatty():
+        def progress(step: str) -> None:
+            print(f"bench: {step}…", file=sys.stderr, flush=True)
+    try:
+        views = run_views_bench(args.resources, repeat=args.repeat, progress=progress)
+        sections = {"views": views.as_dict(), "machine": machine_info()}
+        path = write_sections(out, sections)
+    except (OSError, RuntimeError) as exc:
+        print(f"karte bench: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(sections, ensure_ascii=False))
+    else:
+        print(_table(sections))
+        print(f"report: {path}")
+    return EXIT_OK
+
+
+def _table(sections: dict) -> str:
+    v, m = sections["views"], sections["machine"]
+    verdict = "within" if v["within_target"] else "NOT within"
+    header = (f"views benchmark: {v['resources']:,} Observation resources (cycling through the "
+              f"{v['distinct_resources']:,} of a generated sample, new ids), best of {v['repeat']}, "
+              f"{v['threads']} DuckDB threads, {m['cpu_count']} cores, {m['memory_gib']} GiB")
+    rows = [("compiled staging observation view", "compiled"), ("hand-written explicit-schema SQL", "hand_written")]
+    lines = [header, f"  {'':<34}{'seconds':>9}{'median':>9}{'rows/s':>12}{'cpu s':>8}"]
+    for label, key in rows:
+        lines.append(f"  {label:<34}{v[key + '_seconds']:>9.2f}{v[key + '_median_seconds']:>9.2f}"
+                     f"{v[key + '_rows_per_second']:>12,}{v[key + '_cpu_seconds']:>8.1f}")
+    lines.append(f"  ratio compiled / hand-written: {v['ratio_compiled_to_hand_written']:.2f} ({verdict} the "
+                 f"{v['target_ratio']}x target); by CPU time {v['cpu_ratio_compiled_to_hand_written']:.2f}")
+    lines.append(f"  outputs identical: {v['outputs_identical']} ({v['rows_out']:,} rows); "
+                 f"setup {v['setup_seconds']:.0f}s")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Per-facility facts behind every adoption measure, as TEMP tables on the report's connection (DuckDB SQL).
+
+    adoption_facility          one row per registered facility (core.facility) with its segment
+    adoption_submission_day    institution × day with at least one accepted bundle (staging.bundle.accepted)
+    adoption_view_day          institution × day with at least one successful view (core.access_event)
+    adoption_category_first    institution × kind of information: the first day it was sent and passed validation
+    adoption_records_day       institution × day: records received, records that passed (not quarantined)
+
+Days are the sender's own calendar day: Bundle.timestamp (JP-CLINS requires it; its local date is JST), else the
+date in the file name (<医療機関番号>_<YYYYMMDD>_…), else the day the file landed. Dating by arrival instead would
+put a backfilled or replayed inbox all into one month. Views are dated in Asia/Tokyo.
+
+The report reads staging (the append-only history of what passed validation) because core keeps only the newest
+version of a resource: "has ever sent" and "first sent on" need the history. Only aggregates per institution
+leave this module; no patient key does.
+"""
+
+import duckdb
+
+from pipelines.fhir.systems import INFORMATION_KINDS
+from pipelines.ingest.facility_registry import BED_BAND_SQL
+
+#: inbox kinds that are not a facility's own submissions (their records are not in the quality measure)
+NOT_SUBMISSIONS = ("consent", "access", "facilities")
+PASSED = ("loaded", "duplicate", "tombstoned")
+#: bundle timestamp → file name → landing, as one SQL expression over raw.bundle b / ops.file_manifest m
+_FILE_NAME_DAY = r"try_strptime(regexp_extract(m.path, '_(\d{8})_', 1), '%Y%m%d')::DATE"
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, table]).fetchone()[0])
+
+
+def _category_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Staging tables holding dated, attributed kinds of information (new ones, e.g. checkups, join by shape)."""
+    needed = ["institution_number", "category", "file_id", "bundle_key", "raw_id"]
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'staging' AND column_name IN "
+        f"({', '.join('?' * len(needed))}) GROUP BY table_name HAVING count(*) = ? ORDER BY table_name",
+        [*needed, len(needed)]).fetchall()
+    return [r[0] for r in rows]
+
+
+def build_facts(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the adoption_* TEMP tables on `con` (read-only connections may hold TEMP tables)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE adoption_facility AS
+        SELECT institution_number, facility_name, prefecture_code, facility_type, bed_count,
+               coalesce(bed_band, {BED_BAND_SQL}) AS bed_band,
+               CASE WHEN facility_type <> 'hospital' THEN facility_type
+                    ELSE CASE coalesce(bed_band, {BED_BAND_SQL}) WHEN '<200' THEN 'hospital_under200'
+                         WHEN '200-399' THEN 'hospital_200_399' WHEN '400+' THEN 'hospital_400plus'
+                         ELSE 'hospital_beds_unknown' END END AS segment,
+               applied_on, connected_on, first_submission_on AS registry_first_submission_on,
+               first_view_on AS registry_first_view_on
+        FROM core.facility
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE adoption_file_day AS
+        SELECT m.file_id, m.kind, m.sender,
+               coalesce({_FILE_NAME_DAY},
+                        (SELECT min(try_cast(left(b.envelope->>'$.timestamp', 10) AS DATE))
+                         FROM raw.bundle b WHERE b.file_id = m.file_id),
+                        m.landed_at::DATE) AS day
+        FROM ops.file_manifest m
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE adoption_bundle_day AS
+        SELECT b.bundle_key, b.file_id, coalesce(try_cast(left(b.envelope->>'$.timestamp', 10) AS DATE), f.day) AS day
+        FROM raw.bundle b JOIN adoption_file_day f USING (file_id)
+    """)
+    _submission_days(con)
+    _view_days(con)
+    _category_first(con)
+    _records_days(con)
+
+
+def _submission_days(con: duckdb.DuckDBPyConnection) -> None:
+    if _exists(con, "staging", "bundle"):
+        source = """SELECT DISTINCT s.institution_number, d.day
+                    FROM staging.bundle s JOIN adoption_bundle_day d USING (bundle_key)
+                    WHERE s.accepted AND s.institution_number IS NOT NULL AND d.day IS NOT NULL"""
+    else:
+        source = "SELECT NULL::VARCHAR AS institution_number, NULL::DATE AS day WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE adoption_submission_day AS {source}")
+
+
+def _view_days(con: duckdb.DuckDBPyConnection) -> None:
+    # A failed attempt (AuditEvent.outcome other than 0) is not a view.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE adoption_view_day AS
+        SELECT DISTINCT viewer AS institution_number, (recorded AT TIME ZONE 'Asia/Tokyo')::DATE AS day
+        FROM core.access_event WHERE coalesce(outcome, '0') = '0'
+    """)
+
+
+def _category_first(con: duckdb.DuckDBPyConnection) -> None:
+    kinds = ", ".join(f"'{k}'" for k in INFORMATION_KINDS)
+    parts = [f"SELECT institution_number, category, bundle_key, file_id, raw_id FROM staging.{t}"
+             for t in _category_tables(con)]
+    rows = " UNION ALL ".join(parts) or (
+        "SELECT NULL::VARCHAR institution_number, NULL::VARCHAR category, NULL::BIGINT bundle_key, "
+        "NULL::BIGINT file_id, NULL::BIGINT raw_id WHERE false")
+    # staging holds what passed the IG rules; a record the contract rejected afterwards is in ops.quarantine
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE adoption_category_first AS
+        SELECT r.institution_number, r.category, min(coalesce(b.day, f.day)) AS first_day
+        FROM ({rows}) r
+        LEFT JOIN adoption_bundle_day b USING (bundle_key)
+        LEFT JOIN adoption_file_day f ON f.file_id = r.file_id
+        WHERE r.category IN ({kinds}) AND r.institution_number IS NOT NULL
+          AND r.raw_id NOT IN (SELECT raw_id FROM ops.record_outcome WHERE outcome = 'quarantined')
+        GROUP BY ALL
+    """)
+
+
+def _records_days(con: duckdb.DuckDBPyConnection) -> None:
+    """Records per sender and day: every parsed record of its files, plus units that could not be parsed.
+    A record passed when it ended loaded, duplicate (an older or repeated version, e.g. the Patient entry
+    every bundle repeats) or tombstoned; it failed when it ended in ops.quarantine."""
+    not_submissions = ", ".join(f"'{k}'" for k in NOT_SUBMISSIONS)
+    passed = ", ".join(f"'{k}'" for k in PASSED)
+    declared = ("(SELECT s.institution_number FROM staging.bundle s WHERE s.bundle_key = r.bundle_key)"
+                if _exists(con, "staging", "bundle") else "NULL")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE adoption_records_day AS
+        SELECT institution_number, day, sum(received)::BIGINT AS received, sum(passed)::BIGINT AS passed
+        FROM (
+            SELECT coalesce(f.sender, {declared}) AS institution_number, coalesce(b.day, f.day) AS day,
+                   1 AS received, (o.outcome IN ({passed}))::INT AS passed
+            FROM raw.resource r JOIN adoption_file_day f USING (file_id)
+            LEFT JOIN adoption_bundle_day b ON b.bundle_key = r.bundle_key
+            LEFT JOIN ops.record_outcome o ON o.raw_id = r.raw_id
+            WHERE f.kind NOT IN ({not_submissions})
+            UNION ALL
+            SELECT coalesce(q.institution_number, f.sender), f.day, q.record_count, 0
+            FROM ops.quarantine q JOIN adoption_file_day f USING (file_id)
+            WHERE q.scope IN ('file', 'line') AND f.kind NOT IN ({not_submissions})
+        )
+        WHERE institution_number IS NOT NULL
+        GROUP BY ALL
+    """)
+
+
+def data_span(con: duckdb.DuckDBPyConnection) -> tuple:
+    """(first, last) day any fact speaks of — the series start and the default as-of date; (None, None) when
+    the warehouse holds no dated fact yet."""
+    return con.execute("""
+        SELECT min(d), max(d) FROM (
+            SELECT applied_on AS d FROM adoption_facility UNION ALL SELECT connected_on FROM adoption_facility
+            UNION ALL SELECT day FROM adoption_submission_day UNION ALL SELECT day FROM adoption_view_day)
+    """).fetchone()
+
+
+def unregistered_senders(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(institutions, records) that sent data but are not in the registry: outside every measure, said so."""
+    return con.execute("""
+        SELECT count(DISTINCT institution_number), coalesce(sum(received), 0)::BIGINT FROM adoption_records_day
+        WHERE institution_number NOT IN (SELECT institution_number FROM adoption_facility)
+    """).fetchone()

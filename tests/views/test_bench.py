@@ -1,0 +1,35 @@
+"""`karte bench` smoke test at a tiny size: the report's shape and that both flattens agree (no timing asserts)."""
+
+import json
+
+from pipelines.bench.cli import _table
+from pipelines.bench.views import HAND_WRITTEN_SQL
+from pipelines.cli import main
+
+
+def test_bench_writes_its_sections_and_keeps_others(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"ingest": {"rows_per_second": 1}}), encoding="utf-8")
+    code = main(["bench", "--resources", "2000", "--repeat", "1", "--out", str(out), "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["ingest"] == {"rows_per_second": 1}  # another subject's section survives
+    views = report["views"]
+    assert printed["views"] == views
+    assert views["resources"] == 2000 and views["rows_out"] == 2000
+    assert views["outputs_identical"] is True  # the hand-written SQL computes exactly the view's rows
+    assert views["compiled_rows_per_second"] > 0 and views["hand_written_rows_per_second"] > 0
+    assert views["ratio_compiled_to_hand_written"] > 0
+    assert {"cpu_count", "duckdb", "python"} <= report["machine"].keys()
+    table = _table(report)  # what the command prints without --json
+    assert "compiled staging observation view" in table and "ratio compiled / hand-written" in table
+
+
+def test_bad_arguments_exit_2(capsys):
+    assert main(["bench", "--resources", "0"]) == 2
+    assert "--resources" in capsys.readouterr().err
+
+
+def test_hand_written_sql_reads_only_the_bench_table():
+    assert "bench_resource" in HAND_WRITTEN_SQL and "json_transform" in HAND_WRITTEN_SQL
