@@ -10,6 +10,7 @@ from assets.raw import raw_layer
 from assets.reports import quality
 from assets.reports.adoption import adoption_report
 from assets.reports.audit import audit
+from assets.reports.checkups import checkup_report
 from assets.staging import staging_assets
 from assets.views import view_assets
 from pipelines.jobs import (
@@ -25,6 +26,7 @@ all_assets = [file_manifest, raw_layer, *staging_assets, *core_assets, run_summa
 all_assets += view_assets  # analysts' ViewDefinitions in data/views/ (assets/views)
 all_assets += [audit, access_event_hash_chain]  # the audit report and the access log's hash-chain check
 all_assets += [adoption_report]  # reports.adoption_*: the rollout against the 2030 target (monthly schedule)
+all_assets += [checkup_report]  # reports.checkup_*: 特定健診 results and participation
 
 defs = dg.Definitions(
     assets=all_assets,

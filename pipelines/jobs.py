@@ -73,8 +73,8 @@ def run_all_assets(settings: Settings) -> dict:
         mat = event.materialization
         if mat.asset_key == dg.AssetKey(["ops", "run_summary"]):
             summary = mat.metadata["summary"].value
-        if mat.asset_key == dg.AssetKey(["reports", "quality"]):
-            reports = mat.metadata["files"].value
+        if mat.asset_key.path[0] == "reports" and "files" in mat.metadata:
+            reports += [p for p in mat.metadata["files"].value if p not in reports]
     evaluations = result.get_asset_check_evaluations()
     failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
     return {"success": result.success and not failed, "ingest": summary, "reports": reports,

@@ -6,9 +6,11 @@ pipelines/views/materialize.py for exactly which), rebuilt whole on each materia
 documented from the view at definition time.
 
 A file that cannot be used is skipped, never fatal: the code location still loads with every other view,
-and each problem is reported once at definition time as a ``ViewCatalogWarning`` (shown by ``dagster dev``,
-``karte run`` and the test run) naming the file and the failing place in the view. ``karte view list``
-shows the same verdicts on demand.
+and each problem is reported once at definition time as a ``ViewCatalogWarning`` on stderr (``dagster dev``,
+``karte run``) naming the file and the failing place in the view. ``karte view list`` shows the same
+verdicts on demand (exit 1 when a file would be skipped). A view that compiles but fails while running
+(a column path that returns several values for some resource) fails its materialisation with a one-line
+message naming the table and file; the other views are unaffected.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from assets.core import core_assets
 from pipelines.resources import KarteWarehouse
@@ -52,7 +55,12 @@ def view_asset(entry: CatalogView) -> dg.AssetsDefinition:
     )
     def _view(karte: KarteWarehouse):
         with closing(karte.connect()) as con:
-            rows = build_view_table(con, entry)
+            try:
+                rows = build_view_table(con, entry)
+            except duckdb.Error as exc:  # e.g. a column path that returned several values for some resource
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise dg.Failure(description=f"views.{entry.name} ({entry.path.name}): the view failed while "
+                                             f"running: {first}") from None
             hits = raw_identifier_columns(con, entry.name)
             if hits:
                 # Never leave raw identifiers readable: the table goes, the failed check says why.

@@ -92,10 +92,15 @@ def test_materialise_over_ingested_examples(examples, inbox, tmp_path):
     folder = tmp_path / "views"
     patient_ids = {"resourceType": "ViewDefinition", "name": "patient_ids", "resource": "Patient",
                    "select": [{"column": [{"name": "member", "path": "identifier.value.first()"}]}]}
-    write_views(folder, {"labs.json": LABS, "patient_ids.json": patient_ids})
+    many_codes = {"resourceType": "ViewDefinition", "name": "many_codes", "resource": "Observation",
+                  "select": [{"column": [{"name": "code", "path": "code.coding.code"}]}]}  # 2+ codings each
+    write_views(folder, {"labs.json": LABS, "patient_ids.json": patient_ids, "many.json": many_codes})
     assets, _ = build_view_assets(folder)
     result = dg.materialize(assets, resources={"karte": KarteWarehouse(warehouse=str(warehouse))},
                             raise_on_error=False)
+    failures = [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert any("views.many_codes (many.json): the view failed while running" in m
+               and "returned more than one value" in m for m in failures), failures
     checks = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
     assert checks["labs"].passed
     # a view that exposes the raw insurance identifier fails its check and leaves no table behind
