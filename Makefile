@@ -21,7 +21,7 @@ run: setup
 	$(BIN)/karte run
 
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2  # two workers: CI and the dev machines have 2 cores
 
 # The views benchmark (compiled staging view vs hand-written SQL, 1M Observations): data/reports/bench.json
 bench: setup
