@@ -6,6 +6,7 @@ for those: `--debug` shows one.
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -113,10 +114,33 @@ def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _read_only_warehouse(path):
+    """The warehouse opened read-only for a report; an unusable one is a one-line CliError."""
+    from pipelines.warehouse import WarehouseError, connect
+
+    try:
+        con = connect(path, read_only=True)
+    except WarehouseError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _print_reports(paths, as_json: bool, **extra) -> int:
+    if as_json:
+        print(json.dumps({"reports": [str(p) for p in paths], **extra}, ensure_ascii=False))
+    else:
+        for path in paths:
+            print(f"report: {path}")
+    return EXIT_OK
+
+
 def cmd_access_history(args: argparse.Namespace) -> int:
     """What マイナポータル shows one patient; the identifier is hashed here and never stored."""
     from pipelines.reports.access_history import PatientIdentifierError, access_history, render
-    from pipelines.warehouse import WarehouseError, connect
 
     if not args.patient:
         raise CliError("access-history needs --patient '保険者番号:記号:番号:枝番'")
@@ -125,16 +149,11 @@ def cmd_access_history(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     settings = load_settings(warehouse=args.warehouse)
-    try:
-        con = connect(settings.warehouse, read_only=True)
-    except WarehouseError as exc:
-        raise CliError(str(exc)) from exc
-    try:
-        frame = access_history(con, args.patient, settings.pseudonym_key)
-    except PatientIdentifierError as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        con.close()
+    with _read_only_warehouse(settings.warehouse) as con:
+        try:
+            frame = access_history(con, args.patient, settings.pseudonym_key)
+        except PatientIdentifierError as exc:
+            raise CliError(str(exc)) from exc
     sys.stdout.write(render(frame, "json" if args.json else args.format or "text"))
     return EXIT_OK
 
@@ -143,26 +162,15 @@ def cmd_report_audit(args: argparse.Namespace) -> int:
     """`karte report audit`: findings over the access log (read-only), analysts' and security officer's files."""
     from pipelines.audit.window import AuditWindowError
     from pipelines.reports.audit import write_audit_report
-    from pipelines.warehouse import WarehouseError, connect
 
     settings = load_settings(warehouse=args.warehouse, reports=args.out)
-    try:
-        con = connect(settings.warehouse, read_only=True)
-    except WarehouseError as exc:
-        raise CliError(str(exc)) from exc
-    try:
-        paths = write_audit_report(con, settings.reports, args.as_of, args.date_from, args.date_to)
-    except AuditWindowError as exc:
-        print(f"karte report: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        con.close()
-    if args.json:
-        print(json.dumps({"reports": [str(p) for p in paths]}))
-    else:
-        for path in paths:
-            print(f"report: {path}")
-    return EXIT_OK
+    with _read_only_warehouse(settings.warehouse) as con:
+        try:
+            paths = write_audit_report(con, settings.reports, args.as_of, args.date_from, args.date_to)
+        except AuditWindowError as exc:
+            print(f"karte report: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return _print_reports(paths, args.json)
 
 
 def _iso_day(text: str):
@@ -177,26 +185,15 @@ def _iso_day(text: str):
 def cmd_report_checkups(args: argparse.Namespace) -> int:
     """`karte report checkups`: 特定健診 participation and results by prefecture, sex and age band."""
     from pipelines.reports.checkups import CheckupReportError, build_checkup_report, write_checkup_report
-    from pipelines.warehouse import WarehouseError, connect
 
     settings = load_settings(warehouse=args.warehouse, reports=args.out)
-    try:
-        con = connect(settings.warehouse, read_only=True)
-    except WarehouseError as exc:
-        raise CliError(str(exc)) from exc
-    try:
-        report = build_checkup_report(con, args.as_of, getattr(args, "fiscal_year", None))
-    except CheckupReportError as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        con.close()
+    with _read_only_warehouse(settings.warehouse) as con:
+        try:
+            report = build_checkup_report(con, args.as_of, getattr(args, "fiscal_year", None))
+        except CheckupReportError as exc:
+            raise CliError(str(exc)) from exc
     paths = write_checkup_report(report, settings.reports)
-    if args.json:
-        print(json.dumps({"reports": [str(p) for p in paths], "fiscal_year": report.fiscal_year}))
-    else:
-        for path in paths:
-            print(f"report: {path}")
-    return EXIT_OK
+    return _print_reports(paths, args.json, fiscal_year=report.fiscal_year)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -211,23 +208,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.name == "access-history":
         return cmd_access_history(args)
     from pipelines.reports.quality import write_quality_report
-    from pipelines.warehouse import WarehouseError, connect
 
     settings = load_settings(warehouse=args.warehouse, reports=args.out)
-    try:
-        con = connect(settings.warehouse, read_only=True)
-    except WarehouseError as exc:
-        raise CliError(str(exc)) from exc
-    try:
+    with _read_only_warehouse(settings.warehouse) as con:
         paths = write_quality_report(con, settings.reports)
-    finally:
-        con.close()
-    if args.json:
-        print(json.dumps({"reports": [str(p) for p in paths]}))
-    else:
-        for path in paths:
-            print(f"report: {path}")
-    return EXIT_OK
+    return _print_reports(paths, args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
