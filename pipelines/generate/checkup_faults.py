@@ -10,6 +10,7 @@ the kinds still missing onto clean units at the end.
 import random
 
 from pipelines.generate.checkup_values import C, ItemValue, Results
+from pipelines.generate.faults import FaultPlanner
 
 #: kind -> (expected rule, expected outcome)
 CHECKUP_EXPECTED: dict[str, tuple[str | None, str]] = {
@@ -36,22 +37,11 @@ OUTDATED_ITEM_CODE = "9N761000000000011"
 UNKNOWN_ITEM_CODE = "9N999000000000011"
 
 
-class CheckupFaultPlanner:
+class CheckupFaultPlanner(FaultPlanner):
+    """The ingest fault planner over the checkup fault kinds."""
+
     def __init__(self, rate: float, rng: random.Random):
-        self.rate = rate
-        self.rng = rng
-        self.seen: set[str] = set()
-
-    def choose(self, applicable: list[str]) -> str | None:
-        if self.rate <= 0 or not applicable or self.rng.random() >= self.rate:
-            return None
-        unseen = [k for k in PRIORITY if k in applicable and k not in self.seen]
-        kind = unseen[0] if unseen else self.rng.choice(applicable)
-        self.seen.add(kind)
-        return kind
-
-    def missing(self) -> list[str]:
-        return [k for k in PRIORITY if k not in self.seen] if self.rate > 0 else []
+        super().__init__(rate, rng, priority=PRIORITY)
 
 
 def record(kind: str, form: str, file: str, document_id: str | None, item_codes: list[str] | None = None,

@@ -52,9 +52,12 @@ JLAC10_LIST_SYSTEMS = set(S.JLAC10_SYSTEMS)
 
 
 class FaultPlanner:
-    def __init__(self, rate: float, rng: random.Random):
+    """Decides which fault (if any) a unit gets; kinds not seen yet come first, in `priority` order."""
+
+    def __init__(self, rate: float, rng: random.Random, priority: list[str] = PRIORITY):
         self.rate = rate
         self.rng = rng
+        self.priority = priority
         self.seen: set[str] = set()
         self.records: list[dict] = []
         self.dice = True  # False while forcing the missing kinds
@@ -69,13 +72,13 @@ class FaultPlanner:
             return None
         if self.rate <= 0 or not applicable or not self.dice or self.rng.random() >= self.rate:
             return None
-        unseen = [k for k in PRIORITY if k in applicable and k not in self.seen]
+        unseen = [k for k in self.priority if k in applicable and k not in self.seen]
         kind = unseen[0] if unseen else self.rng.choice(applicable)
         self.seen.add(kind)
         return kind
 
     def missing(self) -> list[str]:
-        return [k for k in PRIORITY if k not in self.seen] if self.rate > 0 else []
+        return [k for k in self.priority if k not in self.seen] if self.rate > 0 else []
 
     def record(self, kind: str, file: str, line: int | None, bundle_identifier: str | None,
                resource_identifier: str | None, **extra) -> None:
