@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -277,11 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.config import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Warehouses and reports hold health data: everything Karte creates is owner-only (0600 / 0700).
+    os.umask(0o077)
     try:
         return args.func(args)
-    except CliError as exc:
+    except (CliError, ConfigError) as exc:
         if args.debug:
             raise
         print(f"karte {args.command}: error: {exc}", file=sys.stderr)

@@ -23,12 +23,20 @@ class Settings:
     structure_validation: str  # all | sample | off — where fhir.resources runs (see pipelines/ingest/structure.py)
 
 
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or unusable; str() is a one-line message."""
+
+
 def load_settings(
     warehouse: str | os.PathLike | None = None,
     inbox: str | os.PathLike | None = None,
     reports: str | os.PathLike | None = None,
 ) -> Settings:
     key = os.environ.get("KARTE_PSEUDONYM_KEY")
+    if os.environ.get("KARTE_ENV") == "production" and (not key or key == DEVELOPMENT_PSEUDONYM_KEY):
+        # pseudonyms made with a public key can be reversed by anyone holding the identifiers
+        raise ConfigError("KARTE_ENV=production needs KARTE_PSEUDONYM_KEY set to a secret key "
+                          "(the development key is public)")
     return Settings(
         warehouse=Path(warehouse or os.environ.get("KARTE_WAREHOUSE") or DATA_DIR / "warehouse.duckdb"),
         inbox=Path(inbox or os.environ.get("KARTE_INBOX") or DATA_DIR / "inbox"),

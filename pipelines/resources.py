@@ -1,5 +1,7 @@
 """Dagster resources: where the warehouse, inbox and reports live (defaults from pipelines.config)."""
 
+import os
+
 import dagster as dg
 import duckdb
 
@@ -18,4 +20,5 @@ class KarteWarehouse(dg.ConfigurableResource):
         return load_settings(warehouse=self.warehouse or None, inbox=self.inbox or None, reports=self.reports or None)
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        os.umask(0o077)  # what the run creates (warehouse, reports) is owner-only, as from the CLI
         return connect(self.settings().warehouse, read_only=read_only)

@@ -43,9 +43,9 @@ def scan_inbox(inbox: Path) -> list[InboxFile]:
                 continue
             for path in sorted(root.rglob("*")):
                 rel = path.relative_to(inbox)
-                if any(part.startswith((".", "_")) for part in rel.parts) or not path.is_file():
+                if any(part.startswith((".", "_")) for part in rel.parts) or not (path.is_file() or path.is_symlink()):
                     continue
-                stat = path.stat()
+                stat = path.lstat()
                 files.append(InboxFile(path, rel.as_posix(), kind, stat.st_size, stat.st_mtime_ns))
     except PermissionError as exc:
         raise InboxError(f"inbox {inbox} cannot be read: {exc.strerror}") from exc
@@ -80,16 +80,18 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
     rows = []
     for f in files:
         digest = known.get((f.relpath, f.size, f.mtime_ns))
-        if digest is None:
+        if f.path.is_symlink():
+            digest = "symlink:" + f.relpath  # never followed: the raw step quarantines it unread
+        elif digest is None:
             try:
                 digest = sha256_of(f.path)
             except OSError:
                 digest = "unreadable:" + f.relpath  # the raw step quarantines it with K-FILE-READ
         sender = _SENDER.match(f.path.name)
         rows.append((f.relpath, f.kind, sender.group(1) if sender else None, f.size, f.mtime_ns, digest))
-    sightings = pl.DataFrame(
-        rows, schema=["path", "kind", "sender", "size_bytes", "mtime_ns", "sha256"], orient="row"
-    ).with_columns(pl.col("size_bytes").cast(pl.Int64), pl.col("mtime_ns").cast(pl.Int64))
+    sightings = pl.DataFrame(rows, orient="row", schema={
+        "path": pl.String, "kind": pl.String, "sender": pl.String, "size_bytes": pl.Int64, "mtime_ns": pl.Int64,
+        "sha256": pl.String})  # explicit: an empty inbox must still give typed columns
     now = datetime.now(UTC).replace(tzinfo=None)
     con.register("sightings", sightings)
     with transaction(con):

@@ -106,6 +106,11 @@ def _read_archive(buf: _RawBuffer, file_id: int, full: Path, path: str) -> None:
 
 def _read_file(buf: _RawBuffer, file_id: int, inbox: Path, path: str, kind: str) -> None:
     full = inbox / path
+    if full.is_symlink():
+        # A link could point anywhere (/etc/…): its target is neither read nor kept.
+        _quarantine_unit(buf, file_id, path, kind, Unit(None, None, rule_id="K-FILE-READ",
+                                                        message="symbolic links in the inbox are not followed"))
+        return
     if kind == "checkups":
         _read_archive(buf, file_id, full, path)
         return
