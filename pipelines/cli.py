@@ -64,6 +64,7 @@ class _StepBar:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.ingest.landing import InboxError
+    from pipelines.ingest.raw import RawWriteError
     from pipelines.ingest.run import ingest
     from pipelines.warehouse import WarehouseError, connect
 
@@ -77,7 +78,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             con.close()
             if bar:
                 bar.close()
-    except (InboxError, WarehouseError) as exc:
+    except (InboxError, WarehouseError, RawWriteError) as exc:
         raise CliError(str(exc)) from exc
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))

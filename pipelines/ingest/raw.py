@@ -193,20 +193,35 @@ def _flush(con: duckdb.DuckDBPyConnection, buf: _RawBuffer, batch_of_file: dict[
     return resources.height
 
 
+class RawWriteError(RuntimeError):
+    """Writing a group of files to raw failed (disk full, I/O error); the group was rolled back."""
+
+
+def _flush_or_explain(con: duckdb.DuckDBPyConnection, buf: _RawBuffer, batch_of_file: dict[int, int],
+                      paths: list[str]) -> int:
+    try:
+        return _flush(con, buf, batch_of_file)
+    except (duckdb.IOException, OSError) as exc:
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        raise RawWriteError(f"could not write {shown} to the warehouse (rolled back; the next run retries): "
+                            f"{str(exc).splitlines()[0]}") from exc
+
+
 def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path) -> int:
     """Parse every landed, not yet parsed file into raw; returns the number of raw rows written."""
     pending = con.execute(
         "SELECT file_id, path, kind, size_bytes, batch_id FROM ops.file_manifest WHERE NOT parsed ORDER BY file_id"
     ).fetchall()
     written = 0
-    buf, batch_of_file, group_bytes = _RawBuffer(), {}, 0
+    buf, batch_of_file, paths, group_bytes = _RawBuffer(), {}, [], 0
     for file_id, path, kind, size, batch_id in pending:
         _read_file(buf, file_id, inbox, path, kind)
         batch_of_file[file_id] = batch_id
+        paths.append(path)
         group_bytes += size
         if group_bytes >= GROUP_BYTES:
-            written += _flush(con, buf, batch_of_file)
-            buf, batch_of_file, group_bytes = _RawBuffer(), {}, 0
+            written += _flush_or_explain(con, buf, batch_of_file, paths)
+            buf, batch_of_file, paths, group_bytes = _RawBuffer(), {}, [], 0
     if batch_of_file:
-        written += _flush(con, buf, batch_of_file)
+        written += _flush_or_explain(con, buf, batch_of_file, paths)
     return written

@@ -57,3 +57,31 @@ def test_query_refuses_ways_out_of_read_only(examples, inbox, warehouse, sql):
     assert karte("ingest", "--inbox", inbox, "--warehouse", warehouse).returncode == 0
     refused = karte("query", sql, "--warehouse", warehouse)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr and "refused" in refused.stderr, sql
+
+
+def test_write_failure_rolls_back_names_the_file_and_the_next_run_succeeds(examples, inbox, tmp_path, monkeypatch):
+    """A disk-full / I/O error while a group of files is written: that group rolls back, the error names the
+    file, nothing half-written remains, and the next run loads it — ending where an uninterrupted run ends."""
+    import duckdb
+
+    from pipelines.ingest import raw
+    from tests.conftest import run_ingest
+    from tests.ingest.test_idempotent import fingerprints
+
+    write_bundles(inbox, {"obs.json": load_example("Bundle-Bundle-CLINS-Observations-Example-01.json")})
+    clean = tmp_path / "clean.duckdb"
+    run_ingest(inbox, clean)[1].close()
+
+    def disk_full(*_args, **_kwargs):
+        raise duckdb.IOException("IO Error: Could not write file: No space left on device")
+
+    failing = tmp_path / "failing.duckdb"
+    with monkeypatch.context() as patch:
+        patch.setattr(raw, "_flush", disk_full)
+        with pytest.raises(raw.RawWriteError, match=r"fhir/obs\.json.*No space left"):
+            run_ingest(inbox, failing)
+    con = duckdb.connect(str(failing))
+    assert con.execute("SELECT count(*) FROM raw.resource").fetchone() == (0,)
+    con.close()
+    run_ingest(inbox, failing)[1].close()
+    assert fingerprints(failing) == fingerprints(clean)
