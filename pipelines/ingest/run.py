@@ -5,6 +5,7 @@ so a run killed anywhere leaves a warehouse the next run simply continues.
 """
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,9 +54,12 @@ def start_batch(con: duckdb.DuckDBPyConnection, inbox: str) -> int:
 
 
 def _maybe_crash(step: str) -> None:
-    # Test hook for the crash-recovery tests: die like kill -9 right after `step` committed.
+    # Test hooks for the crash and concurrency tests: die like kill -9, or hold the warehouse a while,
+    # right after `step` committed.
     if os.environ.get("KARTE_TEST_CRASH_AFTER") == step:
         os._exit(137)
+    if os.environ.get("KARTE_TEST_PAUSE_AFTER") == step:
+        time.sleep(float(os.environ.get("KARTE_TEST_PAUSE_SECONDS", "5")))
 
 
 def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.DuckDBPyConnection], object]]]:

@@ -1,10 +1,12 @@
 """Issue 8 groundwork: production refuses the public key, files are owner-only, symlinks are not followed,
 and `karte query` refuses every way out of read-only."""
 
+import json
 import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -85,3 +87,25 @@ def test_write_failure_rolls_back_names_the_file_and_the_next_run_succeeds(examp
     con.close()
     run_ingest(inbox, failing)[1].close()
     assert fingerprints(failing) == fingerprints(clean)
+
+
+def test_two_ingests_at_once_one_exits_clearly_and_nothing_loads_twice(tmp_path):
+    from pipelines.generate import generate
+
+    inbox, warehouse = tmp_path / "inbox", tmp_path / "w.duckdb"
+    generate(inbox, facilities=10, patients=150, seed=9, fault_rate=0.0)
+    # the first run holds the warehouse for a while after landing, so the second surely meets it
+    first = subprocess.Popen([*KARTE, "ingest", "--inbox", str(inbox), "--warehouse", str(warehouse), "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "KARTE_TEST_PAUSE_AFTER": "landing", "KARTE_TEST_PAUSE_SECONDS": "8"})
+    deadline = time.monotonic() + 60
+    while not warehouse.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    second = karte("ingest", "--inbox", inbox, "--warehouse", warehouse, "--json")
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode == 1 and "in use" in second.stderr and "Traceback" not in second.stderr
+    again = karte("ingest", "--inbox", inbox, "--warehouse", warehouse, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["records_in"] == 0
+    assert json.loads(out)["records_in"] > 0
