@@ -67,19 +67,9 @@ def _fhir_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[pl.Dat
         return empty_rows().with_columns(raw_id=pl.lit(None, pl.Int64)), pl.DataFrame(schema={"raw_id": pl.Int64})
     # The patient travels in member_id as its pseudonymous key: the raw identifier is not needed here.
     frame = observations.join(_fhir_headers(con, lo, hi), on="bundle_key", how="left")
-    rows = _rows_keeping_raw_id(frame)
+    rows = checkup_rows(frame, {}, carry=("raw_id",))
     without = observations.select("raw_id").unique().join(rows.select("raw_id").unique(), on="raw_id", how="anti")
     return rows, without
-
-
-def _rows_keeping_raw_id(frame: pl.DataFrame) -> pl.DataFrame:
-    """checkup_rows keeps only the row shape; the raw record of each row is found again by its key, which
-    one Observation determines (one item per Observation, its components being other items)."""
-    rows = checkup_rows(frame, {})
-    index = frame.with_columns(item_code=pl.coalesce("item_code", "other_code")).select(
-        "raw_id", pl.col("member_id"), "document_id", "item_code").unique(["member_id", "document_id", "item_code"],
-                                                                          keep="first")
-    return rows.join(index, on=["member_id", "document_id", "item_code"], how="left")
 
 
 def _xml_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
