@@ -23,6 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resources", type=int, default=DEFAULT_RESOURCES,
                    help=f"Observation resources to flatten (default {DEFAULT_RESOURCES:,})")
     p.add_argument("--repeat", type=int, default=3, help="timed runs of each flatten; the best counts (default 3)")
+    p.add_argument("--only", choices=["views", "ingest"], help="run one section (default: both)")
+    p.add_argument("--patients", type=int, default=1500,
+                   help="ingest section: patients in the generated sample (default 1,500 ≈ 46k records)")
     p.add_argument("--out", help="report file (default $KARTE_REPORTS/bench.json, i.e. data/reports/bench.json)")
     p.add_argument("--json", action="store_true", help="print the report sections as one JSON object")
     p.set_defaults(func=run)
@@ -33,17 +36,24 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.bench.report import machine_info, write_sections
     from pipelines.bench.views import run_views_bench
 
-    if args.resources < 1 or args.repeat < 1:
-        print("karte bench: error: --resources and --repeat must be at least 1", file=sys.stderr)
+    if args.resources < 1 or args.repeat < 1 or args.patients < 10:
+        print("karte bench: error: --resources and --repeat must be at least 1, --patients at least 10",
+              file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out) if args.out else load_settings().reports / "bench.json"
     progress = None
     if not args.json and sys.stderr.isatty():
         def progress(step: str) -> None:
             print(f"bench: {step}…", file=sys.stderr, flush=True)
+    from pipelines.bench.ingest import run_ingest_bench
+
     try:
-        views = run_views_bench(args.resources, repeat=args.repeat, progress=progress)
-        sections = {"views": views.as_dict(), "machine": machine_info()}
+        sections = {}
+        if args.only in (None, "views"):
+            sections["views"] = run_views_bench(args.resources, repeat=args.repeat, progress=progress).as_dict()
+        if args.only in (None, "ingest"):
+            sections["ingest"] = run_ingest_bench(args.patients, progress=progress).as_dict()
+        sections["machine"] = machine_info()
         path = write_sections(out, sections)
     except (OSError, RuntimeError) as exc:
         print(f"karte bench: error: {exc}", file=sys.stderr)
@@ -57,7 +67,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(sections: dict) -> str:
-    v, m = sections["views"], sections["machine"]
+    from pipelines.bench.ingest import table as ingest_table
+
+    parts = [_views_table(sections["views"], sections["machine"])] if "views" in sections else []
+    if "ingest" in sections:
+        parts.append(ingest_table(sections["ingest"]))
+    return "\n".join(parts)
+
+
+def _views_table(v: dict, m: dict) -> str:
     verdict = "within" if v["within_target"] else "NOT within"
     header = (f"views benchmark: {v['resources']:,} Observation resources (cycling through the "
               f"{v['distinct_resources']:,} of a generated sample, new ids), best of {v['repeat']}, "
