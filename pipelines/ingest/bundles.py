@@ -38,17 +38,14 @@ class StageResult:
     rejected: int
 
 
-def _first_entry_sql(resource_type: str, lo: int, hi: int) -> str:
-    return f"""
-        SELECT bundle_key, raw_id, full_url, resource FROM raw.resource
-        WHERE resource_type = '{resource_type}' AND bundle_key > {lo} AND bundle_key <= {hi}
-        QUALIFY row_number() OVER (PARTITION BY bundle_key ORDER BY entry_index) = 1
-    """
-
-
 def _entries_sql(resource_type: str, lo: int, hi: int) -> str:
     return f"""SELECT bundle_key, raw_id, full_url, resource FROM raw.resource
                WHERE resource_type = '{resource_type}' AND bundle_key > {lo} AND bundle_key <= {hi}"""
+
+
+def _first_entry_sql(resource_type: str, lo: int, hi: int) -> str:
+    return (_entries_sql(resource_type, lo, hi)
+            + " QUALIFY row_number() OVER (PARTITION BY bundle_key ORDER BY entry_index) = 1")
 
 
 def _document_parties(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> pl.DataFrame:
