@@ -13,6 +13,31 @@ from pipelines.config import load_settings
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _views(args, progress) -> dict:
+    from pipelines.bench.views import run_views_bench
+
+    return run_views_bench(args.resources, repeat=args.repeat, progress=progress).as_dict()
+
+
+def _ingest(args, progress) -> dict:
+    from pipelines.bench.ingest import run_ingest_bench
+
+    return run_ingest_bench(args.patients, progress=progress).as_dict()
+
+
+def _ingest_table(section: dict) -> str:
+    from pipelines.bench.ingest import table
+
+    return table(section)
+
+
+#: section name → (runner(args, progress) → JSON-able dict, printer(section) → text); run in this order
+SECTIONS = {
+    "views": (_views, lambda section: _views_table(section)),
+    "ingest": (_ingest, _ingest_table),
+}
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "bench", help="benchmark the view compiler against hand-written DuckDB SQL",
@@ -23,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resources", type=int, default=DEFAULT_RESOURCES,
                    help=f"Observation resources to flatten (default {DEFAULT_RESOURCES:,})")
     p.add_argument("--repeat", type=int, default=3, help="timed runs of each flatten; the best counts (default 3)")
-    p.add_argument("--only", choices=["views", "ingest"], help="run one section (default: both)")
+    p.add_argument("--only", choices=list(SECTIONS), help="run one section (default: all)")
     p.add_argument("--patients", type=int, default=1500,
                    help="ingest section: patients in the generated sample (default 1,500 ≈ 46k records)")
     p.add_argument("--out", help="report file (default $KARTE_REPORTS/bench.json, i.e. data/reports/bench.json)")
@@ -34,7 +59,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.bench.report import machine_info, write_sections
-    from pipelines.bench.views import run_views_bench
 
     if args.resources < 1 or args.repeat < 1 or args.patients < 10:
         print("karte bench: error: --resources and --repeat must be at least 1, --patients at least 10",
@@ -45,14 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.json and sys.stderr.isatty():
         def progress(step: str) -> None:
             print(f"bench: {step}…", file=sys.stderr, flush=True)
-    from pipelines.bench.ingest import run_ingest_bench
-
     try:
-        sections = {}
-        if args.only in (None, "views"):
-            sections["views"] = run_views_bench(args.resources, repeat=args.repeat, progress=progress).as_dict()
-        if args.only in (None, "ingest"):
-            sections["ingest"] = run_ingest_bench(args.patients, progress=progress).as_dict()
+        sections = {name: runner(args, progress) for name, (runner, _) in SECTIONS.items()
+                    if args.only in (None, name)}
         sections["machine"] = machine_info()
         path = write_sections(out, sections)
     except (OSError, RuntimeError) as exc:
@@ -67,19 +86,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(sections: dict) -> str:
-    from pipelines.bench.ingest import table as ingest_table
-
-    parts = [_views_table(sections["views"], sections["machine"])] if "views" in sections else []
-    if "ingest" in sections:
-        parts.append(ingest_table(sections["ingest"]))
-    return "\n".join(parts)
+    m = sections["machine"]
+    machine = f"machine: {m['cpu_count']} cores, {m['memory_gib']} GiB, Python {m['python']}, DuckDB {m['duckdb']}"
+    return "\n".join([machine] + [printer(sections[name]) for name, (_, printer) in SECTIONS.items() if name in sections])
 
 
-def _views_table(v: dict, m: dict) -> str:
+def _views_table(v: dict) -> str:
     verdict = "within" if v["within_target"] else "NOT within"
     header = (f"views benchmark: {v['resources']:,} Observation resources (cycling through the "
               f"{v['distinct_resources']:,} of a generated sample, new ids), best of {v['repeat']}, "
-              f"{v['threads']} DuckDB threads, {m['cpu_count']} cores, {m['memory_gib']} GiB")
+              f"{v['threads']} DuckDB threads")
     rows = [("compiled staging observation view", "compiled"), ("hand-written explicit-schema SQL", "hand_written")]
     lines = [header, f"  {'':<34}{'seconds':>9}{'median':>9}{'rows/s':>12}{'cpu s':>8}"]
     for label, key in rows:
