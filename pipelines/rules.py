@@ -24,6 +24,13 @@ _RULES = [
     Rule("K-ENCODING", "line", "not valid UTF-8", "encode FHIR JSON as UTF-8 (the FHIR JSON format requires it)"),
     Rule("K-JSON", "line", "malformed or truncated JSON", "re-send the complete bundle"),
     Rule("K-NOT-BUNDLE", "line", "top-level resource is not a Bundle", "wrap resources in a JP-CLINS Bundle"),
+    # size limits (pipelines/ingest/reader.py states each threshold and why): the unit is skipped unread
+    Rule("K-FILE-SIZE", "file", "file larger than its size limit (one .json document 64 MiB, registry CSV 64 MiB)",
+         "send one bundle per .json or many as NDJSON lines; split a registry CSV"),
+    Rule("K-LINE-SIZE", "line", "line longer than its size limit (NDJSON line 64 MiB, CSV field 128 KiB)",
+         "one bundle per line; send large attachments as separate documents"),
+    Rule("K-BUNDLE-ENTRIES", "line", "bundle has more entries than the limit (100,000)",
+         "split the resources over several bundles"),
     # --- bundle envelope --------------------------------------------------------------------------------
     Rule("K-PROFILE", "bundle", "bundle profile missing or not accepted",
          "set Bundle.meta.profile to JP_Bundle_CLINS / _eReferral / _eDischargeSummary / _ePCS"),

@@ -5,8 +5,9 @@ summary.xml (集計情報) and one CDA document per person.
 
 The archive is read in memory through `zipfile` and never extracted, so member names cannot write anywhere;
 a name with `..`, an absolute path or a drive is still rejected (K-ZIP) because no legitimate sender makes
-one. Zip bombs are bounded before and while reading: member count, each member's declared and actual size,
-the total, and the compression ratio. Any archive-level problem rejects the whole archive (`error`), and then
+one. Zip bombs are bounded before and while reading: the central directory's size (from the end record,
+before zipfile lists it), member count, each member's declared and actual size, the total, and the
+compression ratio. Any archive-level problem rejects the whole archive (`error`), and then
 `documents` is empty; person documents are parsed one by one afterwards (cda.parse_checkup_document).
 
 Which members are person documents: every `.xml` member except index.xml, summary.xml and members under a
@@ -33,12 +34,18 @@ _CODEC_ALIASES = {"windows-31j": "cp932", "x-sjis": "shift_jis", "sjis": "shift_
 
 @dataclass(frozen=True)
 class ArchiveLimits:
-    """Bounds that stop a zip bomb before memory does (a person's document is tens of kB, compressing ~10×)."""
+    """Bounds that stop a zip bomb before memory does (a person's document is tens of kB, compressing ~10×:
+    generated archives measure at most 16 kB a member and 6.7:1). max_total_bytes and max_ratio match the
+    gzip limits in pipelines/ingest/reader.py (512 MiB, 200:1)."""
 
     max_members: int = 20_000
     max_member_bytes: int = 5 * 1024 * 1024
     max_total_bytes: int = 512 * 1024 * 1024
     max_ratio: float = 200.0
+
+
+#: bytes allowed per central-directory record (46 fixed + name, extra field and comment) before listing
+_DIRECTORY_RECORD_BYTES = 1024
 
 
 @dataclass
@@ -79,6 +86,20 @@ def _check_member(info: zipfile.ZipInfo, limits: ArchiveLimits) -> None:
     if info.file_size > limits.max_ratio * max(info.compress_size, 1) and info.file_size > 1024 * 1024:
         raise _Reject("K-ZIP", f"member {name!r} compresses {info.file_size / max(info.compress_size, 1):.0f}:1 "
                                "(a zip bomb, not XML)")
+
+
+def _check_directory(path: Path, limits: ArchiveLimits) -> None:
+    """Refuse, from the end record alone, a central directory too big to list: zipfile builds a ZipInfo for
+    every record (~0.5 kB each) before any per-member check can run. Folder entries count there too, hence
+    the factor 2; the exact file count is checked once listed."""
+    with path.open("rb") as fh:
+        end = zipfile._EndRecData(fh)  # zipfile's own end-record reader (private; unchanged since Python 2.6)
+    if end is None:
+        return  # not a zip: zipfile.ZipFile says so
+    records, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if records > 2 * limits.max_members or size > 2 * limits.max_members * _DIRECTORY_RECORD_BYTES:
+        raise _Reject("K-ZIP", f"central directory lists {records} entries in {size} bytes "
+                               f"(limit {limits.max_members} members)")
 
 
 def _read_members(zf: zipfile.ZipFile, limits: ArchiveLimits) -> dict[str, bytes]:
@@ -160,6 +181,7 @@ def read_archive(path: Path, limits: ArchiveLimits = ArchiveLimits()) -> Archive
         match = _check_name(path.name)
         read.sender, read.receiver = match["sender"], match["receiver"]
         try:
+            _check_directory(path, limits)
             with zipfile.ZipFile(path) as zf:
                 members = _read_members(zf, limits)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
