@@ -20,7 +20,7 @@ class Settings:
     reports: Path
     pseudonym_key: bytes
     uses_development_key: bool
-    structure_validation: str  # all | sample | off — where fhir.resources runs (see pipelines/ingest/structure.py)
+    structure_validation: str  # fast | strict — how base FHIR structure is checked (pipelines/ingest/structure.py)
 
 
 class ConfigError(RuntimeError):
@@ -43,5 +43,5 @@ def load_settings(
         reports=Path(reports or os.environ.get("KARTE_REPORTS") or DATA_DIR / "reports"),
         pseudonym_key=(key or DEVELOPMENT_PSEUDONYM_KEY).encode("utf-8"),
         uses_development_key=not key,
-        structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "all"),
+        structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "fast"),
     )

@@ -1,42 +1,84 @@
-"""Base FHIR structure check with fhir.resources (R4B models; R4 is not shipped and R4B is wire-compatible
-for the resources CLINS uses).
+"""Base FHIR structure of every raw resource (R4B models; R4 is not shipped and R4B is wire-compatible for the
+resources CLINS uses), in one of two modes (KARTE_STRUCTURE_VALIDATION, docs/structure.md):
 
-At ~1.5–3k resources/s per core it is ~50× slower than parsing, so it is its own step with a mode
-(KARTE_STRUCTURE_VALIDATION): `all` checks every resource in a process pool; `sample` checks a
-deterministic 1-in-SAMPLE_EVERY share plus every resource from a sender not seen before; `off` skips.
-Failures are recorded in staging.structure_failure; the bundle and resource stages turn them into
-K-FHIR-STRUCTURE quarantine rows, so each record is accounted once.
+- `fast` (default): the schema check of pipelines/fhir/structure_schema.py on every resource (tens of
+  thousands per second per core), and fhir.resources where it adds value — every resource the fast check
+  rejects, every resource of a source's first file (a new sender, or the consent / access feed the first time)
+  and a deterministic 1-in-SAMPLE_EVERY sample of the rest. Where fhir.resources ran, its verdict and message
+  are the ones of record: a fast reject it accepts passes (the fast check reads JSON types more strictly, e.g.
+  "5" for an integer) and a sampled resource it rejects is quarantined even though the fast check passed it
+  (counted as `missed`: the fast schema is out of step with fhir.resources — refresh it).
+- `strict`: fhir.resources `model_validate` on every resource (~1.5–3k/s per core).
+
+Both run in a process pool on large batches. Failures are recorded in staging.structure_failure; the bundle
+and resource stages turn them into K-FHIR-STRUCTURE quarantine rows, so each record is accounted once.
 """
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import duckdb
 import orjson
 import polars as pl
 from fhir.resources.R4B import get_fhir_model_class
 
-from pipelines.ingest.raw import FACILITY_ROW
+from pipelines.fhir import structure_schema
+from pipelines.ingest.raw import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.tables import append
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 CONSUMER = "staging.fhir_structure"
+#: the share of fast-passed resources fhir.resources re-checks in fast mode (a drift monitor, not a guarantee)
 SAMPLE_EVERY = 20
 #: below this many resources a process pool costs more than it saves
 POOL_THRESHOLD = 2000
 MAX_ERRORS_SHOWN = 3
+#: KARTE_STRUCTURE_VALIDATION → mode; `all` and `sample` are the names of earlier releases (`sample` ran
+#: fhir.resources on the sample and new senders only: fast does that and checks the rest too)
+MODES = {"fast": "fast", "strict": "strict", "all": "strict", "sample": "fast"}
+
+# How each resource got its verdict in fast mode
+FAST_PASS = 0  # the fast check passed it; fhir.resources did not run
+CONFIRMED = 1  # fhir.resources ran and agreed with the fast check (pass or reject)
+OVERRULED = 2  # the fast check rejected it, fhir.resources accepted it: it passes
+MISSED = 3  # the fast check passed it, fhir.resources (sample / first file) rejected it: it fails
+
+
+@dataclass(frozen=True)
+class StructureOutcome:
+    """What one run of the step did; unpacks as (checked, failing) like earlier releases."""
+
+    mode: str
+    checked: int = 0
+    failing: int = 0
+    by_fhir_resources: int = 0  # resources fhir.resources validated
+    overruled: int = 0
+    missed: int = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.checked, self.failing))
 
 
 def structure_error(resource_json: str) -> str | None:
-    """Why the resource is not valid FHIR R4 structure, or None. Messages name paths, never values
-    (values may be patient identifiers)."""
+    """fhir.resources' verdict on one resource's JSON text: why it is not valid FHIR R4 structure, or None."""
     try:
         obj = orjson.loads(resource_json)
+    except orjson.JSONDecodeError:
+        obj = None
+    return fhir_resources_error(obj)
+
+
+def fhir_resources_error(obj: object) -> str | None:
+    """fhir.resources' verdict on a parsed resource. Messages name paths, never values (values may be patient
+    identifiers)."""
+    try:
         model = get_fhir_model_class(obj.get("resourceType")) if isinstance(obj, dict) else None
-    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError):
         model = None
     if model is None:
-        return "entry has no resource with a known FHIR resourceType"
+        return structure_schema.NO_RESOURCE
     try:
         model.model_validate(obj)
     except Exception as exc:  # noqa: BLE001 — pydantic.ValidationError or a model's own error: all are verdicts
@@ -49,46 +91,97 @@ def structure_error(resource_json: str) -> str | None:
     return None
 
 
-def _check_chunk(texts: list[str]) -> list[str | None]:
+def _strict_chunk(texts: list[str]) -> list[str | None]:
     return [structure_error(t) for t in texts]
 
 
-def check_structure(texts: list[str], workers: int | None = None) -> list[str | None]:
-    if len(texts) < POOL_THRESHOLD:
-        return _check_chunk(texts)
+def fast_verdict(resource_json: str, full_check: bool) -> tuple[str | None, int]:
+    """(error or None, how it was decided) for one resource in fast mode; `full_check` runs fhir.resources
+    even when the fast check passes."""
+    try:
+        obj = orjson.loads(resource_json)
+    except orjson.JSONDecodeError:
+        obj = None
+    problem = structure_schema.structure_problem(obj)
+    if problem is None and not full_check:
+        return None, FAST_PASS
+    verdict = fhir_resources_error(obj)
+    if (problem is None) == (verdict is None):
+        return verdict, CONFIRMED
+    return verdict, OVERRULED if verdict is None else MISSED
+
+
+def _fast_chunk(rows: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
+    return [fast_verdict(text, full) for text, full in rows]
+
+
+def _pooled(work, items: list, workers: int | None) -> list:
+    """work(items) in one process below POOL_THRESHOLD, else in chunks over a process pool, order kept."""
+    if len(items) < POOL_THRESHOLD:
+        return work(items)
     workers = workers or os.cpu_count() or 1
-    size = max(500, len(texts) // (workers * 4))
-    chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+    size = max(500, len(items) // (workers * 4))
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [err for chunk in pool.map(_check_chunk, chunks) for err in chunk]
+        return [result for chunk in pool.map(work, chunks) for result in chunk]
+
+
+def check_structure(texts: list[str], workers: int | None = None) -> list[str | None]:
+    """Strict mode: fhir.resources on every resource."""
+    return _pooled(_strict_chunk, texts, workers)
+
+
+def check_structure_fast(texts: list[str], full_check: list[bool],
+                         workers: int | None = None) -> list[tuple[str | None, int]]:
+    """Fast mode: (error or None, FAST_PASS | CONFIRMED | OVERRULED | MISSED) per resource."""
+    structure_schema.warm_up()  # compiled once here, inherited by forked workers
+    return _pooled(_fast_chunk, list(zip(texts, full_check, strict=True)), workers)
+
+
+#: raw rows that are FHIR resources (not registry CSV rows or 特定健診 CDA documents, which other stages check)
+_FHIR_ROWS = f"r.resource_type IS NULL OR r.resource_type NOT IN ('{FACILITY_ROW}', '{CHECKUP_DOCUMENT}')"
 
 
 def _selection_sql(mode: str, lo: int, hi: int) -> str:
-    base = f"raw_id > {lo} AND raw_id <= {hi} AND resource_type IS DISTINCT FROM '{FACILITY_ROW}'"
-    if mode == "sample":
-        # Senders seen before this range are trusted for most rows; new senders are checked in full.
-        return f"""SELECT r.raw_id, r.resource::VARCHAR AS resource FROM raw.resource r
-                   JOIN ops.file_manifest m USING (file_id)
-                   WHERE {base} AND (hash(r.raw_id) % {SAMPLE_EVERY} = 0 OR m.sender IS NULL OR m.sender NOT IN (
-                       SELECT sender FROM ops.file_manifest f WHERE f.sender IS NOT NULL AND f.file_id IN (
-                           SELECT file_id FROM raw.resource WHERE raw_id <= {lo})))"""
-    return f"SELECT raw_id, resource::VARCHAR AS resource FROM raw.resource WHERE {base}"
+    base = f"r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS})"
+    if mode == "strict":
+        return f"SELECT r.raw_id, r.resource::VARCHAR AS resource, true AS full_check FROM raw.resource r WHERE {base}"
+    # A source is a sender (医療機関番号), or the kind of feed for files that carry none (consent, access);
+    # its first file with any resource is checked in full, whichever run brought it.
+    return f"""WITH first_file AS (
+                   SELECT min(r.file_id) AS file_id FROM raw.resource r JOIN ops.file_manifest m USING (file_id)
+                   WHERE {_FHIR_ROWS}
+                   GROUP BY coalesce(m.sender, m.kind))
+               SELECT r.raw_id, r.resource::VARCHAR AS resource,
+                      hash(r.raw_id) % {SAMPLE_EVERY} = 0 OR r.file_id IN (SELECT file_id FROM first_file)
+                          AS full_check
+               FROM raw.resource r WHERE {base}"""
 
 
-def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "all") -> tuple[int, int]:
-    """Returns (resources checked, resources failing)."""
-    if mode not in ("all", "sample", "off"):
-        raise ValueError(f"KARTE_STRUCTURE_VALIDATION must be all, sample or off, not {mode!r}")
+def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> StructureOutcome:
+    if mode not in MODES:
+        raise ValueError(f"KARTE_STRUCTURE_VALIDATION must be fast or strict, not {mode!r}")
+    mode = MODES[mode]
     lo = get_watermark(con, CONSUMER)
     hi = con.execute("SELECT coalesce(max(raw_id), 0) FROM raw.resource").fetchone()[0]
-    rows = con.sql(_selection_sql(mode, lo, hi)).pl() if hi > lo and mode != "off" else None
-    checked = failing = 0
+    rows = con.sql(_selection_sql(mode, lo, hi)).pl() if hi > lo else None
+    outcome = StructureOutcome(mode)
     with transaction(con):
         if rows is not None and rows.height:
-            errors = check_structure(rows["resource"].to_list())
-            failures = rows.select("raw_id").with_columns(structure_error=pl.Series(errors, dtype=pl.String))
-            failures = failures.filter(pl.col("structure_error").is_not_null())
-            checked, failing = rows.height, failures.height
+            if mode == "strict":
+                errors = check_structure(rows["resource"].to_list())
+                how = [CONFIRMED] * rows.height
+            else:
+                errors, how = zip(*check_structure_fast(rows["resource"].to_list(), rows["full_check"].to_list()),
+                                  strict=True)
+            verdicts = rows.select("raw_id").with_columns(structure_error=pl.Series(errors, dtype=pl.String),
+                                                          how=pl.Series(how, dtype=pl.Int8))
+            failures = verdicts.filter(pl.col("structure_error").is_not_null()).select("raw_id", "structure_error")
             append(con, "staging.structure_failure", failures)
+            counts = verdicts["how"].value_counts()
+            count = dict(zip(counts["how"].to_list(), counts["count"].to_list(), strict=True))
+            outcome = StructureOutcome(mode, checked=rows.height, failing=failures.height,
+                                       by_fhir_resources=rows.height - count.get(FAST_PASS, 0),
+                                       overruled=count.get(OVERRULED, 0), missed=count.get(MISSED, 0))
         set_watermark(con, CONSUMER, hi)
-    return checked, failing
+    return outcome
