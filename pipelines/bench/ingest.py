@@ -4,15 +4,18 @@
 2. a naive baseline: fhir.resources `model_validate` per resource plus a row-by-row INSERT (timed on a
    sample of resources, reported as a rate);
 3. Karte's ingest end to end and per step, in a child process (its peak RSS measured there), in
-   records/s and MB/s;
+   records/s and MB/s — once in the default structure mode (`fast`) and once in `strict`
+   (KARTE_STRUCTURE_VALIDATION, docs/structure.md), each on a fresh warehouse;
+4. the structure checkers on their own, single core, parse included: the fast schema check over every
+   resource and fhir.resources `model_validate` over a sample;
 
-and the ratios Karte / parse limit and Karte / naive.
+and the ratios Karte / parse limit, Karte / naive and fast / strict.
 """
 
 from __future__ import annotations
 
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,12 +27,15 @@ import duckdb
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
+from pipelines.fhir.structure_schema import structure_problem, warm_up
 from pipelines.generate import generate
 from pipelines.ingest.reader import read_bytes
+from pipelines.ingest.structure import fhir_resources_error
 
-#: the child process: land + every step with its time, as JSON on stdout
+#: the child process: land + every step with its time, the structure step's counts and the peak RSS of the
+#: child and its pool workers, as JSON on stdout
 _CHILD = """
-import json, sys, time
+import dataclasses, json, resource, sys, time
 from pipelines.config import load_settings
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.run import processing_steps, start_batch, summarise
@@ -40,10 +46,15 @@ con = connect(settings.warehouse)
 steps = {}
 t = time.perf_counter(); land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
 steps["landing"] = time.perf_counter() - t
+structure = None
 for name, step in processing_steps(settings):
-    t = time.perf_counter(); step(con); steps[name] = time.perf_counter() - t
+    t = time.perf_counter(); out = step(con); steps[name] = time.perf_counter() - t
+    if name == "staging.fhir_structure":
+        structure = dataclasses.asdict(out)
 summary = summarise(con, 1)
-print(json.dumps({"seconds": time.perf_counter() - started, "steps": steps, "records_in": summary.records_in}))
+peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+print(json.dumps({"seconds": time.perf_counter() - started, "steps": steps, "records_in": summary.records_in,
+                  "structure": structure, "peak_kib": peak}))
 """
 
 
@@ -66,6 +77,21 @@ class IngestBench:
     karte_steps: dict
     ratio_karte_to_parse_limit: float
     ratio_karte_to_naive: float
+    # the karte_* figures are the default structure mode (fast); the same ingest in strict mode:
+    karte_structure: dict  # the fast structure step's counts (pipelines/ingest/structure.py StructureOutcome)
+    strict_seconds: float
+    strict_records_per_second: int
+    strict_mb_per_second: float
+    strict_peak_rss_mib: float
+    strict_steps: dict
+    strict_structure: dict
+    ratio_fast_to_strict: float
+    # the checkers alone, single core, orjson.loads included
+    fast_check_resources: int
+    fast_check_resources_per_second: int
+    fhir_resources_sample: int
+    fhir_resources_per_second: int
+    ratio_fast_check_to_fhir_resources: float
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +102,33 @@ def _bundles(inbox: Path):
     for path in sorted((inbox / "fhir").iterdir()):
         data = read_bytes(path)
         yield from (line for line in data.split(b"\n") if line.strip()) if ".ndjson" in path.name else [data]
+
+
+def resource_texts(inbox: Path) -> list[bytes]:
+    """Every resource Karte structure-checks, as JSON: bundle entries, Consent and AuditEvent lines."""
+    texts = [orjson.dumps(entry["resource"]) for blob in _bundles(inbox)
+             for entry in orjson.loads(blob).get("entry", []) if "resource" in entry]
+    for kind in ("consent", "access"):
+        for path in sorted((inbox / kind).iterdir()) if (inbox / kind).is_dir() else []:
+            texts += [line for line in read_bytes(path).split(b"\n") if line.strip()]
+    return texts
+
+
+def checker_rates(texts: list[bytes], sample: int, repeat: int = 3) -> tuple[float, float]:
+    """(fast schema check, fhir.resources) in resources/s, single core, parse included; the best of `repeat`
+    passes over every resource for the first, one pass over an evenly spread sample for the second."""
+    warm_up()
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for text in texts:
+            structure_problem(orjson.loads(text))
+        best = min(best, time.perf_counter() - started)
+    spread = texts[:: max(1, len(texts) // sample)][:sample]
+    started = time.perf_counter()
+    for text in spread:
+        fhir_resources_error(orjson.loads(text))
+    return len(texts) / best, len(spread) / (time.perf_counter() - started)
 
 
 def parse_limit(inbox: Path) -> tuple[int, int, float]:
@@ -103,18 +156,20 @@ def naive_rate(inbox: Path, sample: int) -> float:
     return len(resources) / (time.perf_counter() - started)
 
 
-def karte_ingest(inbox: Path, warehouse: Path) -> tuple[dict, float]:
-    """(the child's timings, its peak RSS in MiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def karte_ingest(inbox: Path, warehouse: Path, structure_mode: str = "fast") -> tuple[dict, float]:
+    """(the child's timings, its peak RSS in MiB) for one ingest into a fresh `warehouse`."""
+    env = {**os.environ, "KARTE_STRUCTURE_VALIDATION": structure_mode}
     done = subprocess.run([sys.executable, "-c", _CHILD, str(inbox), str(warehouse)], capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, env=env)
     if done.returncode:
         raise RuntimeError(f"ingest benchmark child failed: {done.stderr.strip().splitlines()[-1:]}")
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return json.loads(done.stdout.strip().splitlines()[-1]), peak / 1024
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    return child, child["peak_kib"] / 1024
 
 
 def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=None) -> IngestBench:
+    """The same generated bytes through the parse limit, the naive loader, the two checkers alone and Karte in
+    both structure modes (strict first, then fast, each into its own fresh warehouse)."""
     say = progress or (lambda _step: None)
     with tempfile.TemporaryDirectory(prefix="karte-bench-") as tmp:
         inbox = Path(tmp) / "inbox"
@@ -125,9 +180,15 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         resources, size, parse_seconds = parse_limit(inbox)
         say("naive baseline")
         naive = naive_rate(inbox, naive_sample)
-        say("Karte ingest")
-        child, peak_mib = karte_ingest(inbox, Path(tmp) / "bench.duckdb")
+        say("structure checkers")
+        texts = resource_texts(inbox)
+        fast_check_rate, fhir_rate = checker_rates(texts, naive_sample)
+        say("Karte ingest, strict structure mode")
+        strict, strict_peak_mib = karte_ingest(inbox, Path(tmp) / "strict.duckdb", "strict")
+        say("Karte ingest, fast structure mode (the default)")
+        child, peak_mib = karte_ingest(inbox, Path(tmp) / "bench.duckdb", "fast")
     karte_rate = child["records_in"] / child["seconds"]
+    strict_rate = strict["records_in"] / strict["seconds"]
     parse_rate = resources / parse_seconds
     return IngestBench(
         patients=patients, files=files, fhir_bytes=size, fhir_resources=resources,
@@ -139,11 +200,20 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         karte_peak_rss_mib=round(peak_mib), karte_steps={k: round(v, 3) for k, v in child["steps"].items()},
         ratio_karte_to_parse_limit=round(karte_rate / parse_rate, 3),
         ratio_karte_to_naive=round(karte_rate / naive, 2),
+        karte_structure=child["structure"],
+        strict_seconds=round(strict["seconds"], 2), strict_records_per_second=round(strict_rate),
+        strict_mb_per_second=round(size / 2**20 / strict["seconds"], 1), strict_peak_rss_mib=round(strict_peak_mib),
+        strict_steps={k: round(v, 3) for k, v in strict["steps"].items()}, strict_structure=strict["structure"],
+        ratio_fast_to_strict=round(karte_rate / strict_rate, 2),
+        fast_check_resources=len(texts), fast_check_resources_per_second=round(fast_check_rate),
+        fhir_resources_sample=min(naive_sample, len(texts)), fhir_resources_per_second=round(fhir_rate),
+        ratio_fast_check_to_fhir_resources=round(fast_check_rate / fhir_rate, 1),
     )
 
 
 def table(b: dict) -> str:
     slowest = sorted(b["karte_steps"].items(), key=lambda kv: -kv[1])[:4]
+    fast = b["karte_structure"] or {}
     mib = b["fhir_bytes"] / 2**20
     lines = [
         (f"ingest benchmark: {b['patients']:,} patients, {b['files']:,} files, {b['fhir_resources']:,} FHIR "
@@ -154,8 +224,19 @@ def table(b: dict) -> str:
          f"(sample of {b['naive_sample']:,})"),
         (f"  Karte ingest end to end              {b['karte_records_per_second']:>10,} records/s   "
          f"{b['karte_mb_per_second']:>8} MB/s, {b['karte_records']:,} records in {b['karte_seconds']} s, "
-         f"peak RSS {b['karte_peak_rss_mib']:,} MiB"),
-        f"  ratio Karte / parse limit {b['ratio_karte_to_parse_limit']}   Karte / naive {b['ratio_karte_to_naive']}",
+         f"peak RSS {b['karte_peak_rss_mib']:,} MiB (structure: fast, the default)"),
+        (f"  Karte ingest, strict structure       {b['strict_records_per_second']:>10,} records/s   "
+         f"{b['strict_mb_per_second']:>8} MB/s, {b['karte_records']:,} records in {b['strict_seconds']} s, "
+         f"peak RSS {b['strict_peak_rss_mib']:,} MiB"),
+        (f"  ratio Karte / parse limit {b['ratio_karte_to_parse_limit']}   Karte / naive "
+         f"{b['ratio_karte_to_naive']}   fast / strict {b['ratio_fast_to_strict']}"),
         "  slowest steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in slowest),
+        (f"  structure step: fast {b['karte_steps'].get('staging.fhir_structure', 0):.1f}s "
+         f"(fhir.resources on {fast.get('by_fhir_resources', 0):,} of {fast.get('checked', 0):,}, "
+         f"{fast.get('failing', 0):,} failing, {fast.get('overruled', 0):,} overruled, "
+         f"{fast.get('missed', 0):,} missed), strict {b['strict_steps'].get('staging.fhir_structure', 0):.1f}s"),
+        (f"  checkers alone (1 core, parse included): fast schema check "
+         f"{b['fast_check_resources_per_second']:>8,} resources/s, fhir.resources "
+         f"{b['fhir_resources_per_second']:,} resources/s (ratio {b['ratio_fast_check_to_fhir_resources']})"),
     ]
     return "\n".join(lines)
