@@ -1,5 +1,7 @@
 """Hostile and malformed input (hypothesis, bounded): the readers never crash or hang — every input ends as
-parsed units or a reason — and a whole inbox of mutated official bundles ingests with counts in = out."""
+parsed units or a reason naming a catalogued rule — the streamed NDJSON reader loses no line and invents none,
+and a whole inbox of mutated official bundles ingests with counts in = out. Coverage-guided fuzzing of the same
+readers: test_atheris.py; size limits: test_limits.py, test_big_line.py."""
 
 import gzip
 import json
@@ -13,7 +15,9 @@ from hypothesis import strategies as st
 
 from pipelines.checkups.archive import read_archive
 from pipelines.checkups.cda import CheckupFormatError, parse_checkup_document
-from pipelines.ingest.reader import read_json_units
+from pipelines.ingest import reader
+from pipelines.ingest.reader import read_csv_rows, read_json_units
+from pipelines.rules import RULES
 from tests.conftest import EXAMPLES, run_ingest
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -21,7 +25,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 def _units(path):
     units = list(read_json_units(path))
-    assert all(u.ok or (u.rule_id and u.message) for u in units)
+    assert all(u.ok or (u.rule_id in RULES and u.message) for u in units)
     return units
 
 
@@ -31,6 +35,52 @@ def test_reader_survives_any_bytes(tmp_path_factory, data, suffix):
     path = tmp_path_factory.mktemp("fuzz") / f"f{suffix}"
     path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") and data[:1] != b"x" else data)
     _units(path)
+
+
+@FUZZ
+@given(data=st.binary(max_size=600).map(lambda b: b.replace(b"\x01", b"\n")), limit=st.integers(1, 40),
+       chunk=st.integers(1, 17))
+def test_streamed_lines_are_exactly_the_split_lines(data, limit, chunk):
+    """The streaming splitter against bytes.split: same lines, same numbers, over-limit lines only counted."""
+    chunks = (data[i:i + chunk] for i in range(0, len(data), chunk))
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()  # a final newline ends the last line, it does not start another
+    expected = [(n, p if len(p) <= limit else None, len(p), b"" if len(p) <= limit else p[:reader.KEPT_PREFIX_BYTES])
+                for n, p in enumerate(parts, start=1)]
+    assert list(reader._lines(chunks, limit)) == expected
+
+
+_LINE = st.one_of(
+    st.sampled_from([b'{"resourceType":"Consent"}', b'{"resourceType":"Bundle","entry":[{},{},{},{}]}', b"", b"  ",
+                     b"\xef\xbb\xbf{}", b"\x00", b"[" * 300 + b"]" * 300, "{\"a\":\"漢字\"}".encode("cp932")]),
+    st.binary(max_size=80).filter(lambda b: b"\n" not in b),
+)
+
+
+@FUZZ
+@given(lines=st.lists(_LINE, max_size=12), crlf=st.booleans(), gz=st.booleans())
+def test_ndjson_loses_no_line_and_invents_none(tmp_path_factory, monkeypatch, lines, crlf, gz):
+    monkeypatch.setattr(reader, "MAX_LINE_BYTES", 64)
+    monkeypatch.setattr(reader, "MAX_BUNDLE_ENTRIES", 3)
+    monkeypatch.setattr(reader, "CHUNK_BYTES", 7)
+    content = (b"\r\n" if crlf else b"\n").join(lines)
+    path = tmp_path_factory.mktemp("nd") / ("f.ndjson.gz" if gz else "f.ndjson")
+    path.write_bytes(gzip.compress(content) if gz else content)
+    units = _units(path)
+    pieces = content.split(b"\n")
+    expected = [n for n, line in enumerate(pieces, start=1) if line.strip() or len(line) > 64]
+    assert [u.line_no for u in units] == expected
+    assert [u.rule_id == "K-LINE-SIZE" for u in units] == [len(pieces[n - 1]) > 64 for n in expected]
+
+
+@FUZZ
+@given(data=st.binary(max_size=3000), gz=st.booleans())
+def test_registry_csv_reader_survives_any_bytes(tmp_path_factory, data, gz):
+    path = tmp_path_factory.mktemp("csv") / ("r.csv.gz" if gz else "r.csv")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    for unit in read_csv_rows(path):
+        assert unit.ok or (unit.rule_id in RULES and unit.message)
 
 
 @FUZZ
