@@ -3,25 +3,18 @@ size, the valid line after it loads, and the run's Python heap never holds more 
 
 The file is written in microseconds with a hole (seek past 1 GiB): reading it still yields every byte."""
 
-import json
 import time
 import tracemalloc
 
 from pipelines.ingest import reader
 from tests.conftest import load_example, run_ingest
-
-GIB = 1024**3
+from tests.security.hostile_inputs import GIB, OBSERVATIONS, compact, write_big_line
 
 
 def test_one_gib_line_is_skipped_unread_and_the_next_line_loads(examples, inbox, warehouse):
-    bundle = load_example("Bundle-Bundle-CLINS-Observations-Example-01.json")
+    bundle = load_example(OBSERVATIONS)
     (inbox / "fhir").mkdir()
-    path = inbox / "fhir" / "1318814790_big.ndjson"
-    with path.open("wb") as fh:
-        fh.write(b'{"resourceType":"Bundle","id":"')
-        fh.seek(GIB, 1)  # a 1 GiB string value, the bytes read as NUL
-        fh.write(b'"}\n' + json.dumps(bundle, ensure_ascii=False).encode() + b"\n")
-    line_size = path.stat().st_size - len(json.dumps(bundle, ensure_ascii=False).encode()) - 2
+    line_size = write_big_line(inbox / "fhir" / "1318814790_big.ndjson", compact(OBSERVATIONS))
     assert line_size > GIB
 
     started = time.monotonic()

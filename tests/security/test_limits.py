@@ -11,22 +11,16 @@ import zipfile
 from pipelines.checkups import archive
 from pipelines.ingest import reader
 from pipelines.ingest.reader import read_csv_rows, read_json_units
-from tests.conftest import load_example, run_ingest
-
-OBSERVATIONS = "Bundle-Bundle-CLINS-Observations-Example-01.json"
-REFERRAL = "Bundle-Bundle-CLINS-Referral-Example-01.json"  # all of its text encodes in Shift_JIS
-
-
-def compact(name: str) -> bytes:
-    return json.dumps(load_example(name), ensure_ascii=False).encode("utf-8")
-
-
-def nested(depth: int) -> bytes:
-    """An official bundle whose first Observation carries an extension nested `depth` levels."""
-    bundle = load_example(OBSERVATIONS)
-    bundle["entry"][1]["resource"]["extension"] = "DEEP"
-    node = b'{"url":"u","extension":[' * depth + b'{"url":"u","valueString":"leaf"}' + b"]}" * depth
-    return json.dumps(bundle, ensure_ascii=False).encode().replace(b'"DEEP"', b"[" + node + b"]")
+from tests.conftest import run_ingest
+from tests.security.hostile_inputs import (
+    OBSERVATIONS,
+    compact,
+    entries,
+    gzip_bomb,
+    million_entry_bundle,
+    registry_with_huge_field,
+    shape_files,
+)
 
 
 def assert_nothing_lost(summary: dict, con) -> None:
@@ -50,26 +44,7 @@ def outcome_by_file(con) -> dict[str, tuple[int, list]]:
 
 
 def test_encodings_and_shapes_through_a_real_ingest(examples, inbox, warehouse):
-    obs, ref = compact(OBSERVATIONS), compact(REFERRAL)
-    obs_entries, ref_entries = len(load_example(OBSERVATIONS)["entry"]), len(load_example(REFERRAL)["entry"])
-    bad_utf8 = obs.replace(b'"collection"', b'"coll\xffection"', 1)
-    files = {
-        "bom.json": (b"\xef\xbb\xbf" + obs, obs_entries, []),
-        "crlf.ndjson": (b"\xef\xbb\xbf" + obs + b"\r\n\r\n" + ref + b"\r\n", obs_entries + ref_entries, []),
-        "nul-in-string.json": (obs.replace(b'"Bundle"', b'"Bun\x00dle"', 1), 0, [(1, "K-JSON")]),
-        "nul-trailing.json": (obs + b"\x00", 0, [(1, "K-JSON")]),
-        "nul-only.ndjson": (b"\x00" * 4096 + b"\n" + ref + b"\n", ref_entries, [(1, "K-JSON")]),
-        "invalid-utf8.json": (bad_utf8, 0, [(1, "K-ENCODING")]),
-        "shift-jis.json": (json.dumps(load_example(REFERRAL), ensure_ascii=False).encode("cp932"), 0,
-                           [(1, "K-ENCODING")]),
-        "nested-5000.json": (b"[" * 5000 + b"]" * 5000, 0, [(1, "K-JSON")]),
-        "nested-400.json": (nested(400), 0, [(1, "K-JSON")]),  # parses, but would crash writing it back
-        "nested-100.json": (nested(100), obs_entries, []),     # deep, but within the limit: read
-        "empty.json": (b" \r\n", 0, [(None, "K-JSON")]),
-        "two-gzip-members.ndjson.gz": (gzip.compress(obs + b"\n") + gzip.compress(ref + b"\n"),
-                                       obs_entries + ref_entries, []),
-        "truncated.ndjson.gz": (gzip.compress(obs + b"\n" + ref + b"\n")[:-40], 0, [(None, "K-GZIP")]),
-    }
+    files = shape_files()
     (inbox / "fhir").mkdir()
     for name, (content, _, _) in files.items():
         (inbox / "fhir" / name).write_bytes(content)
@@ -84,8 +59,7 @@ def test_encodings_and_shapes_through_a_real_ingest(examples, inbox, warehouse):
 
 def test_a_bundle_with_a_million_entries_is_quarantined_whole(examples, inbox, warehouse):
     (inbox / "fhir").mkdir()
-    entry = b'{"resource":{"resourceType":"Observation"}}'
-    million = b'{"resourceType":"Bundle","type":"collection","entry":[' + b",".join([entry] * 10**6) + b"]}"
+    million = million_entry_bundle()
     assert len(million) < reader.MAX_DOCUMENT_BYTES  # the entries cap, not the size cap, is what stops it
     (inbox / "fhir" / "million.json").write_bytes(million)
     (inbox / "fhir" / "ok.json").write_bytes(compact(OBSERVATIONS))
@@ -95,7 +69,7 @@ def test_a_bundle_with_a_million_entries_is_quarantined_whole(examples, inbox, w
     assert_nothing_lost(summary, con)
     found = outcome_by_file(con)
     assert found["million.json"] == (0, [(1, "K-BUNDLE-ENTRIES")])  # no per-entry rows at all
-    assert found["ok.json"][0] == len(load_example(OBSERVATIONS)["entry"])
+    assert found["ok.json"][0] == entries(OBSERVATIONS)
     message, kept = con.execute("SELECT message, length(raw) FROM ops.quarantine WHERE rule_id = 'K-BUNDLE-ENTRIES'").fetchone()
     assert "1000000 entries (limit 100000)" in message and kept <= reader.KEPT_PREFIX_BYTES
 
@@ -131,8 +105,7 @@ def test_oversized_document_and_csv_are_file_quarantines(inbox, warehouse, monke
 
 def test_gzip_bomb_at_the_default_limits_rejects_the_whole_file(tmp_path):
     path = tmp_path / "bomb.ndjson.gz"
-    valid = b'{"resourceType":"Consent"}\n'
-    path.write_bytes(gzip.compress(valid + b" " * (40 << 20), compresslevel=9))  # 40 MiB in ~40 kB
+    path.write_bytes(gzip_bomb(40))  # a valid line, then 40 MiB of spaces
     assert path.stat().st_size < 100_000
     started = time.monotonic()
     units = list(read_json_units(path))
@@ -156,8 +129,7 @@ def test_ordinary_compression_ratios_pass(tmp_path):
 
 def test_a_csv_field_over_the_csv_modules_limit_is_one_row_not_a_crash(tmp_path):
     path = tmp_path / "registry.csv"
-    path.write_text("institution_number,facility_name\n1318814790,a\n2,\"" + "x" * 200_000 + "\"\n3318814790,c\n",
-                    encoding="utf-8")
+    path.write_text(registry_with_huge_field(), encoding="utf-8")
     assert [(u.line_no, u.rule_id, (u.obj or {}).get("institution_number")) for u in read_csv_rows(path)] == [
         (2, None, "1318814790"), (3, "K-LINE-SIZE", None), (4, None, "3318814790")]
 
