@@ -10,8 +10,9 @@ resources CLINS uses), in one of two modes (KARTE_STRUCTURE_VALIDATION, docs/str
   (counted as `missed`: the fast schema is out of step with fhir.resources — refresh it).
 - `strict`: fhir.resources `model_validate` on every resource (~1.5–3k/s per core).
 
-Both run in a process pool on large batches. Failures are recorded in staging.structure_failure; the bundle
-and resource stages turn them into K-FHIR-STRUCTURE quarantine rows, so each record is accounted once.
+Strict mode runs in a process pool from POOL_THRESHOLD resources, fast mode from FAST_POOL_THRESHOLD.
+Failures are recorded in staging.structure_failure (grain: one row per failing raw record); the bundle and
+resource stages turn them into K-FHIR-STRUCTURE quarantine rows, so each record is accounted once.
 """
 
 import os
@@ -30,10 +31,15 @@ from pipelines.ingest.tables import append
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 CONSUMER = "staging.fhir_structure"
-#: the share of fast-passed resources fhir.resources re-checks in fast mode (a drift monitor, not a guarantee)
-SAMPLE_EVERY = 20
-#: below this many resources a process pool costs more than it saves
+#: fast mode: fhir.resources re-checks 1 in SAMPLE_EVERY of the resources the fast check passed. The sample
+#: watches the fast check (a `missed` count above 0 means its schema is out of step with fhir.resources); it
+#: is no guarantee for single resources, so it is kept small: ~900 resources of the 46k-record bench sample
+SAMPLE_EVERY = 50
+#: strict mode: below this many resources a process pool costs more than it saves
 POOL_THRESHOLD = 2000
+#: fast mode: the pool's own cost (pickling, forked workers: +0.6–1.0 CPU-s on the 46k-record bench sample,
+#: ~2 CPU-s in one process) only pays off on an idle machine, so batches run in one process up to this size
+FAST_POOL_THRESHOLD = 100_000
 MAX_ERRORS_SHOWN = 3
 #: KARTE_STRUCTURE_VALIDATION → mode; `all` and `sample` are the names of earlier releases (`sample` ran
 #: fhir.resources on the sample and new senders only: fast does that and checks the rest too)
@@ -115,9 +121,9 @@ def _fast_chunk(rows: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
     return [fast_verdict(text, full) for text, full in rows]
 
 
-def _pooled(work, items: list, workers: int | None) -> list:
-    """work(items) in one process below POOL_THRESHOLD, else in chunks over a process pool, order kept."""
-    if len(items) < POOL_THRESHOLD:
+def _pooled(work, items: list, workers: int | None, threshold: int) -> list:
+    """work(items) in one process below `threshold` items, else in chunks over a process pool, order kept."""
+    if len(items) < threshold:
         return work(items)
     workers = workers or os.cpu_count() or 1
     size = max(500, len(items) // (workers * 4))
@@ -128,14 +134,14 @@ def _pooled(work, items: list, workers: int | None) -> list:
 
 def check_structure(texts: list[str], workers: int | None = None) -> list[str | None]:
     """Strict mode: fhir.resources on every resource."""
-    return _pooled(_strict_chunk, texts, workers)
+    return _pooled(_strict_chunk, texts, workers, POOL_THRESHOLD)
 
 
 def check_structure_fast(texts: list[str], full_check: list[bool],
                          workers: int | None = None) -> list[tuple[str | None, int]]:
     """Fast mode: (error or None, FAST_PASS | CONFIRMED | OVERRULED | MISSED) per resource."""
     structure_schema.warm_up()  # compiled once here, inherited by forked workers
-    return _pooled(_fast_chunk, list(zip(texts, full_check, strict=True)), workers)
+    return _pooled(_fast_chunk, list(zip(texts, full_check, strict=True)), workers, FAST_POOL_THRESHOLD)
 
 
 #: raw rows that are FHIR resources (not registry CSV rows or 特定健診 CDA documents, which other stages check)

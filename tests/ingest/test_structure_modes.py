@@ -173,3 +173,16 @@ def test_unknown_mode_is_a_clear_error(mode, tmp_path):
 def test_default_mode_is_fast(monkeypatch):
     monkeypatch.delenv("KARTE_STRUCTURE_VALIDATION", raising=False)
     assert load_settings().structure_validation == "fast"
+
+
+def test_fast_mode_in_a_process_pool_gives_the_same_verdicts(monkeypatch):
+    texts = [json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": str(i)},
+                         "valueInteger": i if i % 7 else "7"}) for i in range(1, 400)]
+    texts[5] = texts[5].replace('"final"', '" final"')
+    full = [i % 3 == 0 for i in range(len(texts))]
+    in_process = structure.check_structure_fast(texts, full)
+    monkeypatch.setattr(structure, "FAST_POOL_THRESHOLD", 10)
+    assert structure.check_structure_fast(texts, full, workers=2) == in_process
+    how = [h for _, h in in_process]
+    assert how.count(structure.OVERRULED) == sum(1 for i in range(1, 400) if i % 7 == 0)
+    assert in_process[5][0] is not None and in_process[5][1] == structure.CONFIRMED
