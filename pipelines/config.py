@@ -21,6 +21,9 @@ class Settings:
     pseudonym_key: bytes
     uses_development_key: bool
     structure_validation: str  # fast | strict — how base FHIR structure is checked (pipelines/ingest/structure.py)
+    #: DuckDB's buffer pool during ingest (it otherwise grows to 80 % of RAM caching what it wrote): with the
+    #: step windows and raw groups, this is what keeps peak memory independent of the inbox size.
+    ingest_memory_limit: str = "512MB"
 
 
 class ConfigError(RuntimeError):
@@ -44,4 +47,5 @@ def load_settings(
         pseudonym_key=(key or DEVELOPMENT_PSEUDONYM_KEY).encode("utf-8"),
         uses_development_key=not key,
         structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "fast"),
+        ingest_memory_limit=os.environ.get("KARTE_INGEST_MEMORY_LIMIT", "512MB"),
     )

@@ -22,3 +22,9 @@ class KarteWarehouse(dg.ConfigurableResource):
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         os.umask(0o077)  # what the run creates (warehouse, reports) is owner-only, as from the CLI
         return connect(self.settings().warehouse, read_only=read_only)
+
+    def connect_for_ingest(self) -> duckdb.DuckDBPyConnection:
+        """A write connection whose DuckDB memory is capped for the ingest steps (Settings.ingest_memory_limit)."""
+        con = self.connect()
+        con.execute("SET memory_limit = ?", [self.settings().ingest_memory_limit])
+        return con

@@ -22,7 +22,7 @@ BUNDLE = ["staging", "bundle"]
 @dg.asset(key=STRUCTURE, group_name=GROUP, kinds={"duckdb"}, deps=[["raw", "resource"]])
 def fhir_structure(karte: KarteWarehouse) -> dg.MaterializeResult:
     """staging.structure_failure: one row per raw record that fhir.resources (R4B) rejects."""
-    with closing(karte.connect()) as con:
+    with closing(karte.connect_for_ingest()) as con:
         mode = karte.settings().structure_validation
         checked, failing = structure.stage_structure(con, mode)
         return dg.MaterializeResult(metadata=table_metadata(
@@ -40,7 +40,7 @@ def fhir_structure(karte: KarteWarehouse) -> dg.MaterializeResult:
                 dg.AssetCheckSpec("meets_contract", asset=["staging", "patient"], blocking=True)])
 def bundle(karte: KarteWarehouse):
     """Bundle-level IG rules; a rejected bundle is quarantined whole."""
-    with closing(karte.connect()) as con:
+    with closing(karte.connect_for_ingest()) as con:
         result = stage_bundles(con, karte.settings().pseudonym_key)
         yield dg.MaterializeResult(asset_key=BUNDLE, metadata=table_metadata(
             con, "staging.bundle", bundles=result.rows_in, accepted=result.accepted, rejected=result.rejected))
@@ -60,7 +60,7 @@ def bundle(karte: KarteWarehouse):
                  description="staging.document_resource: one row per supporting (non-clinical) document entry."),
 ], check_specs=[dg.AssetCheckSpec("meets_contract", asset=["staging", "document"], blocking=True)])
 def document(karte: KarteWarehouse):
-    with closing(karte.connect()) as con:
+    with closing(karte.connect_for_ingest()) as con:
         staged, quarantined = stage_documents(con)
         yield dg.MaterializeResult(asset_key=["staging", "document"], metadata=table_metadata(
             con, "staging.document", contracts.StagedDocument, staged=staged, quarantined=quarantined))
@@ -91,7 +91,7 @@ def _stage_asset(table: str, contract, upstream: list[str], stage_fn) -> dg.Asse
               metadata={"dagster/column_schema": contract_schema(contract)},
               check_specs=[dg.AssetCheckSpec("meets_contract", asset=key, blocking=True)])
     def _asset(karte: KarteWarehouse):
-        with closing(karte.connect()) as con:
+        with closing(karte.connect_for_ingest()) as con:
             staged, quarantined = stage_fn(con, karte.settings().pseudonym_key)
             yield dg.MaterializeResult(metadata=table_metadata(
                 con, f"staging.{table}", contract, staged=staged, quarantined=quarantined))

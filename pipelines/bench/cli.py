@@ -31,10 +31,23 @@ def _ingest_table(section: dict) -> str:
     return table(section)
 
 
+def _incremental(args, progress) -> dict:
+    from pipelines.bench.incremental import run_incremental_bench
+
+    return run_incremental_bench(args.patients, progress=progress).as_dict()
+
+
+def _incremental_table(section: dict) -> str:
+    from pipelines.bench.incremental import table
+
+    return table(section)
+
+
 #: section name → (runner(args, progress) → JSON-able dict, printer(section) → text); run in this order
 SECTIONS = {
     "views": (_views, lambda section: _views_table(section)),
     "ingest": (_ingest, _ingest_table),
+    "incremental": (_incremental, _incremental_table),
 }
 
 

@@ -8,6 +8,7 @@ import polars as pl
 from pipelines.ingest.bundles import RAW_CONSUMER
 from pipelines.ingest.flatten import flatten
 from pipelines.ingest.quarantine import quarantine_resources
+from pipelines.ingest.raw_windows import raw_windows
 from pipelines.ingest.resources import LAB_PROFILE
 from pipelines.ingest.tables import append
 from pipelines.validation import contracts
@@ -43,20 +44,20 @@ def supporting_entries_sql(lo: int, hi: int) -> str:
 
 def stage_documents(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Returns (documents staged, records quarantined)."""
-    lo, hi = get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER)
     staged = quarantined = 0
-    with transaction(con):
-        if hi > lo:
-            carry = ["raw_id", "bundle_key", "file_id", "document_key", "institution_number", "patient_key", "category"]
-            headers = flatten(con, "composition", _compositions_sql(lo, hi), carry)
-            failed = contracts.contract_failures(contracts.StagedDocument, headers)
-            passing = headers.join(failed.select("raw_id"), on="raw_id", how="anti")
-            quarantined = quarantine_resources(con, failed.join(
-                headers.select("raw_id", "institution_number", pl.col("document_identifier").alias("resource_identifier")),
-                on="raw_id", how="left"))
-            staged = append(con, "staging.document", contracts.select_columns(contracts.StagedDocument, passing))
-            sections = flatten(con, "document_section", _compositions_sql(lo, hi), ["raw_id", "bundle_key", "document_key"])
-            append(con, "staging.document_section", sections.drop("resource_id"))
-            append(con, "staging.document_resource", con.sql(supporting_entries_sql(lo, hi)).pl())
-        set_watermark(con, CONSUMER, hi)
+    for lo, hi in raw_windows(con, get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER)):
+        with transaction(con):
+            if hi > lo:
+                carry = ["raw_id", "bundle_key", "file_id", "document_key", "institution_number", "patient_key", "category"]
+                headers = flatten(con, "composition", _compositions_sql(lo, hi), carry)
+                failed = contracts.contract_failures(contracts.StagedDocument, headers)
+                passing = headers.join(failed.select("raw_id"), on="raw_id", how="anti")
+                quarantined += quarantine_resources(con, failed.join(
+                    headers.select("raw_id", "institution_number", pl.col("document_identifier").alias("resource_identifier")),
+                    on="raw_id", how="left"))
+                staged += append(con, "staging.document", contracts.select_columns(contracts.StagedDocument, passing))
+                sections = flatten(con, "document_section", _compositions_sql(lo, hi), ["raw_id", "bundle_key", "document_key"])
+                append(con, "staging.document_section", sections.drop("resource_id"))
+                append(con, "staging.document_resource", con.sql(supporting_entries_sql(lo, hi)).pl())
+            set_watermark(con, CONSUMER, hi)
     return staged, quarantined

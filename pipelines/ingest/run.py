@@ -82,6 +82,7 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
            progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
     """Run every step; `progress(step, done, total)` is called before each step (for a progress bar)."""
+    con.execute("SET memory_limit = ?", [settings.ingest_memory_limit])
     batch_id = start_batch(con, str(settings.inbox))
     steps = processing_steps(settings)
     if progress:

@@ -52,8 +52,10 @@ def failures(frame: pl.DataFrame, rules: list[RowRule], key: str) -> pl.DataFram
     if frame.is_empty() or not rules:
         return pl.DataFrame(schema={key: frame.schema.get(key, pl.Int64), "rule_id": pl.String,
                                     "message": pl.String, "rule_order": pl.Int32})
+    # Eager on purpose: a lazy concat of these filters hit an intermittent polars panic
+    # ("assertion failed: i < self.len()") in the async executor on multi-window runs.
     parts = [
-        frame.lazy()
+        frame
         .filter(rule.fails.fill_null(False))
         .select(
             pl.col(key),
@@ -64,7 +66,7 @@ def failures(frame: pl.DataFrame, rules: list[RowRule], key: str) -> pl.DataFram
         )
         for order, rule in enumerate(rules)
     ]
-    return pl.concat(parts).collect()
+    return pl.concat(parts)
 
 
 # --- bundle envelope (frame: staging bundle columns + first-entry facts + patient columns) ---------------

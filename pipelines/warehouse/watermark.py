@@ -1,6 +1,18 @@
 """Per-consumer read positions over append-only id streams (raw_id): what makes every step incremental."""
 
+import os
+from collections.abc import Callable, Iterator
+
 import duckdb
+
+#: ids one transaction of a staging step takes at most. A step's Python/polars memory follows this window,
+#: not the size of the inbox (50k raw ids ≈ 60 MB of FHIR JSON); the default sample is one window.
+#: KARTE_WINDOW_IDS overrides it (smaller on a small machine; the tests use tiny windows).
+WINDOW_IDS = 50_000
+
+
+def window_ids() -> int:
+    return int(os.environ.get("KARTE_WINDOW_IDS", WINDOW_IDS))
 
 
 def get_watermark(con: duckdb.DuckDBPyConnection, consumer: str) -> int:
@@ -13,3 +25,23 @@ def set_watermark(con: duckdb.DuckDBPyConnection, consumer: str, last_id: int) -
         "INSERT INTO ops.watermark VALUES (?, ?) ON CONFLICT (consumer) DO UPDATE SET last_id = excluded.last_id",
         [consumer, last_id],
     )
+
+
+def windows(lo: int, hi: int, size: int | None = None,
+            align: Callable[[int], int] | None = None) -> Iterator[tuple[int, int]]:
+    """(lo, hi] as consecutive (lo, hi] windows of about `size` (default window_ids()) ids. `align(end)` may move
+    a window's end forward (never past hi) so a window does not split a unit such as a bundle. Nothing pending
+    still yields one empty window, so a step always writes its watermark (downstream steps read it)."""
+    size = size or window_ids()
+    start = lo
+    while True:
+        if hi <= start:
+            yield start, max(lo, hi)
+            return
+        end = min(hi, start + size)
+        if align is not None and end < hi:
+            end = min(hi, max(end, align(end)))
+        yield start, end
+        if end >= hi:
+            return
+        start = end

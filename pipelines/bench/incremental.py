@@ -1,0 +1,151 @@
+"""Incremental and scaling benchmark (issue 7), each figure from a fresh child process on generated data:
+
+1. a full load of the default sample — seconds and peak RSS;
+2. a re-run with nothing new — seconds spent inside `ingest()` (what a scheduled run costs beyond its
+   process start) and the whole `karte ingest` command's wall time;
+3. 1 % new data (a disjoint sample of 1/100 the patients, added to the inbox) — seconds, as a share of the
+   full load;
+4. 4 × the input — peak RSS against the full load's (memory must follow the batch size, not the input).
+
+Targets (issue 7): re-run < 2 s; 1 % new data < 3 % of the full load; 4 × input < 1.2 × peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipelines.generate import generate
+from pipelines.ingest.landing import INBOX_FOLDERS
+
+RERUN_TARGET_SECONDS = 2.0
+INCREMENT_TARGET_SHARE = 0.03
+RSS_TARGET_RATIO = 1.2
+
+#: ingest() in this process; prints seconds inside ingest(), records in, this process's peak RSS and the
+#: largest pool worker's (MiB)
+_CHILD = """
+import json, resource, sys, time
+from pipelines.config import load_settings
+from pipelines.ingest.run import ingest
+from pipelines.warehouse import connect
+settings = load_settings(warehouse=sys.argv[2], inbox=sys.argv[1])
+con = connect(settings.warehouse)
+started = time.perf_counter()
+summary = ingest(con, settings)
+seconds = time.perf_counter() - started
+con.close()
+print(json.dumps({"seconds": seconds, "records_in": summary.records_in,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                  "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
+"""
+
+
+@dataclass
+class IncrementalBench:
+    patients: int
+    full_records: int
+    full_seconds: float
+    full_peak_rss_mib: int
+    full_worker_peak_rss_mib: int
+    rerun_seconds: float
+    rerun_command_seconds: float
+    increment_records: int
+    increment_seconds: float
+    increment_share: float
+    scaled_patients: int
+    scaled_records: int
+    scaled_seconds: float
+    scaled_peak_rss_mib: int
+    scaled_worker_peak_rss_mib: int
+    rss_ratio: float
+    rerun_within_target: bool
+    increment_within_target: bool
+    rss_within_target: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ingest(inbox: Path, warehouse: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(inbox), str(warehouse)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"ingest of {inbox} failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _command_seconds(inbox: Path, warehouse: Path) -> float:
+    karte = Path(sys.executable).with_name("karte")
+    started = time.perf_counter()
+    subprocess.run([str(karte), "ingest", "--inbox", str(inbox), "--warehouse", str(warehouse), "--json"],
+                   capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
+def _add_increment(inbox: Path, increment: Path) -> None:
+    """The increment's files join the inbox under <kind>/increment/ (landing reads sub-folders)."""
+    for folder in INBOX_FOLDERS:
+        if (increment / folder).is_dir():
+            shutil.copytree(increment / folder, inbox / folder / "increment")
+
+
+def run_incremental_bench(patients: int = 1500, scale: int = 4,
+                          progress: Callable[[str], None] | None = None) -> IncrementalBench:
+    say = progress or (lambda _: None)
+    with tempfile.TemporaryDirectory(prefix="karte-bench-incr-") as tmp:
+        tmp = Path(tmp)
+        say(f"generating {patients:,} patients, 1 % increment and {scale}× sample")
+        generate(tmp / "inbox", patients=patients, seed=7, fault_rate=0.02)
+        generate(tmp / "increment", patients=max(1, patients // 100), seed=1007, fault_rate=0.02)
+        generate(tmp / "scaled", patients=patients * scale, seed=7, fault_rate=0.02)
+        say("full load")
+        full = _ingest(tmp / "inbox", tmp / "w.duckdb")
+        say("re-run with nothing new")
+        rerun = _ingest(tmp / "inbox", tmp / "w.duckdb")
+        rerun_command = _command_seconds(tmp / "inbox", tmp / "w.duckdb")
+        say("1 % new data")
+        _add_increment(tmp / "inbox", tmp / "increment")
+        increment = _ingest(tmp / "inbox", tmp / "w.duckdb")
+        say(f"{scale}× input")
+        scaled = _ingest(tmp / "scaled", tmp / "scaled.duckdb")
+    share = increment["seconds"] / full["seconds"]
+    rss_ratio = scaled["peak_rss_mib"] / full["peak_rss_mib"]
+    return IncrementalBench(
+        patients=patients, full_records=full["records_in"], full_seconds=round(full["seconds"], 2),
+        full_peak_rss_mib=full["peak_rss_mib"], full_worker_peak_rss_mib=full["worker_peak_rss_mib"], rerun_seconds=round(rerun["seconds"], 2),
+        rerun_command_seconds=round(rerun_command, 2), increment_records=increment["records_in"],
+        increment_seconds=round(increment["seconds"], 2), increment_share=round(share, 4),
+        scaled_patients=patients * scale, scaled_records=scaled["records_in"],
+        scaled_seconds=round(scaled["seconds"], 2), scaled_peak_rss_mib=scaled["peak_rss_mib"],
+        scaled_worker_peak_rss_mib=scaled["worker_peak_rss_mib"],
+        rss_ratio=round(rss_ratio, 3), rerun_within_target=rerun["seconds"] < RERUN_TARGET_SECONDS,
+        increment_within_target=share < INCREMENT_TARGET_SHARE, rss_within_target=rss_ratio < RSS_TARGET_RATIO)
+
+
+def table(b: dict) -> str:
+    def verdict(ok: bool) -> str:
+        return "meets target" if ok else "MISSES target"
+
+    return "\n".join([
+        f"incremental benchmark: {b['patients']:,} patients ({b['full_records']:,} records), fresh process each",
+        (f"  full load                        {b['full_seconds']:>7.2f} s   peak RSS {b['full_peak_rss_mib']:,} MiB "
+        f"(largest pool worker {b['full_worker_peak_rss_mib']:,} MiB)"),
+        (f"  re-run, nothing new              {b['rerun_seconds']:>7.2f} s   inside ingest() "
+        f"({b['rerun_command_seconds']:.2f} s for the whole `karte ingest` command)   "
+        f"{verdict(b['rerun_within_target'])} < {RERUN_TARGET_SECONDS:g} s"),
+        (f"  +1 % new data ({b['increment_records']:,} records)  {b['increment_seconds']:>7.2f} s   "
+        f"{b['increment_share']:.1%} of the full load   {verdict(b['increment_within_target'])} < "
+        f"{INCREMENT_TARGET_SHARE:.0%}"),
+        (f"  {b['scaled_patients'] // b['patients']}× input ({b['scaled_records']:,} records)   "
+        f"{b['scaled_seconds']:>7.2f} s   peak RSS {b['scaled_peak_rss_mib']:,} MiB = {b['rss_ratio']:.2f}× "
+        f"the full load's "
+        f"(worker {b['scaled_worker_peak_rss_mib']:,} MiB)   {verdict(b['rss_within_target'])} < {RSS_TARGET_RATIO:g}×"),
+    ])
