@@ -1,0 +1,91 @@
+"""The lake: what map steps hand to the reduce, as Parquet laid out by partition —
+`<lake>/batch=<id>/<phase>/<schema.table>/day=<arrival day>/sender=<sender>/<shard>_<n>.parquet`.
+
+Each table's exact DuckDB column types travel beside the files (the `schemas` a map step returns), so the
+reduce creates a table the first time with the types a single-process run would have given it."""
+
+from pathlib import Path
+
+import duckdb
+
+from pipelines.partitioned.plan import Shard
+
+#: a table's columns as (name, DuckDB type), in table order
+Columns = list[tuple[str, str]]
+
+
+def phase_dir(lake: Path, batch_id: int, phase: str) -> Path:
+    return Path(lake) / f"batch={batch_id}" / phase
+
+
+def register_file_partitions(con: duckdb.DuckDBPyConnection, shard: Shard) -> None:
+    """TEMP table file_part(file_id, day, sender): the partition of every file of the shard."""
+    con.execute("CREATE OR REPLACE TEMP TABLE file_part (file_id BIGINT, day VARCHAR, sender VARCHAR)")
+    rows = [(f, p.day, p.sender) for p in shard.partitions for f in p.file_ids]
+    if rows:
+        con.executemany("INSERT INTO file_part VALUES (?, ?, ?)", rows)
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> Columns:
+    schema, name = table.split(".")
+    return con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+        "ORDER BY column_index", [schema, name]).fetchall()
+
+
+def export_tables(con: duckdb.DuckDBPyConnection, tables: list[str], dest: Path, shard: Shard) -> dict[str, Columns]:
+    """Every row of `tables` as Parquet under dest/<table>/day=…/sender=…/, the partition found through the row's
+    file (its own file_id, or that of its raw record or bundle). Returns each table's columns."""
+    schemas = {}
+    for table in tables:
+        columns = table_columns(con, table)
+        names = {c for c, _ in columns}
+        if {"day", "sender"} & names:
+            raise ValueError(f"{table} has a column named day or sender, which the lake uses as partition keys")
+        joins, file_of_row = [], []
+        if "file_id" in names:
+            file_of_row.append("t.file_id")
+        if "raw_id" in names:
+            joins.append("LEFT JOIN raw.resource r ON r.raw_id = t.raw_id")
+            file_of_row.append("r.file_id")
+        if "bundle_key" in names:
+            joins.append("LEFT JOIN raw.bundle b ON b.bundle_key = t.bundle_key")
+            file_of_row.append("b.file_id")
+        file_expr = f"coalesce({', '.join(file_of_row)})" if file_of_row else "NULL"
+        target = dest / table
+        target.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"""COPY (SELECT t.*, coalesce(p.day, 'unknown') AS day, coalesce(p.sender, 'unknown') AS sender
+                      FROM {table} t {' '.join(joins)} LEFT JOIN file_part p ON p.file_id = {file_expr})
+                TO '{target.as_posix()}'
+                (FORMAT parquet, PARTITION_BY (day, sender), FILENAME_PATTERN '{shard.name}_{{i}}',
+                 OVERWRITE_OR_IGNORE)""")
+        schemas[table] = columns
+    return schemas
+
+
+def parquet_files(dest: Path, table: str) -> list[str]:
+    return sorted(p.as_posix() for p in (dest / table).rglob("*.parquet"))
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> None:
+    """Create `table` with the map step's exact types if this warehouse has not got it yet."""
+    body = ", ".join(f'"{name}" {dtype}' for name, dtype in columns)
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
+
+
+def load_table(con: duckdb.DuckDBPyConnection, table: str, files: list[str], order_by: str) -> int:
+    """Append every row of `files` to `table` by column name, in `order_by` order (deterministic)."""
+    if not files:
+        return 0
+    listing = ", ".join(f"'{f}'" for f in files)
+    return con.execute(
+        f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet([{listing}], hive_partitioning = false) "
+        f"ORDER BY {order_by}").fetchone()[0]
+
+
+def order_key(columns: Columns) -> str:
+    """The ids a table's rows are ordered by on load (all columns as the tie-break, so the order is total)."""
+    names = [n for n, _ in columns]
+    ids = [n for n in ("raw_id", "bundle_key", "file_id") if n in names]
+    return ", ".join(f'"{n}"' for n in ids + [n for n in names if n not in ids]) or "ALL"

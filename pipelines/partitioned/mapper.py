@@ -1,0 +1,117 @@
+"""The map steps: one shard of partitions in a private scratch DuckDB, with the unchanged ingest steps.
+
+- parse_shard: land the shard's files (their manifest rows, copied) and parse them into raw — ids local to the
+  scratch, in file order, which the raw merge turns into the ids a single-process run assigns.
+- stage_shard: copy the shard's raw rows (global ids by now) from the warehouse and run every staging step.
+
+Both read the warehouse read-only (DuckDB allows many read-only processes while nobody writes) and write only
+their scratch file and their partitions of the lake."""
+
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from pipelines.config import Settings
+from pipelines.ingest import structure
+from pipelines.ingest.raw import parse_landed_files
+from pipelines.partitioned.lake import Columns, export_tables, phase_dir, register_file_partitions
+from pipelines.partitioned.plan import Shard
+from pipelines.partitioned.steps import split_steps
+from pipelines.warehouse import connect
+
+RAW_TABLES = ["raw.resource", "raw.bundle", "ops.quarantine"]
+#: ops ledgers the staging steps append to (the rest of ops is bookkeeping the reduce writes itself)
+STAGING_LEDGERS = ["ops.quarantine", "ops.record_outcome"]
+
+
+@dataclass
+class MapResult:
+    shard: Shard
+    phase: str
+    schemas: dict[str, Columns]
+    watermarks: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+
+
+def _scratch(shard: Shard, phase: str, settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A fresh scratch warehouse (a retried step starts over) with the real warehouse attached read-only as wh."""
+    path = phase_dir(Path(shard.lake), shard.batch_id, "_scratch") / f"{phase}-{shard.name}.duckdb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_name(path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    con = connect(path)
+    con.execute("SET memory_limit = ?", [settings.ingest_memory_limit])
+    con.execute(f"ATTACH '{Path(settings.warehouse).as_posix()}' AS wh (READ_ONLY)")
+    register_file_partitions(con, shard)
+    return con
+
+
+def _clear_shard_files(dest: Path, shard: Shard) -> None:
+    """A retried step rewrites its files; remove what an earlier attempt of this shard left."""
+    if dest.is_dir():
+        for old in dest.rglob(f"{shard.name}_*.parquet"):
+            old.unlink()
+
+
+def parse_shard(settings: Settings, shard: Shard) -> MapResult:
+    dest = phase_dir(Path(shard.lake), shard.batch_id, "raw")
+    _clear_shard_files(dest, shard)
+    with closing(_scratch(shard, "raw", settings)) as con:
+        con.execute("INSERT INTO ops.file_manifest SELECT * FROM wh.ops.file_manifest "
+                    "WHERE file_id IN (SELECT file_id FROM file_part)")
+        con.execute("DETACH wh")
+        rows = parse_landed_files(con, settings.inbox)
+        schemas = export_tables(con, RAW_TABLES, dest, shard)
+    return MapResult(shard, "raw", schemas, rows=rows)
+
+
+def _copy_structure_context(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """The structure step checks a source's first file (by file id, over all raw rows) in full. A shard may not
+    hold that file, so its first FHIR row is copied in for the step to see, and removed after it. Returns the
+    stub files' ids."""
+    fhir_rows = structure._FHIR_ROWS  # the same row filter the structure step uses
+    stubs = [f for (f,) in con.execute(
+        f"""WITH first_file AS (
+                SELECT coalesce(m.sender, m.kind) AS source, min(r.file_id) AS file_id
+                FROM wh.raw.resource r JOIN wh.ops.file_manifest m USING (file_id) WHERE {fhir_rows} GROUP BY 1)
+            SELECT f.file_id FROM first_file f
+            WHERE f.source IN (SELECT coalesce(sender, kind) FROM ops.file_manifest)
+              AND f.file_id NOT IN (SELECT file_id FROM file_part)""").fetchall()]
+    if stubs:
+        con.execute("INSERT INTO ops.file_manifest SELECT * FROM wh.ops.file_manifest WHERE file_id IN ?", [stubs])
+        con.execute(f"""INSERT INTO raw.resource SELECT * FROM wh.raw.resource r
+                        WHERE r.file_id IN ? AND ({fhir_rows})
+                        QUALIFY row_number() OVER (PARTITION BY r.file_id ORDER BY r.raw_id) = 1""", [stubs])
+    return stubs
+
+
+def _remove_structure_context(con: duckdb.DuckDBPyConnection, stubs: list[int]) -> None:
+    if not stubs:
+        return
+    con.execute("DELETE FROM staging.structure_failure WHERE raw_id IN "
+                "(SELECT raw_id FROM raw.resource WHERE file_id IN ?)", [stubs])
+    con.execute("DELETE FROM raw.resource WHERE file_id IN ?", [stubs])
+    con.execute("DELETE FROM ops.file_manifest WHERE file_id IN ?", [stubs])
+
+
+def stage_shard(settings: Settings, shard: Shard) -> MapResult:
+    dest = phase_dir(Path(shard.lake), shard.batch_id, "staging")
+    _clear_shard_files(dest, shard)
+    _, staging_steps, _ = split_steps(settings)
+    with closing(_scratch(shard, "staging", settings)) as con:
+        for table in ("ops.file_manifest", "raw.resource", "raw.bundle"):
+            con.execute(f"INSERT INTO {table} SELECT * FROM wh.{table} WHERE file_id IN (SELECT file_id FROM file_part)")
+        stubs = _copy_structure_context(con)
+        con.execute("DETACH wh")
+        for name, step in staging_steps:
+            step(con)
+            if name == structure.CONSUMER:
+                _remove_structure_context(con, stubs)
+        staging_tables = [f"staging.{t}" for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'staging' ORDER BY 1").fetchall()]
+        schemas = export_tables(con, staging_tables + STAGING_LEDGERS, dest, shard)
+        watermarks = dict(con.execute("SELECT consumer, last_id FROM ops.watermark").fetchall())
+        rows = con.execute("SELECT count(*) FROM raw.resource").fetchone()[0]
+    return MapResult(shard, "staging", schemas, watermarks, rows)

@@ -1,0 +1,152 @@
+"""The reduce steps, on the one warehouse (its single writer), in a deterministic order.
+
+- plan_run: finish whatever an earlier run left half-done, open the batch, land the inbox (as `ingest` does)
+  and cut the new files into partitions and shards.
+- merge_raw: the shards' raw rows get the ids a single-process run assigns — raw ids and bundle keys are
+  handed out in (file id, position in file) order, and a file's rows are contiguous in its shard — in one
+  transaction with the file/line quarantine rows and the files' `parsed` flag.
+- merge_staging: the shards' staging rows and ledgers, the staging watermarks, then the core upserts and
+  consent intervals (cheap SQL over the whole warehouse) and the run's summary."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipelines.config import Settings
+from pipelines.ingest.landing import land_files
+from pipelines.ingest.run import IngestSummary, start_batch, summarise
+from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
+from pipelines.partitioned.mapper import MapResult
+from pipelines.partitioned.plan import Shard, assign_shards, pending_partitions
+from pipelines.partitioned.steps import split_steps
+from pipelines.warehouse import get_watermark, set_watermark, transaction
+
+
+@dataclass(frozen=True)
+class Plan:
+    batch_id: int
+    lake: str
+    shards: tuple[Shard, ...]
+    files_seen: int
+    files_new: int
+    files_skipped_duplicate: int
+
+
+def default_lake(settings: Settings) -> Path:
+    return Path(settings.warehouse).parent / "lake"
+
+
+def _catch_up(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """A run killed earlier may have left landed files unparsed or raw rows not yet staged; the partitions
+    start from a warehouse where every step is level, so those are finished here, single-process."""
+    parse, staging, core = split_steps(settings)
+    top = con.execute("SELECT coalesce(max(raw_id), 0) FROM raw.resource").fetchone()[0]
+    behind = con.execute("SELECT count(*) FROM ops.file_manifest WHERE NOT parsed").fetchone()[0] or any(
+        get_watermark(con, name) < top for name, _ in staging + core if not name.startswith("staging.bundle"))
+    if behind:
+        for _, step in [parse, *staging, *core]:
+            step(con)
+
+
+def plan_run(con: duckdb.DuckDBPyConnection, settings: Settings, lake: Path, shards: int) -> Plan:
+    con.execute("SET memory_limit = ?", [settings.ingest_memory_limit])
+    _catch_up(con, settings)
+    batch_id = start_batch(con, str(settings.inbox))
+    landing = land_files(con, settings.inbox, batch_id)
+    cut = assign_shards(batch_id, str(lake), pending_partitions(con), shards)
+    return Plan(batch_id, str(lake), tuple(cut), landing.files_seen, landing.files_new,
+                landing.files_skipped_duplicate)
+
+
+def _schemas(results: list[MapResult]) -> dict[str, Columns]:
+    merged: dict[str, Columns] = {}
+    for result in results:
+        for table, columns in result.schemas.items():
+            if table in merged and merged[table] != columns:
+                raise RuntimeError(f"shards disagree on the columns of {table}: {merged[table]} vs {columns}")
+            merged[table] = columns
+    return merged
+
+
+def _stage_frame(con: duckdb.DuckDBPyConnection, name: str, like: str, files: list[str]) -> None:
+    source = (f"read_parquet([{', '.join(repr(f) for f in files)}], hive_partitioning = false)" if files
+              else f"(SELECT * FROM {like} LIMIT 0)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {source}")
+
+
+def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResult]) -> int:
+    """Raw rows of every shard into the warehouse with single-process ids; returns the rows written."""
+    dest = phase_dir(Path(plan.lake), plan.batch_id, "raw")
+    _schemas(results)  # shards must agree on the layout
+    file_ids = sorted(f for shard in plan.shards for f in shard.file_ids)
+    with transaction(con):
+        _stage_frame(con, "new_resource", "raw.resource", parquet_files(dest, "raw.resource"))
+        _stage_frame(con, "new_bundle", "raw.bundle", parquet_files(dest, "raw.bundle"))
+        _stage_frame(con, "new_quarantine", "ops.quarantine", parquet_files(dest, "ops.quarantine"))
+        raw_base, bundle_base = con.execute(
+            "SELECT (SELECT coalesce(max(raw_id), 0) FROM raw.resource), "
+            "(SELECT coalesce(max(bundle_key), 0) FROM raw.bundle)").fetchone()
+        con.execute("""CREATE OR REPLACE TEMP TABLE raw_ids AS
+                       SELECT file_id, raw_id AS local_id, ? + row_number() OVER (ORDER BY file_id, raw_id) AS raw_id
+                       FROM new_resource""", [raw_base])
+        con.execute("""CREATE OR REPLACE TEMP TABLE bundle_keys AS
+                       SELECT file_id, bundle_key AS local_key,
+                              ? + row_number() OVER (ORDER BY file_id, bundle_key) AS bundle_key
+                       FROM new_bundle""", [bundle_base])
+        written = con.execute(
+            """INSERT INTO raw.resource (raw_id, file_id, batch_id, bundle_key, line_no, entry_index, full_url,
+                                         resource_type, resource)
+               SELECT i.raw_id, n.file_id, n.batch_id, k.bundle_key, n.line_no, n.entry_index, n.full_url,
+                      n.resource_type, n.resource
+               FROM new_resource n JOIN raw_ids i ON i.file_id = n.file_id AND i.local_id = n.raw_id
+               LEFT JOIN bundle_keys k ON k.file_id = n.file_id AND k.local_key = n.bundle_key
+               ORDER BY i.raw_id""").fetchone()[0]
+        con.execute(
+            """INSERT INTO raw.bundle (bundle_key, file_id, batch_id, line_no, entry_count, entry_types,
+                                       first_raw_id, last_raw_id, envelope)
+               SELECT k.bundle_key, n.file_id, n.batch_id, n.line_no, n.entry_count, n.entry_types,
+                      e.first_raw_id, e.last_raw_id, n.envelope
+               FROM new_bundle n JOIN bundle_keys k ON k.file_id = n.file_id AND k.local_key = n.bundle_key
+               LEFT JOIN (SELECT bundle_key, min(raw_id) AS first_raw_id, max(raw_id) AS last_raw_id
+                          FROM raw.resource WHERE raw_id > ? AND bundle_key IS NOT NULL GROUP BY ALL) e
+                    ON e.bundle_key = k.bundle_key
+               ORDER BY k.bundle_key""", [raw_base])
+        con.execute(
+            """INSERT INTO ops.quarantine BY NAME
+               SELECT q.* REPLACE (i.raw_id AS raw_id, k.bundle_key AS bundle_key)
+               FROM new_quarantine q
+               LEFT JOIN raw_ids i ON i.file_id = q.file_id AND i.local_id = q.raw_id
+               LEFT JOIN bundle_keys k ON k.file_id = q.file_id AND k.local_key = q.bundle_key
+               ORDER BY q.file_id, q.line_no NULLS FIRST""")
+        if file_ids:
+            con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN ?", [file_ids])
+        for name in ("new_resource", "new_bundle", "new_quarantine", "raw_ids", "bundle_keys"):
+            con.execute(f"DROP TABLE {name}")
+    return written
+
+
+def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan,
+                  results: list[MapResult]) -> IngestSummary:
+    """Staging rows and ledgers of every shard, the staging watermarks, then core and the run's summary."""
+    dest = phase_dir(Path(plan.lake), plan.batch_id, "staging")
+    _, _, core_steps = split_steps(settings)
+    watermarks: dict[str, int] = {}
+    for result in results:
+        for consumer, last in result.watermarks.items():
+            watermarks[consumer] = max(last, watermarks.get(consumer, 0))
+    with transaction(con):
+        for table, columns in sorted(_schemas(results).items()):
+            ensure_table(con, table, columns)
+            load_table(con, table, parquet_files(dest, table), order_key(columns))
+        for consumer, last in sorted(watermarks.items()):
+            set_watermark(con, consumer, max(last, get_watermark(con, consumer)))
+    for _, step in core_steps:
+        step(con)
+    summary = summarise(con, plan.batch_id)
+    summary.files_seen = plan.files_seen
+    summary.files_ingested = plan.files_new
+    summary.files_skipped_duplicate = plan.files_skipped_duplicate
+    summary.warehouse = str(settings.warehouse)
+    summary.uses_development_key = settings.uses_development_key
+    return summary

@@ -1,0 +1,29 @@
+"""The partitioned ingest without Dagster: map steps over a process pool, reduce steps in this process.
+Same result as `pipelines.ingest.run.ingest` (tests/scale/test_partitioned.py); what `karte bench` times."""
+
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
+from functools import partial
+from multiprocessing import get_context
+from pathlib import Path
+
+from pipelines.config import Settings
+from pipelines.ingest.run import IngestSummary
+from pipelines.partitioned.mapper import parse_shard, stage_shard
+from pipelines.partitioned.merge import default_lake, merge_raw, merge_staging, plan_run
+from pipelines.warehouse import connect
+
+
+def run_partitioned(settings: Settings, lake: Path | None = None, shards: int = 4,
+                    workers: int = 2) -> IngestSummary:
+    lake = Path(lake or default_lake(settings))
+    with closing(connect(settings.warehouse)) as con:
+        plan = plan_run(con, settings, lake, shards)
+    # spawn, not fork: the parent has had DuckDB's threads running
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        parsed = list(pool.map(partial(parse_shard, settings), plan.shards))
+        with closing(connect(settings.warehouse)) as con:
+            merge_raw(con, plan, parsed)
+        staged = list(pool.map(partial(stage_shard, settings), plan.shards))
+    with closing(connect(settings.warehouse)) as con:
+        return merge_staging(con, settings, plan, staged)
