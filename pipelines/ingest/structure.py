@@ -15,6 +15,7 @@ Failures are recorded in staging.structure_failure (grain: one row per failing r
 resource stages turn them into K-FHIR-STRUCTURE quarantine rows, so each record is accounted once.
 """
 
+import collections
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -97,8 +98,8 @@ def fhir_resources_error(obj: object) -> str | None:
     return None
 
 
-def _strict_chunk(texts: list[str]) -> list[str | None]:
-    return [structure_error(t) for t in texts]
+def strict_verdict(resource_json: str, _full_check: bool = True) -> tuple[str | None, int]:
+    return structure_error(resource_json), CONFIRMED
 
 
 def fast_verdict(resource_json: str, full_check: bool) -> tuple[str | None, int]:
@@ -117,31 +118,51 @@ def fast_verdict(resource_json: str, full_check: bool) -> tuple[str | None, int]
     return verdict, OVERRULED if verdict is None else MISSED
 
 
-def _fast_chunk(rows: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
-    return [fast_verdict(text, full) for text, full in rows]
+def _strict_chunk(items: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
+    return [strict_verdict(text) for text, _ in items]
 
 
-def _pooled(work, items: list, workers: int | None, threshold: int) -> list:
-    """work(items) in one process below `threshold` items, else in chunks over a process pool, order kept."""
-    if len(items) < threshold:
-        return work(items)
-    workers = workers or os.cpu_count() or 1
-    size = max(500, len(items) // (workers * 4))
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [result for chunk in pool.map(work, chunks) for result in chunk]
+def _fast_chunk(items: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
+    return [fast_verdict(text, full) for text, full in items]
+
+
+class _Checker:
+    """Verdicts for blocks of (resource JSON, full check) in one process, or over a process pool (order kept)
+    when the batch is at least `threshold` resources."""
+
+    def __init__(self, mode: str, expected: int, workers: int | None = None):
+        self.work = _strict_chunk if mode == "strict" else _fast_chunk
+        self.workers = workers or os.cpu_count() or 1
+        structure_schema.warm_up()  # compiled once here, inherited by forked workers
+        threshold = POOL_THRESHOLD if mode == "strict" else FAST_POOL_THRESHOLD
+        self.pool = ProcessPoolExecutor(max_workers=self.workers) if expected >= threshold else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def __call__(self, items: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
+        if self.pool is None:
+            return self.work(items)
+        size = max(500, len(items) // (self.workers * 2))
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        return [result for chunk in self.pool.map(self.work, chunks) for result in chunk]
 
 
 def check_structure(texts: list[str], workers: int | None = None) -> list[str | None]:
-    """Strict mode: fhir.resources on every resource."""
-    return _pooled(_strict_chunk, texts, workers, POOL_THRESHOLD)
+    """Strict mode over a list: fhir.resources' error (or None) per resource."""
+    with _Checker("strict", len(texts), workers) as check:
+        return [error for error, _ in check([(t, True) for t in texts])]
 
 
 def check_structure_fast(texts: list[str], full_check: list[bool],
                          workers: int | None = None) -> list[tuple[str | None, int]]:
-    """Fast mode: (error or None, FAST_PASS | CONFIRMED | OVERRULED | MISSED) per resource."""
-    structure_schema.warm_up()  # compiled once here, inherited by forked workers
-    return _pooled(_fast_chunk, list(zip(texts, full_check, strict=True)), workers, FAST_POOL_THRESHOLD)
+    """Fast mode over a list: (error or None, FAST_PASS | CONFIRMED | OVERRULED | MISSED) per resource."""
+    with _Checker("fast", len(texts), workers) as check:
+        return check(list(zip(texts, full_check, strict=True)))
 
 
 #: raw rows that are FHIR resources (not registry CSV rows or 特定健診 CDA documents, which other stages check)
@@ -164,30 +185,32 @@ def _selection_sql(mode: str, lo: int, hi: int) -> str:
                FROM raw.resource r WHERE {base}"""
 
 
+#: resources read from the warehouse at a time: a whole batch as Python strings would cost ~10 kB per resource
+READ_BLOCK = 10_000
+
+
 def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> StructureOutcome:
     if mode not in MODES:
         raise ValueError(f"KARTE_STRUCTURE_VALIDATION must be fast or strict, not {mode!r}")
     mode = MODES[mode]
     lo = get_watermark(con, CONSUMER)
     hi = con.execute("SELECT coalesce(max(raw_id), 0) FROM raw.resource").fetchone()[0]
-    rows = con.sql(_selection_sql(mode, lo, hi)).pl() if hi > lo else None
-    outcome = StructureOutcome(mode)
+    raw_ids, errors, how = [], [], []
     with transaction(con):
-        if rows is not None and rows.height:
-            if mode == "strict":
-                errors = check_structure(rows["resource"].to_list())
-                how = [CONFIRMED] * rows.height
-            else:
-                errors, how = zip(*check_structure_fast(rows["resource"].to_list(), rows["full_check"].to_list()),
-                                  strict=True)
-            verdicts = rows.select("raw_id").with_columns(structure_error=pl.Series(errors, dtype=pl.String),
-                                                          how=pl.Series(how, dtype=pl.Int8))
-            failures = verdicts.filter(pl.col("structure_error").is_not_null()).select("raw_id", "structure_error")
-            append(con, "staging.structure_failure", failures)
-            counts = verdicts["how"].value_counts()
-            count = dict(zip(counts["how"].to_list(), counts["count"].to_list(), strict=True))
-            outcome = StructureOutcome(mode, checked=rows.height, failing=failures.height,
-                                       by_fhir_resources=rows.height - count.get(FAST_PASS, 0),
-                                       overruled=count.get(OVERRULED, 0), missed=count.get(MISSED, 0))
+        if hi > lo:
+            with _Checker(mode, expected=hi - lo) as check:
+                cursor = con.execute(_selection_sql(mode, lo, hi))
+                while block := cursor.fetchmany(READ_BLOCK):
+                    raw_ids += [row[0] for row in block]
+                    for error, decided in check([(row[1], row[2]) for row in block]):
+                        errors.append(error)
+                        how.append(decided)
+        verdicts = pl.DataFrame({"raw_id": raw_ids, "structure_error": errors, "how": how},
+                                schema={"raw_id": pl.Int64, "structure_error": pl.String, "how": pl.Int8})
+        failures = verdicts.filter(pl.col("structure_error").is_not_null()).select("raw_id", "structure_error")
+        append(con, "staging.structure_failure", failures)
         set_watermark(con, CONSUMER, hi)
-    return outcome
+    count = collections.Counter(how)
+    return StructureOutcome(mode, checked=verdicts.height, failing=failures.height,
+                            by_fhir_resources=verdicts.height - count[FAST_PASS], overruled=count[OVERRULED],
+                            missed=count[MISSED])
