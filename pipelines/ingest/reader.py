@@ -10,14 +10,16 @@ registry CSV 92 bytes a row, gzip ratios 1.6–15.6:1):
 
 - MAX_LINE_BYTES 64 MiB — one NDJSON line or one .json document (K-LINE-SIZE / K-FILE-SIZE). ~750× the
   largest example; the only legitimate way to get near it is a document bundle carrying base64 attachments
-  (210 添付情報, 230 PDF sections), and 64 MiB still holds ~48 MiB of them. The line is counted and skipped,
-  never held. What a line costs once parsed (orjson, measured): 427 MiB for 64 MiB of real Observation
+  (210 添付情報, 230 PDF sections), and 64 MiB still holds ~48 MiB of them. A longer line is counted to its
+  newline and skipped: at most 64 MiB of it is ever held (a 1 GiB line: 66 MiB peak heap for the whole
+  ingest, tests/security/test_big_line.py). What a line costs once parsed (orjson, measured): 427 MiB for 64 MiB of real Observation
   entries, 1.9 GiB for a hostile `[{},{},…]` — the worst case per worker, inside a 24 GiB box with 2 workers.
 - MAX_BUNDLE_ENTRIES 100,000 — a Bundle with more entries is quarantined whole (K-BUNDLE-ENTRIES) and makes
-  no per-entry rows. A JP-CLINS collection is one patient's resources of one type: even a dialysis
-  patient's six months of lab results is a few thousand Observations, so this is ~30× the largest real
-  case; past it each entry would cost a raw row and a structure validation for nothing.
-- MAX_JSON_DEPTH 254 levels — orjson's own write limit (K-JSON); real FHIR nests about 20 deep.
+  no per-entry rows. A JP-CLINS collection is one patient's resources of one type; by estimate (not a
+  measured figure) even a dialysis patient's six months of lab results is a few thousand Observations, so
+  this leaves ~30× headroom; past it each entry would cost a raw row and a structure validation for nothing.
+- MAX_JSON_DEPTH 254 levels — orjson's own write limit (K-JSON); the official examples and a generated inbox
+  nest at most 11 deep.
 - MAX_DECOMPRESSED_BYTES 512 MiB per .gz file, and MAX_GZIP_RATIO 200:1 once more than RATIO_FLOOR_BYTES
   came out (K-GZIP, "gzip bomb"). raw.py buffers a whole file's rows before it flushes, so the file's content
   is what one file can cost there; 512 MiB matches the checkup archive's total (archive.ArchiveLimits).
@@ -189,7 +191,7 @@ def _parse(line_no: int, text: bytes) -> Unit:
         return Unit(line_no, text, rule_id="K-JSON", message=f"malformed JSON: {exc}")
     if len(text) > 2 * MAX_JSON_DEPTH and _too_deep(obj):  # shorter text cannot nest that deep
         return Unit(line_no, text, rule_id="K-JSON", message=f"JSON nested deeper than {MAX_JSON_DEPTH} levels "
-                                                             "(FHIR resources nest about 20)")
+                                                             "(JP-CLINS bundles nest about 11)")
     entries = obj.get("entry") if isinstance(obj, dict) and obj.get("resourceType") == "Bundle" else None
     if isinstance(entries, list) and len(entries) > MAX_BUNDLE_ENTRIES:
         return Unit(line_no, text[:KEPT_PREFIX_BYTES], rule_id="K-BUNDLE-ENTRIES",
