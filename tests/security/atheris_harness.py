@@ -1,9 +1,10 @@
 """atheris (libFuzzer, coverage-guided) harness for the hostile-input readers.
 
-    python -m tests.security.atheris_harness TARGET [CORPUS_DIR ...] [libFuzzer flags, e.g. -max_total_time=5]
+    python -m tests.security.atheris_harness TARGET CORPUS_DIR [...] [libFuzzer flags, e.g. -max_total_time=5]
     python -m tests.security.atheris_harness TARGET --seeds DIR        only write TARGET's seed inputs into DIR
 
-(from the repository root). A CORPUS_DIR that is missing or empty is first filled with the target's seeds.
+(from the repository root). A CORPUS_DIR that is missing or empty is first filled with the target's seeds;
+the files each input is written to live beside it, in .work-TARGET.
 
 TARGET: `json` (reader.read_json_units over .json/.ndjson/.gz), `csv` (reader.read_csv_rows), `cda`
 (cda.parse_checkup_document), `archive` (archive.read_archive). Every input must end as parsed units or a
@@ -23,7 +24,6 @@ import gzip
 import io
 import os
 import sys
-import tempfile
 import warnings
 import zipfile
 from datetime import date
@@ -53,7 +53,8 @@ SENDER, RECEIVER, DAY = "1312345678", "01130012", date(2025, 4, 15)
 EXTRA_NAMES = ["DATA/extra.xml", "CLAIMS/cc1.xml", "XSD/x.xsd", "index.xml", "summary.xml", "../evil.xml",
                "/etc/evil.xml", "C:/evil.xml", "DATA\\..\\..\\evil.xml", "DATA/\x00.xml", "DATA/深い/名前.xml"]
 
-WORK = Path(tempfile.mkdtemp(prefix="karte-atheris-"))
+#: where inputs are written as files: beside the corpus (set in main), so the caller's temp dir holds it all
+WORK = Path(".")
 warnings.filterwarnings("ignore", "Duplicate name", UserWarning)  # duplicate members are an input, not news
 _fds_at_start: list[int] = []
 
@@ -118,17 +119,23 @@ def fuzz_cda(data: bytes) -> None:
 
 
 # --- archive --------------------------------------------------------------------------------------------
-def _base_members() -> list[tuple[str, bytes]]:
-    from pipelines.generate.checkup_cda import index_xml, summary_xml
-    from tests.checkups.helpers import cda as cda_text
-    from tests.checkups.helpers import planned
+def base_members(work: Path) -> list[tuple[str, bytes]]:
+    """index.xml, summary.xml and two generated people's CDA documents (the generator's truth file goes to
+    `work`, so nothing is left in /tmp)."""
+    from pipelines.generate.checkup_cda import cda_document, index_xml, summary_xml
+    from pipelines.generate.checkup_plan import plan_checkups
+    from pipelines.generate.facilities import make_facilities
+    from pipelines.generate.patients import make_patients
 
-    people = [(f"DATA/{c.document_id}.xml", cda_text(c)) for c in planned()[:2]]
+    start, end = date(2025, 1, 1), date(2026, 10, 31)
+    facilities = make_facilities(8, 3, start, end)
+    patients = make_patients(150, 3, facilities, work / "patients.csv")
+    people = [(f"DATA/{c.document_id}.xml", cda_document(c)) for c in plan_checkups(3, patients, facilities, start, end)[:2]]
     members = [("index.xml", index_xml(SENDER, RECEIVER, DAY, 2)), ("summary.xml", summary_xml(2, 2000)), *people]
     return [(name, text.encode("utf-8")) for name, text in members]
 
 
-BASE = _base_members()
+BASE: list[tuple[str, bytes]] = []  # set in main, once WORK is known
 
 
 def _zip(members: list[tuple[str, bytes]], compression: int) -> bytes:
@@ -216,14 +223,20 @@ def run_one(target):
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] not in TARGETS:
-        sys.exit(f"usage: {argv[0]} {{{','.join(TARGETS)}}} [--seeds DIR | CORPUS_DIR… -flags]")
+        sys.exit(f"usage: {argv[0]} {{{','.join(TARGETS)}}} (--seeds DIR | CORPUS_DIR… -flags)")
     target = argv[1]
-    if argv[2:3] == ["--seeds"]:
-        write_seeds(target, Path(argv[3]))
-        return
-    corpus = [Path(a) for a in argv[2:] if not a.startswith("-")]
-    if corpus and not (corpus[0].is_dir() and any(corpus[0].iterdir())):
+    seeds_only = argv[2:3] == ["--seeds"]
+    corpus = [Path(a) for a in argv[3 if seeds_only else 2:] if not a.startswith("-")]
+    if not corpus:
+        sys.exit("give a CORPUS_DIR (created and seeded when missing or empty)")
+    global WORK
+    WORK = corpus[0].parent / f".work-{target}"  # libFuzzer ends the process without atexit: no temp dir
+    WORK.mkdir(parents=True, exist_ok=True)
+    BASE[:] = base_members(WORK)
+    if seeds_only or not (corpus[0].is_dir() and any(corpus[0].iterdir())):
         write_seeds(target, corpus[0])  # a new corpus starts from the valid inputs
+    if seeds_only:
+        return
     atheris.Setup([argv[0], *argv[2:]], run_one(target))
     atheris.Fuzz()
 
