@@ -19,6 +19,8 @@ from pipelines.jobs import (
     ingest_job,
     monthly_adoption_report,
     nightly_ingest,
+    partitioned_ingest_dask_job,
+    partitioned_ingest_job,
 )
 from pipelines.resources import KarteWarehouse
 
@@ -30,7 +32,7 @@ all_assets += [checkup_report]  # reports.checkup_*: 特定健診 results and pa
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[ingest_job, adoption_report_job],
+    jobs=[ingest_job, adoption_report_job, partitioned_ingest_job, partitioned_ingest_dask_job],
     schedules=[nightly_ingest, monthly_adoption_report],
     sensors=[inbox_sensor],
     resources={"karte": KarteWarehouse()},

@@ -1,0 +1,71 @@
+"""The partitioned ingest as a Dagster graph: plan → parse map (one step per shard of (arrival day × sender)
+partitions) → raw merge → staging map → staging merge + core. The map steps run in parallel under whichever
+executor the job uses (multiprocess here, dask / Celery / Kubernetes elsewhere: docs/scale_out.md); the plan and
+merge steps are the warehouse's single writer. Thin wrappers over pipelines/partitioned."""
+
+from contextlib import closing
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.partitioned.mapper import MapResult, parse_shard, stage_shard
+from pipelines.partitioned.merge import Plan, default_lake, merge_raw, merge_staging, plan_run
+from pipelines.resources import KarteWarehouse
+
+
+class PartitionedIngestConfig(dg.Config):
+    lake: str = ""  # Parquet lake folder; empty = `lake/` beside the warehouse
+    shards: int = 4  # map steps per phase (each takes a share of the partitions, largest first)
+
+
+@dg.op(out={"plan": dg.Out(Plan), "shards": dg.DynamicOut()},
+       description="Land the inbox, cut the new files into (arrival day × sender) partitions and shards.")
+def plan_partitions(context: dg.OpExecutionContext, config: PartitionedIngestConfig, karte: KarteWarehouse):
+    settings = karte.settings()
+    lake = Path(config.lake) if config.lake else default_lake(settings)
+    with closing(karte.connect_for_ingest()) as con:
+        plan = plan_run(con, settings, lake, config.shards)
+    context.log.info(f"batch {plan.batch_id}: {plan.files_new} new files in "
+                     f"{sum(len(s.partitions) for s in plan.shards)} partitions, {len(plan.shards)} shards")
+    yield dg.Output(plan, "plan")
+    for shard in plan.shards:
+        yield dg.DynamicOutput(shard, output_name="shards", mapping_key=shard.name)
+
+
+@dg.op(description="Map: parse one shard's files into a scratch DuckDB, raw rows to the Parquet lake.")
+def parse_partitions(shard, karte: KarteWarehouse) -> MapResult:
+    return parse_shard(karte.settings(), shard)
+
+
+@dg.op(out=dg.DynamicOut(), description="Reduce: raw rows into the warehouse with single-process ids.")
+def merge_raw_partitions(context: dg.OpExecutionContext, plan: Plan, parsed: list[MapResult],
+                         karte: KarteWarehouse):
+    with closing(karte.connect_for_ingest()) as con:
+        written = merge_raw(con, plan, parsed)
+    context.log.info(f"raw: {written} rows merged")
+    for shard in plan.shards:
+        yield dg.DynamicOutput(shard, mapping_key=shard.name)
+
+
+@dg.op(description="Map: every staging step on one shard's raw rows in a scratch DuckDB, to the Parquet lake.")
+def stage_partitions(shard, karte: KarteWarehouse) -> MapResult:
+    return stage_shard(karte.settings(), shard)
+
+
+@dg.op(description="Reduce: staging rows into the warehouse, then core upserts, consent intervals, summary.")
+def merge_staging_partitions(context: dg.OpExecutionContext, plan: Plan, staged: list[MapResult],
+                             karte: KarteWarehouse) -> dict:
+    with closing(karte.connect_for_ingest()) as con:
+        summary = merge_staging(con, karte.settings(), plan, staged).as_dict()
+    context.add_output_metadata({"summary": dg.MetadataValue.json(summary),
+                                 "records_in": summary["records_in"], "batch_id": summary["batch_id"]})
+    return summary
+
+
+@dg.graph(description="Inbox → (arrival day × sender) partitions in parallel → one warehouse, equal to `ingest`.")
+def partitioned_ingest():
+    plan, shards = plan_partitions()
+    parsed = shards.map(parse_partitions)
+    staged_shards = merge_raw_partitions(plan, parsed.collect())
+    staged = staged_shards.map(stage_partitions)
+    return merge_staging_partitions(plan, staged.collect())

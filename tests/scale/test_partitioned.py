@@ -1,0 +1,128 @@
+"""Issue 7: the partitioned ingest — (arrival day × sender) partitions parsed and staged in parallel, merged by
+one writer — gives the warehouse a single-process `ingest` gives, on a process pool, on Dagster's multiprocess
+executor and on dagster-dask (a local cluster started in the test)."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines.config import load_settings
+from pipelines.generate import generate
+from pipelines.partitioned.merge import plan_run
+from pipelines.partitioned.plan import Partition, assign_shards, pending_partitions
+from pipelines.partitioned.run import run_partitioned
+from pipelines.warehouse import connect
+from tests.conftest import run_ingest
+from tests.ingest.test_idempotent import fingerprints
+
+DAYS = 3
+#: 2026-05-29 00:00 JST; file i arrives on day i % DAYS (the generator writes every file "now")
+FIRST_ARRIVAL = 1_780_066_800
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """A small inbox with faults (quarantine rows on every path) arriving over 3 days, and the fingerprints of
+    its single-process ingest."""
+    root = tmp_path_factory.mktemp("partitioned")
+    inbox = root / "inbox"
+    generate(inbox, facilities=5, patients=60, seed=11, fault_rate=0.08)
+    for i, path in enumerate(sorted(p for p in inbox.rglob("*") if p.is_file() and not p.name.startswith("_"))):
+        arrival = FIRST_ARRIVAL + (i % DAYS) * 86_400 + 3_600
+        os.utime(path, (arrival, arrival))
+    summary, con = run_ingest(inbox, root / "single.duckdb")
+    con.close()
+    assert summary["records_quarantined"] > 0  # the faults reach the comparison
+    return inbox, fingerprints(root / "single.duckdb"), summary
+
+
+def _settings(tmp_path, inbox):
+    return load_settings(warehouse=tmp_path / "w.duckdb", inbox=inbox, reports=tmp_path / "reports")
+
+
+def test_plan_cuts_days_by_senders_and_every_file_lands_in_one_partition(sample, tmp_path):
+    inbox, _, single = sample
+    settings = _settings(tmp_path, inbox)
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, tmp_path / "lake", shards=2)
+        partitions = pending_partitions(con)
+        landed = [f for (f,) in con.execute("SELECT file_id FROM ops.file_manifest ORDER BY 1").fetchall()]
+    assert len({p.day for p in partitions}) == DAYS
+    assert len({p.sender for p in partitions}) >= 3 + 3  # facilities' 医療機関番号 + consent/access/facilities feeds
+    assert sorted(f for p in partitions for f in p.file_ids) == landed
+    assert len(landed) == single["files_ingested"]
+    assert [len(s.partitions) for s in plan.shards] and len(plan.shards) == 2
+    assert sorted(f for s in plan.shards for f in s.file_ids) == landed
+
+
+def test_shards_balance_bytes_deterministically_and_refuse_zero():
+    parts = [Partition("2026-05-29", s, (i,), size) for i, (s, size) in enumerate(
+        [("a", 90), ("b", 50), ("c", 40), ("d", 10)])]
+    first, second = assign_shards(1, "/lake", parts, 2)
+    assert [p.sender for p in first.partitions] == ["a", "d"] and [p.sender for p in second.partitions] == ["b", "c"]
+    assert assign_shards(1, "/lake", parts, 2) == [first, second]
+    assert len(assign_shards(1, "/lake", [], 4)) == 1  # nothing new: one empty shard still closes the batch
+    with pytest.raises(ValueError, match="at least 1"):
+        assign_shards(1, "/lake", parts, 0)
+
+
+def test_process_pool_run_equals_single_process_and_rerun_does_nothing(sample, tmp_path):
+    inbox, single, single_summary = sample
+    settings = _settings(tmp_path, inbox)
+    summary = run_partitioned(settings, lake=tmp_path / "lake", shards=3, workers=2)
+    assert fingerprints(settings.warehouse) == single
+    for count in ("records_in", "records_loaded", "records_quarantined", "records_duplicate", "files_ingested"):
+        assert getattr(summary, count) == single_summary[count], count
+    assert any((tmp_path / "lake").glob("batch=1/staging/staging.condition/day=*/sender=*/*.parquet"))
+
+    again = run_partitioned(settings, lake=tmp_path / "lake", shards=3, workers=2)
+    assert again.records_in == 0 and again.files_skipped_duplicate == single_summary["files_ingested"] + \
+        single_summary["files_skipped_duplicate"]
+    assert fingerprints(settings.warehouse) == single
+
+
+def _multiprocess_job():
+    from pipelines.definitions import defs
+
+    return defs.get_job_def("partitioned_ingest_job")
+
+
+def _dask_job():
+    from pipelines.definitions import defs
+
+    return defs.get_job_def("partitioned_ingest_dask_job")
+
+
+def _run_config(tmp_path: Path, inbox: Path, **execution) -> dict:
+    config = {"resources": {"karte": {"config": {"warehouse": str(tmp_path / "w.duckdb"), "inbox": str(inbox),
+                                                 "reports": str(tmp_path / "reports")}}},
+              "ops": {"plan_partitions": {"config": {"lake": str(tmp_path / "lake"), "shards": 2}}}}
+    if execution:
+        config["execution"] = {"config": execution}
+    return config
+
+
+def _execute(job_fn, run_config: dict, tmp_path: Path, summary: bool = True) -> dict | None:
+    (tmp_path / "dagster").mkdir()
+    with (dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance,
+          dg.execute_job(dg.reconstructable(job_fn), instance=instance, run_config=run_config) as result):
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        # (the dask executor's run result does not carry op outputs back; the warehouse is what is compared)
+        return result.output_for_node("merge_staging_partitions") if summary else None
+
+
+def test_dagster_multiprocess_run_equals_single_process(sample, tmp_path):
+    inbox, single, single_summary = sample
+    summary = _execute(_multiprocess_job, _run_config(tmp_path, inbox), tmp_path)
+    assert summary["records_in"] == single_summary["records_in"]
+    assert fingerprints(tmp_path / "w.duckdb") == single
+
+
+def test_dagster_dask_run_equals_single_process(sample, tmp_path):
+    inbox, single, _ = sample
+    cluster = {"cluster": {"local": {"n_workers": 2, "threads_per_worker": 1, "processes": False,
+                                     "dashboard_address": None}}}
+    _execute(_dask_job, _run_config(tmp_path, inbox, **cluster), tmp_path, summary=False)
+    assert fingerprints(tmp_path / "w.duckdb") == single
