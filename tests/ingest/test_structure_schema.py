@@ -287,3 +287,11 @@ def test_checker_is_fast_enough(generated_resources):
         structure_problem(resource)
     rate = len(generated_resources) / (time.perf_counter() - started)
     assert rate > 5000, f"{rate:,.0f} resources/s"
+
+
+def test_mutated_official_examples_agree_with_fhir_resources(examples):
+    """The IG's examples hold shapes the generator does not (documents, dosage, contained practitioners)."""
+    resources = [resource for _, resource in _example_resources()]
+    counts, missed = compare(resources, mutants=1000, seed=7)
+    assert missed == []
+    assert counts["agree_pass"] + counts["agree_reject"] >= 980
