@@ -9,8 +9,8 @@ The schema (data/reference/fhir/structure_schema.r4b.json, one entry per FHIR ty
 and backbone elements) holds, per element: its JSON key, its type (a primitive such as ``dateTime`` or a
 complex type such as ``CodeableConcept``; ``Resource`` = any resource, chosen by its ``resourceType``) and
 whether it is an array; per type: the elements that must be present, the primitives that need a value or an
-extension (FHIR's "special case" for min 1), and the choice groups (``value[x]``: at most one, maybe one
-required). It is committed because deriving it imports every model (~2 s); tests/ingest/test_structure_schema.py
+extension (FHIR's "special case" for min 1), the choice groups (``value[x]``: at most one, maybe one
+required) and the elements that refuse ``null`` (pydantic takes it for all others). It is committed because deriving it imports every model (~2 s); tests/ingest/test_structure_schema.py
 checks that it equals a fresh derivation.
 
 What is checked is what fhir.resources checks, with JSON types read strictly (FHIR JSON): a boolean is
@@ -33,7 +33,8 @@ from collections.abc import Callable
 
 from pipelines.config import REFERENCE_DIR
 
-__all__ = ["SCHEMA_PATH", "derive_schema", "load_schema", "structure_problem"]
+__all__ = ["NO_RESOURCE", "SCHEMA_PATH", "derive_schema", "load_schema", "structure_problem", "warm_up",
+           "write_schema"]
 
 SCHEMA_PATH = REFERENCE_DIR / "fhir" / "structure_schema.r4b.json"
 NO_RESOURCE = "entry has no resource with a known FHIR resourceType"
@@ -450,6 +451,8 @@ def structure_problem(resource: object) -> str | None:
         target.check(resource)
     except _Invalid as exc:
         return ".".join(str(p) for p in reversed(exc.path)) + ": " + exc.reason
+    except RecursionError:  # the reader caps nesting at 254 levels, far below this; a verdict all the same
+        return "nested too deep to check"
     return None
 
 

@@ -295,3 +295,10 @@ def test_mutated_official_examples_agree_with_fhir_resources(examples):
     counts, missed = compare(resources, mutants=1000, seed=7)
     assert missed == []
     assert counts["agree_pass"] + counts["agree_reject"] >= 980
+
+
+def test_nesting_too_deep_for_python_is_a_verdict_not_a_crash():
+    resource = {"resourceType": "Patient"}
+    for _ in range(2000):  # the reader refuses JSON deeper than 254 levels; this checks the checker alone
+        resource = {"resourceType": "Patient", "contained": [resource]}
+    assert structure_problem(resource) == "nested too deep to check"
