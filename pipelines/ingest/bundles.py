@@ -14,6 +14,7 @@ from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import record_outcomes
 from pipelines.ingest.tables import append
+from pipelines.ingest.vault import reveal_columns
 from pipelines.validation import contracts, ig_rules
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
@@ -48,11 +49,13 @@ def _first_entry_sql(resource_type: str, lo: int, hi: int) -> str:
             + " QUALIFY row_number() OVER (PARTITION BY bundle_key ORDER BY entry_index) = 1")
 
 
-def _document_parties(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> pl.DataFrame:
+def _document_parties(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> pl.DataFrame:
     """Per bundle: the first 医療機関番号 among its Organizations, and the insured person's identifier as an
     eCheckup document states it (Coverage 記号/番号/枝番 + the payor's 保険者番号), NFKC-normalised."""
     orgs = flatten(con, "organization", _entries_sql("Organization", lo, hi), ["bundle_key", "raw_id", "full_url"])
-    coverages = flatten(con, "coverage", _entries_sql("Coverage", lo, hi), ["bundle_key", "raw_id"])
+    # 記号・番号・枝番 are sealed in raw: revealed here, in memory, only to be hashed
+    coverages = reveal_columns(flatten(con, "coverage", _entries_sql("Coverage", lo, hi), ["bundle_key", "raw_id"]),
+                               ["symbol", "number", "branch"], key)
     institution = (orgs.filter(pl.col("institution_number").is_not_null()).sort("raw_id")
                    .group_by("bundle_key", maintain_order=True).agg(pl.col("institution_number").first()
                                                                    .alias("organization_institution")))
@@ -75,6 +78,8 @@ def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) 
                        ["bundle_key", "raw_id", "full_url"]).rename(
         {"raw_id": "patient_raw_id", "full_url": "patient_full_url", "profiles": "patient_profiles",
          "resource_id": "patient_resource_id", "last_updated": "patient_last_updated"})
+    # Sealed in raw; revealed in memory for R1013/R1113, the pseudonym and the prefecture, then dropped.
+    patients = reveal_columns(patients, ["member_ids", "name_texts", "address_text"], key)
     compositions = flatten(con, "composition", _first_entry_sql("Composition", lo, hi),
                            ["bundle_key", "raw_id"]).select(
         "bundle_key", pl.col("raw_id").alias("composition_raw_id"),
@@ -88,7 +93,7 @@ def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) 
         facts.join(envelopes, on="bundle_key", how="left")
         .join(patients, on="bundle_key", how="left")
         .join(compositions, on="bundle_key", how="left")
-        .join(_document_parties(con, lo, hi), on="bundle_key", how="left")
+        .join(_document_parties(con, lo, hi, key), on="bundle_key", how="left")
         .with_columns(bundle_profile=pl.col("profiles").list.first().str.replace(r"\|.*$", ""))
         .join(_EXPECTED, on="bundle_profile", how="left")
     )

@@ -23,6 +23,7 @@ from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw import CHECKUP_DOCUMENT
 from pipelines.ingest.tables import append
+from pipelines.ingest.vault import reveal
 from pipelines.validation import contracts, ig_rules
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
@@ -80,7 +81,8 @@ def _xml_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> t
     parsed, failed = [], []
     for raw_id, xml in documents:
         try:
-            parsed.append(pl.DataFrame(parse_checkup_document(xml), schema=ROW_SCHEMA)
+            # sealed whole in raw (it names the insured person): revealed in memory to be parsed
+            parsed.append(pl.DataFrame(parse_checkup_document(reveal(xml, key)), schema=ROW_SCHEMA)
                           .with_columns(raw_id=pl.lit(raw_id, pl.Int64)))
         except CheckupFormatError as exc:
             failed.append({"raw_id": raw_id, "rule_id": exc.rule_id, "message": str(exc), "rule_order": 0,

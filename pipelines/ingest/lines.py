@@ -15,6 +15,7 @@ from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw import FACILITY_ROW
 from pipelines.ingest.tables import append
+from pipelines.ingest.vault import reveal_series
 from pipelines.validation import contracts, ig_rules
 from pipelines.validation.ig_rules import RowRule
 from pipelines.warehouse import get_watermark, set_watermark, transaction
@@ -61,6 +62,8 @@ def _facility_rules() -> list[RowRule]:
 
 
 def _with_patient_key(frame: pl.DataFrame, key: bytes) -> pl.DataFrame:
+    # member_id is sealed in raw: revealed in memory for its shape check and the pseudonym (never staged)
+    frame = frame.with_columns(member_id=reveal_series(frame["member_id"], key))
     valid = pl.when(pl.col("member_id").str.contains(ig_rules.MEMBER_ID_RE)).then(pl.col("member_id"))
     return frame.with_columns(patient_key=patient_keys(frame.select(valid.alias("m"))["m"], key))
 

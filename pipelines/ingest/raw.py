@@ -1,5 +1,9 @@
-"""Raw: every landed file becomes verbatim rows with provenance (raw.bundle + raw.resource), or a
-file/line-level quarantine row. Files are processed in groups, each group in one transaction."""
+"""Raw: every landed file becomes rows with provenance (raw.bundle + raw.resource), or a file/line-level
+quarantine row. Files are processed in groups, each group in one transaction.
+
+Rows are verbatim but for identifying values, sealed before anything is written (pipelines/ingest/vault.py):
+a resource's names, identifiers, phones and addresses, a 特定健診 CDA document whole, and the raw text of an
+unreadable line or file whole."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,7 +12,9 @@ import duckdb
 import orjson
 import polars as pl
 
+from pipelines.config import load_settings
 from pipelines.ingest.reader import Unit, read_csv_rows, read_json_units
+from pipelines.ingest.vault import seal, seal_resource
 from pipelines.warehouse import transaction
 
 #: kind of inbox file → the resourceType every line must have (fhir files hold Bundles)
@@ -50,7 +56,7 @@ def _decode(text: bytes | None) -> str | None:
     return None if text is None else text.decode("utf-8", errors="replace")
 
 
-def _add_bundle(buf: _RawBuffer, file_id: int, unit: Unit) -> None:
+def _add_bundle(buf: _RawBuffer, file_id: int, unit: Unit, key: bytes) -> None:
     bundle = unit.obj
     entries = bundle.get("entry")
     entries = entries if isinstance(entries, list) else []
@@ -61,7 +67,7 @@ def _add_bundle(buf: _RawBuffer, file_id: int, unit: Unit) -> None:
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
         types.append(rtype or "")
         full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
-        payload = resource if isinstance(resource, dict) else entry
+        payload = seal_resource(resource, key) if isinstance(resource, dict) else entry
         buf.add_resource(file_id, unit.line_no, seq, index, full_url if isinstance(full_url, str) else None,
                          rtype, orjson.dumps(payload).decode())
     envelope = {k: v for k, v in bundle.items() if k != "entry"}
@@ -74,7 +80,9 @@ def _add_bundle(buf: _RawBuffer, file_id: int, unit: Unit) -> None:
     b["envelope"].append(orjson.dumps(envelope).decode())
 
 
-def _quarantine_unit(buf: _RawBuffer, file_id: int, path: str, kind: str, unit: Unit) -> None:
+def _quarantine_unit(buf: _RawBuffer, file_id: int, path: str, kind: str, unit: Unit, key: bytes) -> None:
+    # Text that could not be parsed cannot be walked for identifiers: it is kept sealed whole.
+    raw = _decode(unit.text)
     buf.quarantine.append(
         {
             "file_id": file_id,
@@ -83,13 +91,13 @@ def _quarantine_unit(buf: _RawBuffer, file_id: int, path: str, kind: str, unit: 
             "scope": "file" if unit.line_no is None else "line",
             "rule_id": unit.rule_id,
             "message": unit.message,
-            "raw": _decode(unit.text),
+            "raw": None if raw is None else seal(raw, key),
             "kind": kind,
         }
     )
 
 
-def _read_archive(buf: _RawBuffer, file_id: int, full: Path, path: str) -> None:
+def _read_archive(buf: _RawBuffer, file_id: int, full: Path, path: str, key: bytes) -> None:
     """A 特定健診 ZIP: one raw row per person document, or the whole archive quarantined (bad zip, bad
     index/summary, counts that do not match what it holds)."""
     from pipelines.checkups.archive import read_archive
@@ -97,29 +105,29 @@ def _read_archive(buf: _RawBuffer, file_id: int, full: Path, path: str) -> None:
     archive = read_archive(full)
     if archive.error:
         rule_id, message = archive.error
-        _quarantine_unit(buf, file_id, path, "checkups", Unit(None, None, rule_id=rule_id, message=message))
+        _quarantine_unit(buf, file_id, path, "checkups", Unit(None, None, rule_id=rule_id, message=message), key)
         return
     for position, (member, xml) in enumerate(archive.documents, start=1):
         buf.add_resource(file_id, position, None, None, member, CHECKUP_DOCUMENT,
-                         orjson.dumps({"member": member, "cda": xml}).decode())
+                         orjson.dumps({"member": member, "cda": seal(xml, key)}).decode())
 
 
-def _read_file(buf: _RawBuffer, file_id: int, inbox: Path, path: str, kind: str) -> None:
+def _read_file(buf: _RawBuffer, file_id: int, inbox: Path, path: str, kind: str, key: bytes) -> None:
     full = inbox / path
     if full.is_symlink():
         # A link could point anywhere (/etc/…): its target is neither read nor kept.
         _quarantine_unit(buf, file_id, path, kind, Unit(None, None, rule_id="K-FILE-READ",
-                                                        message="symbolic links in the inbox are not followed"))
+                                                        message="symbolic links in the inbox are not followed"), key)
         return
     if kind == "checkups":
-        _read_archive(buf, file_id, full, path)
+        _read_archive(buf, file_id, full, path, key)
         return
     if kind == "facilities":
         for unit in read_csv_rows(full):
             if unit.ok:
                 buf.add_resource(file_id, unit.line_no, None, None, None, FACILITY_ROW, unit.text.decode())
             else:
-                _quarantine_unit(buf, file_id, path, kind, unit)
+                _quarantine_unit(buf, file_id, path, kind, unit, key)
         return
     expected = LINE_RESOURCE[kind]
     for unit in read_json_units(full):
@@ -128,11 +136,12 @@ def _read_file(buf: _RawBuffer, file_id: int, inbox: Path, path: str, kind: str)
             unit = Unit(unit.line_no, unit.text, rule_id=LINE_RULE[kind],
                         message=f"expected a {expected} resource, found {found!r}")
         if not unit.ok:
-            _quarantine_unit(buf, file_id, path, kind, unit)
+            _quarantine_unit(buf, file_id, path, kind, unit, key)
         elif kind == "fhir":
-            _add_bundle(buf, file_id, unit)
+            _add_bundle(buf, file_id, unit, key)
         else:
-            buf.add_resource(file_id, unit.line_no, None, None, None, expected, unit.text.decode("utf-8-sig"))
+            buf.add_resource(file_id, unit.line_no, None, None, None, expected,
+                             orjson.dumps(seal_resource(unit.obj, key)).decode())
 
 
 def _flush(con: duckdb.DuckDBPyConnection, buf: _RawBuffer, batch_of_file: dict[int, int]) -> int:
@@ -207,15 +216,17 @@ def _flush_or_explain(con: duckdb.DuckDBPyConnection, buf: _RawBuffer, batch_of_
                             f"{str(exc).splitlines()[0]}") from exc
 
 
-def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path) -> int:
-    """Parse every landed, not yet parsed file into raw; returns the number of raw rows written."""
+def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_key: bytes | None = None) -> int:
+    """Parse every landed, not yet parsed file into raw; returns the number of raw rows written. Identifying
+    values are sealed under a key derived from pseudonym_key (default: the configured one)."""
+    key = load_settings().pseudonym_key if pseudonym_key is None else pseudonym_key
     pending = con.execute(
         "SELECT file_id, path, kind, size_bytes, batch_id FROM ops.file_manifest WHERE NOT parsed ORDER BY file_id"
     ).fetchall()
     written = 0
     buf, batch_of_file, paths, group_bytes = _RawBuffer(), {}, [], 0
     for file_id, path, kind, size, batch_id in pending:
-        _read_file(buf, file_id, inbox, path, kind)
+        _read_file(buf, file_id, inbox, path, kind, key)
         batch_of_file[file_id] = batch_id
         paths.append(path)
         group_bytes += size

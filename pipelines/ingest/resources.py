@@ -13,6 +13,7 @@ from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.tables import append
+from pipelines.ingest.vault import reveal_series
 from pipelines.validation import contracts, ig_rules
 from pipelines.validation.terminology import load_terminology
 from pipelines.warehouse import get_watermark, set_watermark, transaction
@@ -57,7 +58,7 @@ def resolve_context(frame: pl.DataFrame, pseudonym_key: bytes) -> pl.DataFrame:
     The subject must be the bundle's Patient — by fullUrl, by `Patient/<id>`, or by the same insurance
     identifier — otherwise patient_key stays null and K-SUBJECT rejects the row.
     """
-    subject_key = patient_keys(frame["subject_member_id"], pseudonym_key)
+    subject_key = patient_keys(reveal_series(frame["subject_member_id"], pseudonym_key), pseudonym_key)
     ref = pl.col("subject_reference")
     same_patient = (
         (ref == pl.col("patient_full_url")).fill_null(False)
