@@ -255,6 +255,7 @@ _BY_TYPE = {"Patient": _seal_person, "RelatedPerson": _seal_person, "Practitione
 _PATIENT_REFERENCES = ("subject", "patient", "beneficiary")
 #: references to the staff who wrote, ordered or performed something: their display is a person's name
 _STAFF_REFERENCES = ("requester", "recorder", "asserter", "performer", "author", "attester", "informationSource")
+_REFERENCES = frozenset(_PATIENT_REFERENCES + _STAFF_REFERENCES)
 
 
 def seal_resource(resource: object, pseudonym_key: bytes) -> object:
@@ -276,13 +277,14 @@ def _seal_one(v: Vault, resource: dict) -> None:
     if walk is not None:
         walk(v, resource)
         return
-    for key in _PATIENT_REFERENCES:
-        ref = resource.get(key)
-        if isinstance(ref, dict) and ("identifier" in ref or "display" in ref):
-            resource[key] = _seal_reference(v, ref)
-    for key in _STAFF_REFERENCES:
-        if key in resource:
-            resource[key] = _seal_displays(v, resource[key])
+    # one set intersection in C: most resources name no one but by fullUrl
+    for key in resource.keys() & _REFERENCES:
+        ref = resource[key]
+        if key in _PATIENT_REFERENCES:
+            if isinstance(ref, dict) and ("identifier" in ref or "display" in ref):
+                resource[key] = _seal_reference(v, ref)
+        else:
+            resource[key] = _seal_displays(v, ref)
 
 
 def _seal_displays(v: Vault, refs: object) -> object:

@@ -6,6 +6,7 @@ report file, is searched for every insurance identifier, name, phone number and 
 import csv
 import gzip
 import io
+import shutil
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from pipelines.config import load_settings
 from pipelines.generate import generate
 from pipelines.generate.common import to_full_width_digits
 from pipelines.ingest import vault
+from pipelines.ingest.checks import raw_identifier_hits
 from tests.conftest import run_ingest
 
 SAMPLE = {"facilities": 8, "patients": 100, "seed": 7, "fault_rate": 0.05}
@@ -153,3 +155,23 @@ def test_vault_tokens_read_back_with_the_key_only(ingested):
     assert token.startswith(vault.PREFIX) and vault.reveal(token, key) in ids
     with pytest.raises(vault.VaultError):
         vault.reveal(token, b"another key of enough length......")
+
+
+def test_the_warehouse_check_sees_every_schema_and_unsealed_raw(ingested, tmp_path):
+    """The asset check ops/run_summary:no_raw_identifiers: clean after ingest; a revealed identifier planted in
+    staging or ops, or an unsealed value in raw, is found."""
+    _, warehouse, *_ = ingested
+    copy = tmp_path / "planted.duckdb"
+    shutil.copy(warehouse, copy)
+    key = load_settings().pseudonym_key
+    con = duckdb.connect(str(copy))
+    assert raw_identifier_hits(con, pseudonym_key=key) == {}
+    token = con.execute("SELECT resource->>'$.name[0].text' FROM raw.resource WHERE resource_type = 'Patient' "
+                        "ORDER BY raw_id LIMIT 1").fetchone()[0]
+    name = vault.reveal(token, key)
+    con.execute("CREATE TABLE ops.planted AS SELECT ? AS note", [name])
+    con.execute("UPDATE raw.resource SET resource = json_merge_patch(resource, '{\"telecom\": [{\"value\": \"03-1234-5678\"}]}') "
+                "WHERE raw_id = (SELECT min(raw_id) FROM raw.resource WHERE resource_type = 'Patient')")
+    hits = raw_identifier_hits(con, pseudonym_key=key)
+    con.close()
+    assert hits == {"ops.planted.note": 1, "raw.resource.resource (Patient values outside the vault)": 1}
