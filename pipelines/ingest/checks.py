@@ -46,10 +46,12 @@ def _sensitive_values(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> p
 
 
 def raw_identifier_hits(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...] | None = None,
-                        pseudonym_key: bytes | None = None) -> dict[str, int]:
+                        pseudonym_key: bytes | None = None, tokens: bool = False) -> dict[str, int]:
     """Text columns of `schemas` (default: every schema but raw) holding a patient identifier, name, phone or
-    address of a raw Patient, or anything shaped like an insurance member id; and, when raw is in scope,
-    identifying values of raw or unparsed quarantine text that are not sealed. Expected: empty."""
+    address of a raw Patient, or anything shaped like an insurance member id — or, with `tokens`, a sealed
+    one (a view over raw that selects an identifier gets its vault token: still a linkable identifier); and,
+    when raw is in scope, identifying values of raw or unparsed quarantine text that are not sealed.
+    Expected: empty."""
     key = load_settings().pseudonym_key if pseudonym_key is None else pseudonym_key
     con.register("sensitive_frame", _sensitive_values(con, key))
     try:
@@ -65,7 +67,9 @@ def raw_identifier_hits(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]
     for schema, table, names in columns:
         counts = con.execute("SELECT " + ", ".join(
             f'count_if("{c}"::VARCHAR IN (SELECT value FROM sensitive_value) '
-            f'OR regexp_matches("{c}"::VARCHAR, ?))' for c in names) + f' FROM "{schema}"."{table}"',
+            f'OR regexp_matches("{c}"::VARCHAR, ?)'
+            + (f""" OR contains("{c}"::VARCHAR, '{vault.PREFIX}'))""" if tokens else ")")
+            for c in names) + f' FROM "{schema}"."{table}"',
             [MEMBER_ID_RE] * len(names)).fetchone()
         hits |= {f"{schema}.{table}.{c}": n for c, n in zip(names, counts, strict=True) if n}
     if schemas is None or "raw" in schemas:

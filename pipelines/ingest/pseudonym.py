@@ -1,7 +1,8 @@
 """Pseudonymous patient identity: HMAC-SHA256 over the NFKC-normalised 被保険者個人識別子.
 
 NFKC makes `00012345:あいう:１８７:05` and `00012345:あいう:187:05` one patient (senders differ in
-full-width digits); the raw identifier itself never leaves staging.
+full-width digits). The identifier itself is never written: raw holds it sealed (pipelines/ingest/vault.py) and
+staging reveals it in memory only to check its shape and hash it.
 """
 
 import hashlib

@@ -62,10 +62,11 @@ def build_view_table(con: duckdb.DuckDBPyConnection, entry: CatalogView) -> int:
 
 
 def raw_identifier_columns(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, int]:
-    """Text columns of ``views.<name>`` holding a raw patient identifier, name, phone or address (or anything
-    shaped like an insurance member id): {column: rows}. The warehouse-wide check covers core, shared and
-    reports; views read raw, so each view table gets the same scrutiny."""
+    """Text columns of ``views.<name>`` holding a patient identifier, name, phone or address, raw or sealed (or
+    anything shaped like an insurance member id): {column: rows}. Views read raw, where identifiers are sealed:
+    a view selecting one gets its vault token, which is refused too (it still links the rows of one person)."""
     from pipelines.ingest.checks import raw_identifier_hits
 
     prefix = f"{SCHEMA}.{name}."
-    return {key[len(prefix):]: n for key, n in raw_identifier_hits(con, (SCHEMA,)).items() if key.startswith(prefix)}
+    return {key[len(prefix):]: n for key, n in raw_identifier_hits(con, (SCHEMA,), tokens=True).items()
+            if key.startswith(prefix)}
