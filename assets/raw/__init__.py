@@ -21,7 +21,7 @@ from pipelines.resources import KarteWarehouse
 def raw_layer(karte: KarteWarehouse):
     """Parses every landed, not yet parsed file; unreadable files and lines go to ops.quarantine."""
     with closing(karte.connect_for_ingest()) as con:
-        written = parse_landed_files(con, karte.settings().inbox)
+        written = parse_landed_files(con, karte.settings().inbox, karte.settings().pseudonym_key)
         yield dg.MaterializeResult(asset_key=["raw", "resource"],
                                    metadata=table_metadata(con, "raw.resource", rows_written=written))
         yield dg.MaterializeResult(asset_key=["raw", "bundle"], metadata=table_metadata(con, "raw.bundle"))

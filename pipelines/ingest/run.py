@@ -66,7 +66,7 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
     """Everything after landing, in dependency order: (name, step)."""
     key = settings.pseudonym_key
     steps: list[tuple[str, Callable]] = [
-        ("raw.resource", lambda con: parse_landed_files(con, settings.inbox)),
+        ("raw.resource", lambda con: parse_landed_files(con, settings.inbox, key)),
         ("staging.fhir_structure", lambda con: structure.stage_structure(con, settings.structure_validation)),
         ("staging.bundle", lambda con: stage_bundles(con, key)),
         ("staging.document", stage_documents),
