@@ -90,6 +90,11 @@ def reveal(token: str, pseudonym_key: bytes) -> str:
     return vault_for(pseudonym_key).reveal(token)
 
 
+def reveal_text(value: str, pseudonym_key: bytes) -> str:
+    """A sealed text revealed; a value that is not a token (raw written before the vault) as it is."""
+    return reveal(value, pseudonym_key) if is_token(value) else value
+
+
 def is_token(value: object) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
 
