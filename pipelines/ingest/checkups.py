@@ -23,7 +23,7 @@ from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw import CHECKUP_DOCUMENT
 from pipelines.ingest.tables import append
-from pipelines.ingest.vault import reveal
+from pipelines.ingest.vault import reveal_text
 from pipelines.validation import contracts, ig_rules
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
@@ -82,7 +82,7 @@ def _xml_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> t
     for raw_id, xml in documents:
         try:
             # sealed whole in raw (it names the insured person): revealed in memory to be parsed
-            parsed.append(pl.DataFrame(parse_checkup_document(reveal(xml, key)), schema=ROW_SCHEMA)
+            parsed.append(pl.DataFrame(parse_checkup_document(reveal_text(xml, key)), schema=ROW_SCHEMA)
                           .with_columns(raw_id=pl.lit(raw_id, pl.Int64)))
         except CheckupFormatError as exc:
             failed.append({"raw_id": raw_id, "rule_id": exc.rule_id, "message": str(exc), "rule_order": 0,
