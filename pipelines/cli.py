@@ -66,6 +66,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.ingest.landing import InboxError
     from pipelines.ingest.raw import RawWriteError
     from pipelines.ingest.run import ingest
+    from pipelines.ingest.vault import VaultError
     from pipelines.warehouse import WarehouseError, connect
 
     settings = load_settings(warehouse=args.warehouse, inbox=args.inbox)
@@ -78,7 +79,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             con.close()
             if bar:
                 bar.close()
-    except (InboxError, WarehouseError, RawWriteError) as exc:
+    except (InboxError, WarehouseError, RawWriteError, VaultError) as exc:
         raise CliError(str(exc)) from exc
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))

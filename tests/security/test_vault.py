@@ -1,12 +1,17 @@
 """The raw vault (pipelines/ingest/vault.py): what a resource keeps in clear, what it seals, malformed shapes,
 and reading tokens back."""
 
+import os
+import subprocess
+import sys
+
 import orjson
 import polars as pl
 import pytest
 
 from pipelines.fhir import systems as S
 from pipelines.ingest import vault
+from tests.conftest import EXAMPLES
 
 KEY = b"test-key-for-the-vault-0123456789"
 MEMBER = "00012345:あいう:１８７:05"
@@ -108,3 +113,25 @@ def test_reveal_series_maps_strings_and_lists_and_passes_clear_values():
                                                                                           MEMBER]
     lists = pl.Series([[token, "x"], None, []], dtype=pl.List(pl.String))
     assert vault.reveal_series(lists, KEY).to_list() == [[MEMBER, "x"], None, []]
+
+
+def test_a_changed_key_stops_ingest_with_a_clear_message(tmp_path):
+    """Raw sealed under one key, then staged under another (a run killed after raw, resumed with a new
+    KARTE_PSEUDONYM_KEY): a one-line error naming the key, exit 1 — never rows staged under the wrong key."""
+    if not EXAMPLES.is_dir():
+        pytest.skip(f"official JP-CLINS examples not found at {EXAMPLES} (set KARTE_SHARED to the shared/ folder)")
+    inbox, warehouse = tmp_path / "inbox", tmp_path / "w.duckdb"
+    (inbox / "fhir").mkdir(parents=True)
+    example = next(p for p in sorted(EXAMPLES.glob("*.json")) if '"Patient"' in p.read_text(encoding="utf-8"))
+    (inbox / "fhir" / "a.json").write_bytes(example.read_bytes())
+    karte = [sys.executable, "-m", "pipelines.cli", "ingest", "--inbox", str(inbox), "--warehouse", str(warehouse)]
+    env = {**os.environ, "KARTE_PSEUDONYM_KEY": "the-first-key-0123456789abcdef"}
+    died = subprocess.run(karte, env={**env, "KARTE_TEST_CRASH_AFTER": "raw.resource"}, capture_output=True,
+                          text=True, check=False)
+    assert died.returncode == 137, died.stderr[-2000:]
+    resumed = subprocess.run(karte, env={**env, "KARTE_PSEUDONYM_KEY": "another-key-0123456789abcdef"},
+                             capture_output=True, text=True, check=False)
+    assert resumed.returncode == 1 and "KARTE_PSEUDONYM_KEY" in resumed.stderr
+    assert "Traceback" not in resumed.stderr and len(resumed.stderr.strip().splitlines()) == 1
+    again = subprocess.run(karte, env=env, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
