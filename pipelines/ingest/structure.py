@@ -118,6 +118,17 @@ def fast_verdict(resource_json: str, full_check: bool) -> tuple[str | None, int]
     return verdict, OVERRULED if verdict is None else MISSED
 
 
+def _die_with_parent() -> None:
+    """Pool workers end when the ingest process dies, even by SIGKILL: otherwise they wait on the call queue
+    for ever, each holding a few hundred MiB (Linux PR_SET_PDEATHSIG; a no-op elsewhere)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def _strict_chunk(items: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
     return [strict_verdict(text) for text, _ in items]
 
@@ -135,7 +146,8 @@ class _Checker:
         self.workers = workers or os.cpu_count() or 1
         structure_schema.warm_up()  # compiled once here, inherited by forked workers
         threshold = POOL_THRESHOLD if mode == "strict" else FAST_POOL_THRESHOLD
-        self.pool = ProcessPoolExecutor(max_workers=self.workers) if expected >= threshold else None
+        self.pool = (ProcessPoolExecutor(max_workers=self.workers, initializer=_die_with_parent)
+                     if expected >= threshold else None)
 
     def __enter__(self):
         return self

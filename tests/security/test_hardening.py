@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,46 @@ def test_two_ingests_at_once_one_exits_clearly_and_nothing_loads_twice(tmp_path)
     again = karte("ingest", "--inbox", inbox, "--warehouse", warehouse, "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["records_in"] == 0
     assert json.loads(out)["records_in"] > 0
+
+
+def _children_of(pid: int) -> list[int]:
+    """Every process whose parent is `pid` (from /proc, Linux)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(line for line in status.read_text().splitlines() if line.startswith("PPid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(ppid.split()[1]) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to see the pool workers")
+def test_sigkill_of_an_ingest_takes_its_structure_pool_workers_with_it(tmp_path):
+    """Strict mode checks structure in a process pool: a kill -9 of the ingest must not leave the workers
+    waiting on their queue for ever (each holds a few hundred MiB)."""
+    import signal
+
+    from pipelines.generate import generate
+
+    inbox = tmp_path / "inbox"
+    generate(inbox, facilities=10, patients=400, seed=5, fault_rate=0.0)  # > POOL_THRESHOLD resources
+    env = os.environ | {"KARTE_STRUCTURE_VALIDATION": "strict"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", "--inbox", str(inbox),
+                             "--warehouse", str(tmp_path / "w.duckdb")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while not workers and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        workers = _children_of(proc.pid)
+    assert workers, "the strict structure step never started its pool"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [w for w in workers if Path(f"/proc/{w}/status").exists()
+                 and "State:\tZ" not in Path(f"/proc/{w}/status").read_text()]
+    assert survivors == []
