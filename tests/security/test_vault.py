@@ -9,12 +9,15 @@ import orjson
 import polars as pl
 import pytest
 
+from pipelines.config import load_settings
 from pipelines.fhir import systems as S
 from pipelines.ingest import vault
-from tests.conftest import EXAMPLES
+from pipelines.ingest.pseudonym import patient_key
+from tests.conftest import EXAMPLES, load_example, run_ingest, write_bundles
 
 KEY = b"test-key-for-the-vault-0123456789"
 MEMBER = "00012345:あいう:１８７:05"
+OBSERVATIONS = "Bundle-Bundle-CLINS-Observations-Example-01.json"
 
 
 def _patient() -> dict:
@@ -122,8 +125,7 @@ def test_a_changed_key_stops_ingest_with_a_clear_message(tmp_path):
         pytest.skip(f"official JP-CLINS examples not found at {EXAMPLES} (set KARTE_SHARED to the shared/ folder)")
     inbox, warehouse = tmp_path / "inbox", tmp_path / "w.duckdb"
     (inbox / "fhir").mkdir(parents=True)
-    example = next(p for p in sorted(EXAMPLES.glob("*.json")) if '"Patient"' in p.read_text(encoding="utf-8"))
-    (inbox / "fhir" / "a.json").write_bytes(example.read_bytes())
+    (inbox / "fhir" / "a.json").write_bytes((EXAMPLES / OBSERVATIONS).read_bytes())
     karte = [sys.executable, "-m", "pipelines.cli", "ingest", "--inbox", str(inbox), "--warehouse", str(warehouse)]
     env = {**os.environ, "KARTE_PSEUDONYM_KEY": "the-first-key-0123456789abcdef"}
     died = subprocess.run(karte, env={**env, "KARTE_TEST_CRASH_AFTER": "raw.resource"}, capture_output=True,
@@ -135,3 +137,37 @@ def test_a_changed_key_stops_ingest_with_a_clear_message(tmp_path):
     assert "Traceback" not in resumed.stderr and len(resumed.stderr.strip().splitlines()) == 1
     again = subprocess.run(karte, env=env, capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def _with_patient(bundle: dict, **fields) -> dict:
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"].update(fields)
+    return bundle
+
+
+def test_patient_rules_read_the_revealed_values_and_quarantine_keeps_them_sealed(examples, inbox, warehouse):
+    """R1013 (member id shape) and R1113 (U+3000 in a name) still fire on sealed input; their messages and the
+    quarantined bundle show no value; a clean bundle still derives its prefecture and patient key."""
+    clean = load_example(OBSERVATIONS)
+    patient = next(e["resource"] for e in clean["entry"] if e["resource"]["resourceType"] == "Patient")
+    member = next(i["value"] for i in patient["identifier"] if i["system"] == S.INSURANCE_MEMBER_ID)
+    bad_id = _with_patient(load_example(OBSERVATIONS), identifier=[{"system": S.INSURANCE_MEMBER_ID,
+                                                                    "value": "1234:ちがう:99"}])
+    bad_id["identifier"]["value"] = bad_id["identifier"]["value"][:-1] + "8"
+    spaced = _with_patient(load_example(OBSERVATIONS), name=[{"text": "牧野\u3000爛漫"}])
+    spaced["identifier"]["value"] = spaced["identifier"]["value"][:-1] + "9"
+    write_bundles(inbox, {"clean.json": clean, "bad_id.json": bad_id, "spaced.json": spaced})
+    _, con = run_ingest(inbox, warehouse)
+    rows = con.execute("SELECT source_file, rule_id, message, raw FROM ops.quarantine WHERE scope = 'bundle' "
+                       "ORDER BY 1").fetchall()
+    assert [(r[0].split("/")[-1], r[1]) for r in rows] == [("bad_id.json", "R1013"), ("spaced.json", "R1113")]
+    assert rows[0][2].endswith(": value shaped 9999:xxx:99")
+    for _, _, message, raw in rows:
+        for value in ("1234:ちがう:99", "牧野", "爛漫", member, "03-123-1234", "五台山"):
+            assert value not in message and value not in raw
+        assert vault.PREFIX in raw
+    key = load_settings().pseudonym_key
+    staged = con.execute("SELECT prefecture_name, patient_key FROM staging.patient").fetchall()
+    con.close()
+    assert staged == [("高知県", patient_key(member, key))]
