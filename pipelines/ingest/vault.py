@@ -17,6 +17,7 @@ document, an unreadable line or file in quarantine) are sealed whole.
 
 import base64
 import binascii
+import re
 from functools import lru_cache
 
 import polars as pl
@@ -123,18 +124,28 @@ def reveal_columns(frame: pl.DataFrame, columns: list[str], pseudonym_key: bytes
 
 # --- raw: seal a resource in place ---------------------------------------------------------------------------
 
-#: keys kept in clear inside a sealed subtree: structure and codes, never a person's value
+#: keys whose values stay in clear inside a sealed subtree: structure and codes, never a person's value
 _STRUCTURE = frozenset({"use", "system", "url", "valueCode", "type", "rank", "period", "start", "end", "code",
                         "gender", "country", "state"})
+#: what a structural value looks like (a code, a URI, a date): a name or an address written there by mistake
+#: does not, and is sealed like any other value
+_CODE = re.compile(r"[!-~]{1,200}")
+_PREFECTURE = re.compile(r"\S{1,4}[都道府県]")
 
 
-def _seal_tree(v: Vault, node: object, keep: frozenset[str] = _STRUCTURE) -> object:
-    """Every string or number under node, except under the keys in keep."""
+def _clear(key: str, value: object) -> bool:
+    if isinstance(value, str):
+        return bool(_CODE.fullmatch(value) or (key == "state" and _PREFECTURE.fullmatch(value)))
+    return isinstance(value, bool) or (key == "rank" and isinstance(value, int))
+
+
+def _seal_tree(v: Vault, node: object, keep: frozenset[str] = _STRUCTURE, key: str = "") -> object:
+    """Every string or number under node, but code-like values under the keys in keep."""
     if isinstance(node, dict):
-        return {k: (x if k in keep else _seal_tree(v, x, keep)) for k, x in node.items()}
+        return {k: _seal_tree(v, x, keep, k) for k, x in node.items()}
     if isinstance(node, list):
-        return [_seal_tree(v, x, keep) for x in node]
-    return v.seal_leaf(node)
+        return [_seal_tree(v, x, keep, key) for x in node]
+    return node if key in keep and _clear(key, node) else v.seal_leaf(node)
 
 
 def _seal_values(v: Vault, items: object, key: str = "value") -> object:

@@ -72,6 +72,8 @@ def test_patient_keeps_demographics_and_seals_who_it_is():
 @pytest.mark.parametrize("bad", [
     {"resourceType": "Patient", "identifier": MEMBER, "name": {"text": "山田 花子"}, "telecom": ["03-1234-5678"]},
     {"resourceType": "Patient", "identifier": [MEMBER, None, 5], "name": [["山田 花子"]], "address": "東京都千代田区"},
+    {"resourceType": "Patient", "name": [{"use": "山田 花子", "period": {"start": "山田"}}],
+     "address": [{"state": "東京都千代田区一番町", "type": "千代田区"}], "contact": [{"relationship": "山田"}]},
     {"resourceType": "Coverage", "identifier": {"value": MEMBER}, "subscriberId": MEMBER,
      "extension": [{"url": "http://jpfhir.jp/fhir/core/Extension/StructureDefinition/JP_Coverage_InsuredPersonNumber",
                     "valueString": "１８７"}, "junk"]},
