@@ -69,3 +69,60 @@ def partitioned_ingest():
     staged_shards = merge_raw_partitions(plan, parsed.collect())
     staged = staged_shards.map(stage_partitions)
     return merge_staging_partitions(plan, staged.collect())
+
+
+def _shard_ops(index: int) -> tuple[dg.OpDefinition, dg.OpDefinition]:
+    """Map ops bound to shard `index` of the plan (nothing to do when the plan has fewer shards)."""
+
+    @dg.op(name=f"parse_shard_{index}", description=f"Map: parse shard {index} (see parse_partitions).")
+    def parse_fixed(plan: Plan, karte: KarteWarehouse) -> list[MapResult]:
+        return [parse_shard(karte.settings(), plan.shards[index])] if index < len(plan.shards) else []
+
+    @dg.op(name=f"stage_shard_{index}", description=f"Map: stage shard {index} (see stage_partitions).")
+    def stage_fixed(plan: Plan, karte: KarteWarehouse) -> list[MapResult]:
+        return [stage_shard(karte.settings(), plan.shards[index])] if index < len(plan.shards) else []
+
+    return parse_fixed, stage_fixed
+
+
+@dg.op(out=dg.Out(Plan), description="Land the inbox and cut the new files into partitions and shards.")
+def plan_fixed_shards(config: PartitionedIngestConfig, karte: KarteWarehouse) -> Plan:
+    settings = karte.settings()
+    lake = Path(config.lake) if config.lake else default_lake(settings)
+    with closing(karte.connect_for_ingest()) as con:
+        return plan_run(con, settings, lake, config.shards)
+
+
+def _merge_ops(shards: int) -> tuple[dg.OpDefinition, dg.OpDefinition]:
+    """The reduce ops with one named input per map op: dagster-dask does not deliver fan-in (list) inputs."""
+    ins = {"plan": dg.In(Plan)} | {f"shard_{i}": dg.In(list) for i in range(shards)}
+
+    @dg.op(ins=ins, out=dg.Out(Plan), description="Reduce: raw rows into the warehouse with single-process ids.")
+    def merge_raw_fixed(karte: KarteWarehouse, plan: Plan, **parsed: list[MapResult]) -> Plan:
+        with closing(karte.connect_for_ingest()) as con:
+            merge_raw(con, plan, [r for rs in parsed.values() for r in rs])
+        return plan
+
+    @dg.op(ins=ins, description="Reduce: staging rows into the warehouse, then core, consent intervals, summary.")
+    def merge_staging_fixed(karte: KarteWarehouse, plan: Plan, **staged: list[MapResult]) -> dict:
+        with closing(karte.connect_for_ingest()) as con:
+            return merge_staging(con, karte.settings(), plan, [r for rs in staged.values() for r in rs]).as_dict()
+
+    return merge_raw_fixed, merge_staging_fixed
+
+
+def fixed_shard_ingest(shards: int) -> dg.GraphDefinition:
+    """The same map/reduce with `shards` map ops per phase fixed when the job is built, for executors that plan
+    every step up front and do not run dynamic outputs (dagster-dask). Run it with ops.plan_fixed_shards.config
+    .shards ≤ `shards`."""
+    ops = [_shard_ops(i) for i in range(shards)]
+    merge_raw_fixed, merge_staging_fixed = _merge_ops(shards)
+
+    @dg.graph(name=f"partitioned_ingest_{shards}_shards",
+              description="Inbox → (arrival day × sender) partitions on a fixed number of map ops → one warehouse.")
+    def graph():
+        plan = plan_fixed_shards()
+        merged = merge_raw_fixed(plan=plan, **{f"shard_{i}": parse(plan) for i, (parse, _) in enumerate(ops)})
+        return merge_staging_fixed(plan=merged, **{f"shard_{i}": stage(merged) for i, (_, stage) in enumerate(ops)})
+
+    return graph

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import dask
 import pytest
 
 from pipelines.config import load_settings
@@ -95,10 +96,10 @@ def _dask_job():
     return defs.get_job_def("partitioned_ingest_dask_job")
 
 
-def _run_config(tmp_path: Path, inbox: Path, **execution) -> dict:
+def _run_config(tmp_path: Path, inbox: Path, plan_op: str = "plan_partitions", **execution) -> dict:
     config = {"resources": {"karte": {"config": {"warehouse": str(tmp_path / "w.duckdb"), "inbox": str(inbox),
                                                  "reports": str(tmp_path / "reports")}}},
-              "ops": {"plan_partitions": {"config": {"lake": str(tmp_path / "lake"), "shards": 2}}}}
+              "ops": {plan_op: {"config": {"lake": str(tmp_path / "lake"), "shards": 2}}}}
     if execution:
         config["execution"] = {"config": execution}
     return config
@@ -122,7 +123,10 @@ def test_dagster_multiprocess_run_equals_single_process(sample, tmp_path):
 
 def test_dagster_dask_run_equals_single_process(sample, tmp_path):
     inbox, single, _ = sample
-    cluster = {"cluster": {"local": {"n_workers": 2, "threads_per_worker": 1, "processes": False,
+    cluster = {"cluster": {"local": {"n_workers": 2, "threads_per_worker": 1, "processes": True,
                                      "dashboard_address": None}}}
-    _execute(_dask_job, _run_config(tmp_path, inbox, **cluster), tmp_path, summary=False)
+    # worker processes, not threads: the structure step forks a process pool, which a threaded worker must not
+    # do, and which a daemonic worker process may not
+    with dask.config.set({"distributed.worker.daemon": False}):
+        _execute(_dask_job, _run_config(tmp_path, inbox, "plan_fixed_shards", **cluster), tmp_path, summary=False)
     assert fingerprints(tmp_path / "w.duckdb") == single
