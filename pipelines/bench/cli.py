@@ -43,11 +43,24 @@ def _incremental_table(section: dict) -> str:
     return table(section)
 
 
+def _parallel(args, progress) -> dict:
+    from pipelines.bench.parallel import run_parallel_bench
+
+    return run_parallel_bench(args.patients, progress=progress).as_dict()
+
+
+def _parallel_table(section: dict) -> str:
+    from pipelines.bench.parallel import table
+
+    return table(section)
+
+
 #: section name → (runner(args, progress) → JSON-able dict, printer(section) → text); run in this order
 SECTIONS = {
     "views": (_views, lambda section: _views_table(section)),
     "ingest": (_ingest, _ingest_table),
     "incremental": (_incremental, _incremental_table),
+    "parallel": (_parallel, _parallel_table),
 }
 
 
