@@ -16,6 +16,7 @@ from pipelines.resources import KarteWarehouse
 class PartitionedIngestConfig(dg.Config):
     lake: str = ""  # Parquet lake folder; empty = `lake/` beside the warehouse
     shards: int = 4  # map steps per phase (each takes a share of the partitions, largest first)
+    ducklake: str = ""  # DuckLake catalog file to publish staging + core to after the merge; empty = none
 
 
 @dg.op(out={"plan": dg.Out(Plan), "shards": dg.DynamicOut()},
@@ -24,7 +25,7 @@ def plan_partitions(context: dg.OpExecutionContext, config: PartitionedIngestCon
     settings = karte.settings()
     lake = Path(config.lake) if config.lake else default_lake(settings)
     with closing(karte.connect_for_ingest()) as con:
-        plan = plan_run(con, settings, lake, config.shards)
+        plan = plan_run(con, settings, lake, config.shards, Path(config.ducklake) if config.ducklake else None)
     context.log.info(f"batch {plan.batch_id}: {plan.files_new} new files in "
                      f"{sum(len(s.partitions) for s in plan.shards)} partitions, {len(plan.shards)} shards")
     yield dg.Output(plan, "plan")
@@ -90,7 +91,7 @@ def plan_fixed_shards(config: PartitionedIngestConfig, karte: KarteWarehouse) ->
     settings = karte.settings()
     lake = Path(config.lake) if config.lake else default_lake(settings)
     with closing(karte.connect_for_ingest()) as con:
-        return plan_run(con, settings, lake, config.shards)
+        return plan_run(con, settings, lake, config.shards, Path(config.ducklake) if config.ducklake else None)
 
 
 def _merge_ops(shards: int) -> tuple[dg.OpDefinition, dg.OpDefinition]:

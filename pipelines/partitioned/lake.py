@@ -29,8 +29,8 @@ def register_file_partitions(con: duckdb.DuckDBPyConnection, shard: Shard) -> No
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> Columns:
     schema, name = table.split(".")
     return con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
-        "ORDER BY column_index", [schema, name]).fetchall()
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
 
 
 def export_tables(con: duckdb.DuckDBPyConnection, tables: list[str], dest: Path, shard: Shard) -> dict[str, Columns]:

@@ -31,6 +31,7 @@ class Plan:
     files_seen: int
     files_new: int
     files_skipped_duplicate: int
+    ducklake: str = ""  # a DuckLake catalog file the reduce publishes to (pipelines/partitioned/ducklake.py), or ""
 
 
 def default_lake(settings: Settings) -> Path:
@@ -49,14 +50,15 @@ def _catch_up(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
             step(con)
 
 
-def plan_run(con: duckdb.DuckDBPyConnection, settings: Settings, lake: Path, shards: int) -> Plan:
+def plan_run(con: duckdb.DuckDBPyConnection, settings: Settings, lake: Path, shards: int,
+             ducklake: Path | None = None) -> Plan:
     con.execute("SET memory_limit = ?", [settings.ingest_memory_limit])
     _catch_up(con, settings)
     batch_id = start_batch(con, str(settings.inbox))
     landing = land_files(con, settings.inbox, batch_id)
     cut = assign_shards(batch_id, str(lake), pending_partitions(con), shards)
     return Plan(batch_id, str(lake), tuple(cut), landing.files_seen, landing.files_new,
-                landing.files_skipped_duplicate)
+                landing.files_skipped_duplicate, str(ducklake or ""))
 
 
 def _schemas(results: list[MapResult]) -> dict[str, Columns]:
@@ -144,6 +146,12 @@ def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan
     for _, step in core_steps:
         step(con)
     summary = summarise(con, plan.batch_id)
+    if plan.ducklake:
+        from pipelines.partitioned.ducklake import publish
+
+        catalog = Path(plan.ducklake)
+        publish(con, Path(plan.lake), plan.batch_id, _schemas(results), catalog,
+                catalog.parent / f"{catalog.stem}.data")
     summary.files_seen = plan.files_seen
     summary.files_ingested = plan.files_new
     summary.files_skipped_duplicate = plan.files_skipped_duplicate

@@ -15,10 +15,11 @@ from pipelines.warehouse import connect
 
 
 def run_partitioned(settings: Settings, lake: Path | None = None, shards: int = 4,
-                    workers: int = 2) -> IngestSummary:
+                    workers: int = 2, ducklake: Path | None = None) -> IngestSummary:
+    """`ducklake`: also publish the run to this DuckLake catalog file (pipelines/partitioned/ducklake.py)."""
     lake = Path(lake or default_lake(settings))
     with closing(connect(settings.warehouse)) as con:
-        plan = plan_run(con, settings, lake, shards)
+        plan = plan_run(con, settings, lake, shards, ducklake)
     # spawn, not fork: the parent has had DuckDB's threads running
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         parsed = list(pool.map(partial(parse_shard, settings), plan.shards))

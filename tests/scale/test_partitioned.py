@@ -69,19 +69,45 @@ def test_shards_balance_bytes_deterministically_and_refuse_zero():
         assign_shards(1, "/lake", parts, 0)
 
 
-def test_process_pool_run_equals_single_process_and_rerun_does_nothing(sample, tmp_path):
+def _row_counts(warehouse: Path, schemas=("staging", "core")) -> dict[str, int]:
+    with connect(warehouse, read_only=True) as con:
+        tables = con.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE schema_name IN ? "
+                             "ORDER BY 1", [list(schemas)]).fetchall()
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for (t,) in tables}
+
+
+def test_process_pool_run_equals_single_process_shares_through_ducklake_and_rerun_does_nothing(sample, tmp_path):
     inbox, single, single_summary = sample
     settings = _settings(tmp_path, inbox)
-    summary = run_partitioned(settings, lake=tmp_path / "lake", shards=3, workers=2)
+    catalog = tmp_path / "share" / "karte.ducklake"
+    summary = run_partitioned(settings, lake=tmp_path / "lake", shards=3, workers=2, ducklake=catalog)
     assert fingerprints(settings.warehouse) == single
     for count in ("records_in", "records_loaded", "records_quarantined", "records_duplicate", "files_ingested"):
         assert getattr(summary, count) == single_summary[count], count
     assert any((tmp_path / "lake").glob("batch=1/staging/staging.condition/day=*/sender=*/*.parquet"))
+    expected = {t: n for t, n in _row_counts(settings.warehouse).items() if n}  # empty tables have no files
+    assert _lake_counts(catalog).items() >= expected.items()
 
-    again = run_partitioned(settings, lake=tmp_path / "lake", shards=3, workers=2)
+    again = run_partitioned(settings, lake=tmp_path / "lake", shards=3, workers=2, ducklake=catalog)
     assert again.records_in == 0 and again.files_skipped_duplicate == single_summary["files_ingested"] + \
         single_summary["files_skipped_duplicate"]
     assert fingerprints(settings.warehouse) == single
+    assert _lake_counts(catalog).items() >= expected.items()  # a re-publish adds no staging rows twice
+
+
+def _lake_counts(catalog: Path) -> dict[str, int]:
+    import duckdb
+
+    from pipelines.partitioned.ducklake import attach_catalog
+
+    con = duckdb.connect()
+    try:
+        attach_catalog(con, catalog, catalog.parent / f"{catalog.stem}.data")
+        tables = con.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables() "
+                             "WHERE database_name = 'lake'").fetchall()
+        return {t: con.execute(f"SELECT count(*) FROM lake.{t}").fetchone()[0] for (t,) in tables}
+    finally:
+        con.close()
 
 
 def _multiprocess_job():
