@@ -2,7 +2,7 @@
 Patient rules R0212/R1012/R1013/R1113) decide whether a bundle's entries go on; a rejected bundle is
 quarantined whole (one row, raw = the bundle) and each of its entries is accounted as quarantined."""
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import duckdb
 import polars as pl
@@ -16,11 +16,14 @@ from pipelines.ingest.quarantine import record_outcomes
 from pipelines.ingest.tables import append
 from pipelines.ingest.vault import reveal_columns
 from pipelines.validation import contracts, ig_rules
-from pipelines.warehouse import get_watermark, set_watermark, transaction
+from pipelines.warehouse import get_watermark, set_watermark, transaction, windows
+from pipelines.warehouse.watermark import window_ids
 
 CONSUMER = "staging.bundle"
 #: how far (in raw_id) every raw row has had its bundle staged; resource stages read up to here
 RAW_CONSUMER = "staging.bundle@raw"
+#: resources per bundle at CLINS sizes: a window of window_ids() // this many bundles ≈ window_ids() resources
+ENTRIES_PER_BUNDLE = 10
 
 _EXPECTED = pl.DataFrame(
     [(k.profile, k.bundle_type, k.first_entry, list(k.doc_types), k.category, k.bundle_identifier_rule,
@@ -119,6 +122,18 @@ def stage_bundles(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> Stage
         "SELECT coalesce(max(bundle_key), 0) FROM raw.bundle WHERE coalesce(last_raw_id, 0) <= ?", [raw_hi]
     ).fetchone()[0]
     hi = max(hi, lo)
+    total = StageResult(0, 0, 0)
+    for window_lo, window_hi in windows(lo, hi, max(1, window_ids() // ENTRIES_PER_BUNDLE)):
+        # Downstream steps read the raw position: mid-way, it is the last entry of this window's last bundle.
+        window_raw_hi = raw_hi if window_hi == hi else con.execute(
+            "SELECT coalesce(max(last_raw_id), 0) FROM raw.bundle WHERE bundle_key <= ?", [window_hi]).fetchone()[0]
+        result = _stage_bundle_window(con, window_lo, window_hi, window_raw_hi, pseudonym_key)
+        total = StageResult(*(a + b for a, b in zip(astuple(total), astuple(result), strict=True)))
+    return total
+
+
+def _stage_bundle_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int, raw_hi: int,
+                         pseudonym_key: bytes) -> StageResult:
     frame = _bundle_frame(con, lo, hi, pseudonym_key) if hi > lo else None
     if frame is None or frame.is_empty():
         with transaction(con):
@@ -153,19 +168,26 @@ def stage_bundles(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> Stage
         append(con, "staging.bundle", staged)
         append(con, "staging.patient", contracts.select_columns(contracts.StagedPatient, patients))
         con.register("bundle_failure", failures)
+        # The quarantined bundle is rebuilt from its entries; only this window's rejected bundles are read
+        # (a correlated subquery would aggregate every entry of raw.resource).
         con.execute(
-            """
+            f"""
+            WITH entries AS (
+                SELECT r.bundle_key, to_json(list(json_object('fullUrl', r.full_url, 'resource', r.resource)
+                                                  ORDER BY r.entry_index)) AS entry
+                FROM raw.resource r
+                WHERE r.bundle_key > {lo} AND r.bundle_key <= {hi}
+                  AND r.bundle_key IN (SELECT bundle_key FROM bundle_failure)
+                GROUP BY r.bundle_key)
             INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, bundle_key, scope,
                 institution_number, bundle_identifier, rule_id, message, record_count, raw)
             SELECT b.batch_id, b.file_id, m.path, b.line_no, b.bundle_key, 'bundle',
                    coalesce(f.institution_number, m.sender), b.envelope->>'$.identifier.value', f.rule_id, f.message,
                    CASE WHEN f.rule_order = min(f.rule_order) OVER (PARTITION BY f.bundle_key)
                         THEN f.entry_count ELSE 0 END,
-                   json_merge_patch(b.envelope, json_object('entry', (
-                       SELECT coalesce(to_json(list(json_object('fullUrl', r.full_url, 'resource', r.resource)
-                                                    ORDER BY r.entry_index)), '[]'::JSON)
-                       FROM raw.resource r WHERE r.bundle_key = b.bundle_key)))::VARCHAR
+                   json_merge_patch(b.envelope, json_object('entry', coalesce(e.entry, '[]'::JSON)))::VARCHAR
             FROM bundle_failure f JOIN raw.bundle b USING (bundle_key) JOIN ops.file_manifest m USING (file_id)
+            LEFT JOIN entries e USING (bundle_key)
             """
         )
         con.unregister("bundle_failure")

@@ -22,6 +22,7 @@ from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw import CHECKUP_DOCUMENT
+from pipelines.ingest.raw_windows import raw_windows
 from pipelines.ingest.tables import append
 from pipelines.ingest.vault import reveal_text
 from pipelines.validation import contracts, ig_rules
@@ -104,42 +105,42 @@ _FAILURE = {"raw_id": pl.Int64, "rule_id": pl.String, "message": pl.String, "rul
 
 def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tuple[int, int]:
     """Returns (rows staged, records quarantined)."""
-    lo, hi = get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER)
     staged = quarantined = 0
-    with transaction(con):
-        if hi > lo:
-            fhir, groups = _fhir_rows(con, lo, hi)
-            xml, xml_failed = _xml_rows(con, lo, hi, pseudonym_key)
-            rows = pl.concat([fhir, xml.select(fhir.columns)])
-            passing, implausible = apply_plausibility(rows.drop("raw_id"))
-            index = rows.select(*ROW_KEY, "raw_id").unique(ROW_KEY, keep="first")
-            failed = pl.concat([
-                xml_failed.select(list(_FAILURE)),
-                implausible.join(index, on=ROW_KEY, how="left").select(
-                    "raw_id", "rule_id", "message", pl.lit(10, pl.Int32).alias("rule_order"),
-                    pl.col("document_id").alias("resource_identifier"),
-                    pl.col("institution_number")),
-            ])
-            # One raw record, one outcome: an implausible item quarantines the record that carried it.
-            passing = passing.join(index, on=ROW_KEY, how="left").join(failed.select("raw_id"), on="raw_id",
-                                                                          how="anti")
-            provenance = con.sql(f"SELECT raw_id, bundle_key, file_id FROM raw.resource "
-                                 f"WHERE raw_id > {lo} AND raw_id <= {hi}").pl()
-            passing = (passing.rename({"member_id": "patient_key"})
-                       .with_columns(category=pl.lit("checkup"),
-                                     checkup_date=pl.col("checkup_date").str.to_date(strict=False))
-                       .join(provenance, on="raw_id", how="left"))
-            contract_failed = contracts.contract_failures(contracts.StagedCheckupResult, passing)
-            passing = passing.join(contract_failed.select("raw_id"), on="raw_id", how="anti")
-            quarantined = quarantine_resources(con, pl.concat([failed, contract_failed], how="diagonal_relaxed"))
-            staged = append(con, "staging.checkup_result",
-                            contracts.select_columns(contracts.StagedCheckupResult, passing))
-            con.register("group_observation", groups)
-            append(con, "staging.document_resource", con.sql(
-                """SELECT r.raw_id, r.bundle_key, r.file_id, b.document_key, r.resource_type,
-                           json_extract_string(r.resource, '$.meta.profile[0]') AS profile
-                    FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
-                    WHERE r.raw_id IN (SELECT raw_id FROM group_observation)""").pl())
-            con.unregister("group_observation")
-        set_watermark(con, CONSUMER, hi)
+    for lo, hi in raw_windows(con, get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER)):
+        with transaction(con):
+            if hi > lo:
+                fhir, groups = _fhir_rows(con, lo, hi)
+                xml, xml_failed = _xml_rows(con, lo, hi, pseudonym_key)
+                rows = pl.concat([fhir, xml.select(fhir.columns)])
+                passing, implausible = apply_plausibility(rows.drop("raw_id"))
+                index = rows.select(*ROW_KEY, "raw_id").unique(ROW_KEY, keep="first")
+                failed = pl.concat([
+                    xml_failed.select(list(_FAILURE)),
+                    implausible.join(index, on=ROW_KEY, how="left").select(
+                        "raw_id", "rule_id", "message", pl.lit(10, pl.Int32).alias("rule_order"),
+                        pl.col("document_id").alias("resource_identifier"),
+                        pl.col("institution_number")),
+                ])
+                # One raw record, one outcome: an implausible item quarantines the record that carried it.
+                passing = passing.join(index, on=ROW_KEY, how="left").join(failed.select("raw_id"), on="raw_id",
+                                                                              how="anti")
+                provenance = con.sql(f"SELECT raw_id, bundle_key, file_id FROM raw.resource "
+                                     f"WHERE raw_id > {lo} AND raw_id <= {hi}").pl()
+                passing = (passing.rename({"member_id": "patient_key"})
+                           .with_columns(category=pl.lit("checkup"),
+                                         checkup_date=pl.col("checkup_date").str.to_date(strict=False))
+                           .join(provenance, on="raw_id", how="left"))
+                contract_failed = contracts.contract_failures(contracts.StagedCheckupResult, passing)
+                passing = passing.join(contract_failed.select("raw_id"), on="raw_id", how="anti")
+                quarantined += quarantine_resources(con, pl.concat([failed, contract_failed], how="diagonal_relaxed"))
+                staged += append(con, "staging.checkup_result",
+                                contracts.select_columns(contracts.StagedCheckupResult, passing))
+                con.register("group_observation", groups)
+                append(con, "staging.document_resource", con.sql(
+                    """SELECT r.raw_id, r.bundle_key, r.file_id, b.document_key, r.resource_type,
+                               json_extract_string(r.resource, '$.meta.profile[0]') AS profile
+                        FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
+                        WHERE r.raw_id IN (SELECT raw_id FROM group_observation)""").pl())
+                con.unregister("group_observation")
+            set_watermark(con, CONSUMER, hi)
     return staged, quarantined

@@ -14,6 +14,7 @@ from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw import FACILITY_ROW
+from pipelines.ingest.raw_windows import raw_windows
 from pipelines.ingest.tables import append
 from pipelines.ingest.vault import reveal_series
 from pipelines.validation import contracts, ig_rules
@@ -149,20 +150,19 @@ LINE_STAGES = [
 
 def stage_lines(con: duckdb.DuckDBPyConnection, stage: LineStage, pseudonym_key: bytes) -> tuple[int, int]:
     """Returns (rows staged, records quarantined)."""
-    lo = get_watermark(con, stage.consumer)
-    hi = get_watermark(con, structure.CONSUMER)
     staged = quarantined = 0
-    with transaction(con):
-        if hi > lo:
-            sql = stage.source(lo, hi)
-            frame = (flatten(con, stage.view, sql, ["raw_id", "bundle_key", "file_id", "structure_error"]) if stage.view
-                     else con.sql(sql).pl())
-            frame = stage.prepare(frame, pseudonym_key)
-            failed = ig_rules.failures(frame, stage.rules(), "raw_id")
-            passing = frame.join(failed.select("raw_id"), on="raw_id", how="anti")
-            contract_failed = contracts.contract_failures(stage.contract, passing)
-            passing = passing.join(contract_failed.select("raw_id"), on="raw_id", how="anti")
-            quarantined = quarantine_resources(con, pl.concat([failed, contract_failed]))
-            staged = append(con, f"staging.{stage.table}", contracts.select_columns(stage.contract, passing))
-        set_watermark(con, stage.consumer, hi)
+    for lo, hi in raw_windows(con, get_watermark(con, stage.consumer), get_watermark(con, structure.CONSUMER)):
+        with transaction(con):
+            if hi > lo:
+                sql = stage.source(lo, hi)
+                frame = (flatten(con, stage.view, sql, ["raw_id", "bundle_key", "file_id", "structure_error"]) if stage.view
+                         else con.sql(sql).pl())
+                frame = stage.prepare(frame, pseudonym_key)
+                failed = ig_rules.failures(frame, stage.rules(), "raw_id")
+                passing = frame.join(failed.select("raw_id"), on="raw_id", how="anti")
+                contract_failed = contracts.contract_failures(stage.contract, passing)
+                passing = passing.join(contract_failed.select("raw_id"), on="raw_id", how="anti")
+                quarantined += quarantine_resources(con, pl.concat([failed, contract_failed]))
+                staged += append(con, f"staging.{stage.table}", contracts.select_columns(stage.contract, passing))
+            set_watermark(con, stage.consumer, hi)
     return staged, quarantined

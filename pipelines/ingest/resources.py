@@ -12,6 +12,7 @@ from pipelines.ingest.bundles import RAW_CONSUMER
 from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
+from pipelines.ingest.raw_windows import raw_windows
 from pipelines.ingest.tables import append
 from pipelines.ingest.vault import reveal_series
 from pipelines.validation import contracts, ig_rules
@@ -87,22 +88,22 @@ def flags(frame: pl.DataFrame) -> pl.DataFrame:
 
 def stage_resources(con: duckdb.DuckDBPyConnection, stage: ResourceStage, pseudonym_key: bytes) -> tuple[int, int]:
     """Returns (rows staged, records quarantined)."""
-    lo, hi = get_watermark(con, stage.consumer), get_watermark(con, RAW_CONSUMER)
-    frame = flatten(con, stage.table, _source_sql(stage, lo, hi), CARRY) if hi > lo else None
     staged = quarantined = 0
-    with transaction(con):
-        if frame is not None and frame.height:
-            frame = resolve_context(frame, pseudonym_key)
-            failed = ig_rules.failures(frame, stage.rules(), "raw_id")
-            passing = flags(frame.join(failed.select("raw_id"), on="raw_id", how="anti"))
-            passing = stage.classify(passing)
-            contract_failed = contracts.contract_failures(stage.contract, passing)
-            passing = passing.join(contract_failed.select("raw_id"), on="raw_id", how="anti")
-            context = frame.select("raw_id", "institution_number", "resource_identifier")
-            all_failed = pl.concat([failed, contract_failed]).join(context, on="raw_id", how="left")
-            quarantined = quarantine_resources(con, all_failed)
-            staged = append(con, f"staging.{stage.table}", contracts.select_columns(stage.contract, passing))
-        set_watermark(con, stage.consumer, hi)
+    for lo, hi in raw_windows(con, get_watermark(con, stage.consumer), get_watermark(con, RAW_CONSUMER)):
+        frame = flatten(con, stage.table, _source_sql(stage, lo, hi), CARRY) if hi > lo else None
+        with transaction(con):
+            if frame is not None and frame.height:
+                frame = resolve_context(frame, pseudonym_key)
+                failed = ig_rules.failures(frame, stage.rules(), "raw_id")
+                passing = flags(frame.join(failed.select("raw_id"), on="raw_id", how="anti"))
+                passing = stage.classify(passing)
+                contract_failed = contracts.contract_failures(stage.contract, passing)
+                passing = passing.join(contract_failed.select("raw_id"), on="raw_id", how="anti")
+                context = frame.select("raw_id", "institution_number", "resource_identifier")
+                all_failed = pl.concat([failed, contract_failed]).join(context, on="raw_id", how="left")
+                quarantined += quarantine_resources(con, all_failed)
+                staged += append(con, f"staging.{stage.table}", contracts.select_columns(stage.contract, passing))
+            set_watermark(con, stage.consumer, hi)
     return staged, quarantined
 
 
