@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import Settings
+from pipelines.ingest import structure
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.run import IngestSummary, start_batch, summarise
 from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
@@ -82,6 +83,9 @@ def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResul
     dest = phase_dir(Path(plan.lake), plan.batch_id, "raw")
     _schemas(results)  # shards must agree on the layout
     file_ids = sorted(f for shard in plan.shards for f in shard.file_ids)
+    if file_ids and con.execute("SELECT bool_and(parsed) FROM ops.file_manifest WHERE file_id IN ?",
+                                [file_ids]).fetchone()[0]:
+        return 0  # this step already committed (a re-executed step must not load the rows twice)
     with transaction(con):
         _stage_frame(con, "new_resource", "raw.resource", parquet_files(dest, "raw.resource"))
         _stage_frame(con, "new_bundle", "raw.bundle", parquet_files(dest, "raw.bundle"))
@@ -137,16 +141,19 @@ def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan
     for result in results:
         for consumer, last in result.watermarks.items():
             watermarks[consumer] = max(last, watermarks.get(consumer, 0))
-    with transaction(con):
-        for table, columns in sorted(_schemas(results).items()):
-            ensure_table(con, table, columns)
-            load_table(con, table, parquet_files(dest, table), order_key(columns))
-        for consumer, last in sorted(watermarks.items()):
-            set_watermark(con, consumer, max(last, get_watermark(con, consumer)))
+    # a re-executed step finds its rows committed (the structure watermark is past them) and loads nothing twice
+    already = get_watermark(con, structure.CONSUMER) >= watermarks.get(structure.CONSUMER, 0) > 0
+    if not already:
+        with transaction(con):
+            for table, columns in sorted(_schemas(results).items()):
+                ensure_table(con, table, columns)
+                load_table(con, table, parquet_files(dest, table), order_key(columns))
+            for consumer, last in sorted(watermarks.items()):
+                set_watermark(con, consumer, max(last, get_watermark(con, consumer)))
     for _, step in core_steps:
         step(con)
     summary = summarise(con, plan.batch_id)
-    if plan.ducklake:
+    if plan.ducklake and not already:
         from pipelines.partitioned.ducklake import publish
 
         catalog = Path(plan.ducklake)

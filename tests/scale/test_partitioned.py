@@ -11,7 +11,8 @@ import pytest
 
 from pipelines.config import load_settings
 from pipelines.generate import generate
-from pipelines.partitioned.merge import plan_run
+from pipelines.partitioned.mapper import parse_shard, stage_shard
+from pipelines.partitioned.merge import merge_raw, merge_staging, plan_run
 from pipelines.partitioned.plan import Partition, assign_shards, pending_partitions
 from pipelines.partitioned.run import run_partitioned
 from pipelines.warehouse import connect
@@ -108,6 +109,27 @@ def _lake_counts(catalog: Path) -> dict[str, int]:
         return {t: con.execute(f"SELECT count(*) FROM lake.{t}").fetchone()[0] for (t,) in tables}
     finally:
         con.close()
+
+
+def test_steps_in_one_process_equal_single_process_and_a_repeated_merge_loads_nothing(sample, tmp_path):
+    """The pure steps in order, no pool (what each executor calls); then both merges again, as a re-executed
+    Dagster step would run them: nothing is loaded twice."""
+    inbox, single, _ = sample
+    settings = _settings(tmp_path, inbox)
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, tmp_path / "lake", shards=2)
+    parsed = [parse_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        assert merge_raw(con, plan, parsed) > 0
+    staged = [stage_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_staging(con, settings, plan, staged)
+    assert fingerprints(settings.warehouse) == single
+
+    with connect(settings.warehouse) as con:
+        assert merge_raw(con, plan, parsed) == 0
+        merge_staging(con, settings, plan, staged)
+    assert fingerprints(settings.warehouse) == single
 
 
 def _multiprocess_job():
