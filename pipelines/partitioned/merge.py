@@ -81,6 +81,7 @@ def _stage_frame(con: duckdb.DuckDBPyConnection, name: str, like: str, files: li
 def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResult]) -> int:
     """Raw rows of every shard into the warehouse with single-process ids; returns the rows written."""
     dest = phase_dir(Path(plan.lake), plan.batch_id, "raw")
+    con.execute("SET enable_progress_bar = false")  # bulk loads would draw one on the run's terminal
     _schemas(results)  # shards must agree on the layout
     file_ids = sorted(f for shard in plan.shards for f in shard.file_ids)
     if file_ids and con.execute("SELECT bool_and(parsed) FROM ops.file_manifest WHERE file_id IN ?",
@@ -136,6 +137,7 @@ def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan
                   results: list[MapResult]) -> IngestSummary:
     """Staging rows and ledgers of every shard, the staging watermarks, then core and the run's summary."""
     dest = phase_dir(Path(plan.lake), plan.batch_id, "staging")
+    con.execute("SET enable_progress_bar = false")
     _, _, core_steps = split_steps(settings)
     watermarks: dict[str, int] = {}
     for result in results:
