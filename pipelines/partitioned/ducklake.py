@@ -18,6 +18,7 @@ import duckdb
 import duckdb_extension_ducklake
 
 from pipelines.partitioned.lake import Columns, parquet_files, phase_dir, table_columns
+from pipelines.views.fhirpath import sql_str
 from pipelines.warehouse import transaction
 
 
@@ -33,8 +34,9 @@ def attach_catalog(con: duckdb.DuckDBPyConnection, catalog: Path, data_path: Pat
     """Attach the DuckLake catalog (created on first use) to `con` as `alias`."""
     catalog.parent.mkdir(parents=True, exist_ok=True)
     data_path.mkdir(parents=True, exist_ok=True)
-    con.execute(f"LOAD '{_extension_path()}'")
-    con.execute(f"ATTACH 'ducklake:{catalog.as_posix()}' AS {alias} (DATA_PATH '{data_path.as_posix()}/')")
+    con.execute(f"LOAD {sql_str(_extension_path())}")
+    con.execute(f"ATTACH {sql_str('ducklake:' + catalog.as_posix())} AS {alias} "
+                f"(DATA_PATH {sql_str(data_path.as_posix() + '/')})")
 
 
 def _create(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.partitioned.plan import Shard
+from pipelines.views.fhirpath import sql_str
 
 #: a table's columns as (name, DuckDB type), in table order
 Columns = list[tuple[str, str]]
@@ -57,7 +58,7 @@ def export_tables(con: duckdb.DuckDBPyConnection, tables: list[str], dest: Path,
         con.execute(
             f"""COPY (SELECT t.*, coalesce(p.day, 'unknown') AS day, coalesce(p.sender, 'unknown') AS sender
                       FROM {table} t {' '.join(joins)} LEFT JOIN file_part p ON p.file_id = {file_expr})
-                TO '{target.as_posix()}'
+                TO {sql_str(target.as_posix())}
                 (FORMAT parquet, PARTITION_BY (day, sender), FILENAME_PATTERN '{shard.name}_{{i}}',
                  OVERWRITE_OR_IGNORE)""")
         schemas[table] = columns
@@ -78,7 +79,7 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, files: list[str], ord
     """Append every row of `files` to `table` by column name, in `order_by` order (deterministic)."""
     if not files:
         return 0
-    listing = ", ".join(f"'{f}'" for f in files)
+    listing = ", ".join(sql_str(f) for f in files)
     return con.execute(
         f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet([{listing}], hive_partitioning = false) "
         f"ORDER BY {order_by}").fetchone()[0]

@@ -19,6 +19,7 @@ from pipelines.ingest.raw import parse_landed_files
 from pipelines.partitioned.lake import Columns, export_tables, phase_dir, register_file_partitions
 from pipelines.partitioned.plan import Shard
 from pipelines.partitioned.steps import split_steps
+from pipelines.views.fhirpath import sql_str
 from pipelines.warehouse import connect
 
 RAW_TABLES = ["raw.resource", "raw.bundle", "ops.quarantine"]
@@ -43,7 +44,7 @@ def _scratch(shard: Shard, phase: str, settings: Settings) -> duckdb.DuckDBPyCon
         stale.unlink(missing_ok=True)
     con = connect(path)
     con.execute("SET memory_limit = ?", [settings.ingest_memory_limit])
-    con.execute(f"ATTACH '{Path(settings.warehouse).as_posix()}' AS wh (READ_ONLY)")
+    con.execute(f"ATTACH {sql_str(Path(settings.warehouse).as_posix())} AS wh (READ_ONLY)")
     register_file_partitions(con, shard)
     return con
 

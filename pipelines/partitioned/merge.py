@@ -21,6 +21,7 @@ from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_
 from pipelines.partitioned.mapper import MapResult
 from pipelines.partitioned.plan import Shard, assign_shards, pending_partitions
 from pipelines.partitioned.steps import split_steps
+from pipelines.views.fhirpath import sql_str
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 
@@ -73,7 +74,7 @@ def _schemas(results: list[MapResult]) -> dict[str, Columns]:
 
 
 def _stage_frame(con: duckdb.DuckDBPyConnection, name: str, like: str, files: list[str]) -> None:
-    source = (f"read_parquet([{', '.join(repr(f) for f in files)}], hive_partitioning = false)" if files
+    source = (f"read_parquet([{', '.join(sql_str(f) for f in files)}], hive_partitioning = false)" if files
               else f"(SELECT * FROM {like} LIMIT 0)")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {source}")
 

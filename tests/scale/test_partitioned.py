@@ -132,6 +132,33 @@ def test_steps_in_one_process_equal_single_process_and_a_repeated_merge_loads_no
     assert fingerprints(settings.warehouse) == single
 
 
+def test_structure_sample_and_first_files_are_the_single_process_ones(sample, tmp_path, monkeypatch):
+    """fhir.resources (patched) rejects every Condition the fast check passes, so which resources it sees —
+    each source's first file and the 1-in-50 sample by raw id — decides what is quarantined. A later day's
+    partition does not hold its sender's first file, and its raw ids are only final after the raw merge."""
+    from pipelines.ingest import structure
+
+    real = structure.fhir_resources_error
+    monkeypatch.setattr(structure, "fhir_resources_error", lambda obj: (
+        "planted: Condition" if isinstance(obj, dict) and obj.get("resourceType") == "Condition" else real(obj)))
+    monkeypatch.setattr(structure, "POOL_THRESHOLD", 10**9)  # in this process, where the patch is
+    inbox, _, _ = sample
+    run_ingest(inbox, tmp_path / "single.duckdb")[1].close()
+    settings = _settings(tmp_path, inbox)
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, tmp_path / "lake", shards=3)
+    parsed = [parse_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_raw(con, plan, parsed)
+    staged = [stage_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_staging(con, settings, plan, staged)
+        planted = con.execute("SELECT count(*) FROM staging.structure_failure "
+                              "WHERE structure_error LIKE 'planted%'").fetchone()[0]
+    assert planted > 0
+    assert fingerprints(settings.warehouse) == fingerprints(tmp_path / "single.duckdb")
+
+
 def _multiprocess_job():
     from pipelines.definitions import defs
 
