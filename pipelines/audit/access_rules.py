@@ -32,7 +32,7 @@ def build_care(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> None:
 
 def role_sql() -> str:
     return """
-        SELECT a.access_id, 'A-ROLE' AS rule_id, 1 AS weight,
+        SELECT a.raw_id, 'A-ROLE' AS rule_id, 1 AS weight,
                CASE WHEN a.staff_role IS NULL THEN 'No staff role was recorded for the viewer.'
                     WHEN r.role IS NULL THEN format('Staff role "{}" is not a known urn:karte:staff-role code.',
                                                     a.staff_role)
@@ -47,23 +47,23 @@ def role_sql() -> str:
 def undelivered_sql() -> str:
     # A ref is '<医療機関番号>|<identifier>'; an empty institution matches the identifier from any institution.
     return """
-        SELECT access_id, 'A-UNDELIVERED' AS rule_id, 1 AS weight,
+        SELECT raw_id, 'A-UNDELIVERED' AS rule_id, 1 AS weight,
                format('The access names {} Condition(s) flagged UNDELIVERED (未提供), which are never shared: {}.',
                       len(refs), array_to_string(refs, ', ')) AS explanation,
                json_object('undelivered_resources', refs) AS evidence
         FROM (
-            SELECT r.access_id, list(DISTINCT r.ref ORDER BY r.ref) AS refs
-            FROM (SELECT access_id, unnest(resource_refs) AS ref FROM audit_access) r
+            SELECT r.raw_id, list(DISTINCT r.ref ORDER BY r.ref) AS refs
+            FROM (SELECT raw_id, unnest(resource_refs) AS ref FROM audit_access WHERE len(resource_refs) > 0) r
             JOIN core.condition c
               ON c.flag_undelivered
              AND c.resource_identifier = substr(r.ref, strpos(r.ref, '|') + 1)
              AND (split_part(r.ref, '|', 1) = '' OR c.institution_number = split_part(r.ref, '|', 1))
-            GROUP BY r.access_id)"""
+            GROUP BY r.raw_id)"""
 
 
 def no_care_sql() -> str:
     return """
-        SELECT a.access_id, 'A-NO-CARE' AS rule_id, 1 AS weight,
+        SELECT a.raw_id, 'A-NO-CARE' AS rule_id, 1 AS weight,
                'The facility has sent no record for this patient and received no referral for them '
                || '(up to the as-of date).' AS explanation,
                json_object('records_from_facility', 0, 'referrals_to_facility', 0) AS evidence

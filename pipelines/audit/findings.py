@@ -3,8 +3,8 @@
     compute_findings(con, window)  → TEMP TABLE audit_finding (works on a read-only connection: `karte report`)
     store_findings(con)            → reports.audit_finding (the Dagster asset)
 
-Every rule is one SELECT over TEMP TABLE audit_access (the window's accesses) giving
-(access_id, rule_id, weight, explanation, evidence JSON); the common columns are joined on at the end.
+Every rule is one SELECT over TEMP VIEW audit_access (the window's accesses) giving
+(raw_id, rule_id, weight, explanation, evidence JSON); the common columns are joined on at the end.
 """
 
 import duckdb
@@ -13,6 +13,7 @@ from pipelines.audit import access_rules, consent_rules, peer_rules
 from pipelines.audit.roles import load_staff_roles
 from pipelines.audit.window import AuditWindow
 from pipelines.fhir.systems import INFORMATION_KINDS
+from pipelines.reports.jst import jst_day_sql
 
 _ALL_KINDS = "[" + ", ".join(f"'{k}'" for k in INFORMATION_KINDS) + "]"
 
@@ -32,17 +33,26 @@ FINDING_COLUMNS = """
     explanation VARCHAR, evidence JSON, as_of DATE, window_from DATE, window_to DATE"""
 
 
+def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop TEMP table or view `name` if present (an older session may hold either)."""
+    for kind, in con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
+                             "AND table_catalog = 'temp' AND table_name = ?", [name]).fetchall():
+        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} temp.main.{name}")
+
+
 def select_accesses(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> int:
-    """TEMP TABLE audit_access: the accesses the audit covers (+ JST day, facility type, kinds to check)."""
+    """TEMP VIEW audit_access: the accesses the audit covers (+ JST day, kinds to check); raw_id is the key the
+    rules use (an integer: cheaper to join than access_id). A view, not a table: each rule reads only the columns
+    it needs, and a national log (10 million rows, kinds and resource lists) is never copied."""
+    _drop_temp(con, "audit_access")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE audit_access AS
-        SELECT a.access_id, a.patient_key, a.viewer, a.staff_id, a.staff_role, a.recorded, a.purpose, a.kinds,
-               coalesce(a.resource_refs, []::VARCHAR[]) AS resource_refs,
+        CREATE TEMP VIEW audit_access AS
+        SELECT a.raw_id, a.access_id, a.patient_key, a.viewer, a.staff_id, a.staff_role, a.recorded, a.purpose,
+               a.kinds, coalesce(a.resource_refs, []::VARCHAR[]) AS resource_refs,
                CASE WHEN len(coalesce(a.kinds, [])) = 0 THEN {_ALL_KINDS} ELSE a.kinds END AS kinds_checked,
-               CAST(timezone('Asia/Tokyo', a.recorded) AS DATE) AS day_jst,
-               coalesce(a.purpose = 'ETREAT', false) AS emergency,
-               coalesce(f.facility_type, 'unknown') AS facility_type
-        FROM core.access_event a LEFT JOIN core.facility f ON f.institution_number = a.viewer
+               {jst_day_sql("a.recorded")} AS day_jst,
+               coalesce(a.purpose = 'ETREAT', false) AS emergency
+        FROM core.access_event a
         WHERE a.recorded >= {window.start_sql} AND a.recorded < {window.end_sql}""")
     return con.execute("SELECT count(*) FROM audit_access").fetchone()[0]
 
@@ -60,11 +70,11 @@ def compute_findings(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> int
     con.execute(f"CREATE OR REPLACE TEMP TABLE audit_finding ({FINDING_COLUMNS})")
     con.execute(f"""
         INSERT INTO audit_finding
-        SELECT f.access_id, f.rule_id, f.weight, a.patient_key, a.viewer, a.staff_id, a.staff_role, a.recorded,
+        SELECT a.access_id, f.rule_id, f.weight, a.patient_key, a.viewer, a.staff_id, a.staff_role, a.recorded,
                a.day_jst, a.purpose, a.kinds, f.explanation, f.evidence, DATE '{window.as_of}', {win_from},
                DATE '{window.date_to or window.as_of}'
-        FROM ({union}) f JOIN audit_access a USING (access_id)
-        ORDER BY a.recorded, f.access_id, f.rule_id""")
+        FROM ({union}) f JOIN audit_access a USING (raw_id)
+        ORDER BY a.recorded, a.access_id, f.rule_id""")
     return con.execute("SELECT count(*) FROM audit_finding").fetchone()[0]
 
 

@@ -10,50 +10,64 @@ an absolute minimum, so a quiet facility or day never triggers. Peers are taken 
 from pipelines.audit import rules as R
 
 
-def _robust(table: str, value: str, partition: str | None = None) -> str:
-    """SELECT *, median, mad, scale, z over `table` (peers = the whole table, or each `partition`)."""
-    over = f"PARTITION BY {partition}" if partition else ""
-    return f"""
-        SELECT *, (CAST({value} AS DOUBLE) - peer_median) / greatest({R.MAD_TO_SD} * peer_mad, floor_) AS robust_z
-        FROM (SELECT *, median(abs(CAST({value} AS DOUBLE) - peer_median)) OVER ({over}) AS peer_mad
-              FROM (SELECT *, median(CAST({value} AS DOUBLE)) OVER ({over}) AS peer_median,
-                           count(*) OVER ({over}) AS peers
-                    FROM {table}))"""
+def _robust(con, target: str, table: str, value: str, partition: str | None = None) -> None:
+    """TEMP TABLE `target`: every row of TEMP TABLE `table` with peer_median, peers, peer_mad and robust_z (peers =
+    the whole table, or each `partition`). Medians are aggregates joined back, not window functions: a window
+    over a whole table runs on one thread, and the staff-days of a national audit are ~10 million rows."""
+    keys = [partition] if partition else []
+    on = f"USING ({partition})" if partition else "ON true"
+    group = f"GROUP BY {partition}" if partition else ""
+    x = f"CAST(t.{value} AS DOUBLE)"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {target} AS
+        WITH centre AS (
+            SELECT {''.join(k + ', ' for k in keys)}median(CAST({value} AS DOUBLE)) AS peer_median, count(*) AS peers
+            FROM {table} {group}
+        ), spread AS (
+            SELECT {''.join('t.' + k + ', ' for k in keys)}median(abs({x} - c.peer_median)) AS peer_mad
+            FROM {table} t JOIN centre c {on} {group.replace('GROUP BY ', 'GROUP BY t.') if partition else ''}
+        )
+        SELECT t.*, c.peer_median, c.peers, s.peer_mad,
+               ({x} - c.peer_median) / greatest({R.MAD_TO_SD} * s.peer_mad, t.floor_) AS robust_z
+        FROM {table} t JOIN centre c {on} JOIN spread s {on}""")
 
 
 def build_emergency_share(con) -> None:
     """TEMP TABLE audit_emergency_share: per facility with accesses in the window, its emergency share vs peers."""
     con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE audit_emergency_facility AS
+        SELECT viewer, count(*) AS accesses, count(*) FILTER (WHERE emergency) AS emergencies,
+               count(*) FILTER (WHERE emergency) / count(*) AS share, {R.EMERGENCY_SCALE_FLOOR} AS floor_
+        FROM audit_access GROUP BY viewer""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE audit_emergency_candidate AS
+                    SELECT * FROM audit_emergency_facility WHERE accesses >= {R.EMERGENCY_MIN_ACCESSES}""")
+    _robust(con, "audit_emergency_peer", "audit_emergency_candidate", "share")
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE audit_emergency_share AS
-        WITH facility AS (
-            SELECT viewer, count(*) AS accesses, count(*) FILTER (WHERE emergency) AS emergencies,
-                   count(*) FILTER (WHERE emergency) / count(*) AS share, {R.EMERGENCY_SCALE_FLOOR} AS floor_
-            FROM audit_access GROUP BY viewer
-        ), peer AS ({_robust(f"(SELECT * FROM facility WHERE accesses >= {R.EMERGENCY_MIN_ACCESSES})", "share")})
         SELECT f.viewer, f.accesses, f.emergencies, f.share, p.peer_median, p.peer_mad, p.peers, p.robust_z,
                coalesce(p.peers >= {R.EMERGENCY_MIN_PEERS} AND f.emergencies >= {R.EMERGENCY_MIN_COUNT}
                         AND p.robust_z >= {R.ROBUST_Z}, false) AS elevated
-        FROM facility f LEFT JOIN peer p USING (viewer)""")
+        FROM audit_emergency_facility f LEFT JOIN audit_emergency_peer p USING (viewer)""")
 
 
 def emergency_sql() -> str:
     return f"""
-        SELECT a.access_id, 'A-EMERGENCY' AS rule_id,
+        SELECT a.raw_id, 'A-EMERGENCY' AS rule_id,
                CASE WHEN s.elevated THEN {R.ELEVATED_WEIGHT} ELSE 1 END AS weight,
                'Emergency access (ETREAT): allowed without consent, listed for review'
-               || CASE WHEN u.access_id IS NULL THEN '; consent would have covered it' ELSE '; no consent covered it' END
+               || CASE WHEN u.raw_id IS NULL THEN '; consent would have covered it' ELSE '; no consent covered it' END
                || CASE WHEN c.viewer IS NULL THEN '; no care relationship' ELSE '' END
                || CASE WHEN s.elevated THEN format('. Weight {R.ELEVATED_WEIGHT}: the facility''s emergency share '
                        || '{{:.1f}}% ({{}} of {{}}) is far above its {{}} peers'' median {{:.1f}}% (robust z {{:.1f}}).',
                        100 * s.share, s.emergencies, s.accesses, s.peers, 100 * s.peer_median, s.robust_z)
                        ELSE '.' END AS explanation,
-               json_object('consent_covered', u.access_id IS NULL, 'care_relationship', c.viewer IS NOT NULL,
+               json_object('consent_covered', u.raw_id IS NULL, 'care_relationship', c.viewer IS NOT NULL,
                            'facility_accesses', s.accesses, 'facility_emergencies', s.emergencies,
                            'facility_share', s.share, 'peer_median', s.peer_median, 'peer_mad', s.peer_mad,
                            'peers', s.peers, 'robust_z', s.robust_z, 'elevated', s.elevated) AS evidence
         FROM audit_access a
         JOIN audit_emergency_share s USING (viewer)
-        LEFT JOIN audit_uncovered u USING (access_id)
+        LEFT JOIN audit_uncovered u USING (raw_id)
         LEFT JOIN audit_care c ON c.viewer = a.viewer AND c.patient_key = a.patient_key
         WHERE a.emergency"""
 
@@ -63,20 +77,36 @@ def build_busy_days(con) -> None:
     Staff-days are compared with every staff-day; facility-days with those of the same facility type."""
     flagged = f"n >= {R.VOLUME_MIN_PATIENTS} AND robust_z >= {R.ROBUST_Z}"
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE audit_staff_day AS
-        SELECT *, {flagged} AS flagged FROM ({_robust(f'''(
-            SELECT viewer, staff_id, day_jst, count(DISTINCT patient_key) AS n, {R.VOLUME_SCALE_FLOOR} AS floor_
-            FROM audit_access WHERE staff_id IS NOT NULL GROUP BY ALL)''', "n")})""")
+        CREATE OR REPLACE TEMP TABLE audit_staff_day_n AS
+        SELECT viewer, staff_id, day_jst, count(DISTINCT patient_key) AS n, {R.VOLUME_SCALE_FLOOR} AS floor_
+        FROM audit_access WHERE staff_id IS NOT NULL GROUP BY ALL""")
+    _robust(con, "audit_staff_day_z", "audit_staff_day_n", "n")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE audit_staff_day AS SELECT *, {flagged} AS flagged FROM audit_staff_day_z")
+    # the facility type is the viewer's: grouped by viewer and day first, typed after (180,000 facilities, not
+    # 10 million accesses, go through the registry join)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE audit_facility_day AS
-        SELECT *, {flagged} AS flagged FROM ({_robust(f'''(
-            SELECT viewer, facility_type, day_jst, count(DISTINCT patient_key) AS n, {R.VOLUME_SCALE_FLOOR} AS floor_
-            FROM audit_access GROUP BY ALL)''', "n", "facility_type")})""")
+        CREATE OR REPLACE TEMP TABLE audit_facility_day_n AS
+        SELECT d.viewer, coalesce(f.facility_type, 'unknown') AS facility_type, d.day_jst, d.n,
+               {R.VOLUME_SCALE_FLOOR} AS floor_
+        FROM (SELECT viewer, day_jst, count(DISTINCT patient_key) AS n FROM audit_access GROUP BY ALL) d
+        LEFT JOIN core.facility f ON f.institution_number = d.viewer""")
+    _robust(con, "audit_facility_day_z", "audit_facility_day_n", "n", "facility_type")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE audit_facility_day AS SELECT *, {flagged} AS flagged "
+                "FROM audit_facility_day_z")
 
 
 def volume_sql() -> str:
+    # Only the accesses of a flagged staff-day or facility-day can be findings: found by semi-joins on the few
+    # flagged days, so the day tables (millions of rows) are joined to thousands of accesses, not to all.
     return """
-        SELECT a.access_id, 'A-VOLUME' AS rule_id, 1 AS weight,
+        WITH candidate AS (
+            SELECT raw_id, viewer, staff_id, day_jst FROM audit_access
+            SEMI JOIN (SELECT viewer, staff_id, day_jst FROM audit_staff_day WHERE flagged) USING (viewer, staff_id, day_jst)
+            UNION
+            SELECT raw_id, viewer, staff_id, day_jst FROM audit_access
+            SEMI JOIN (SELECT viewer, day_jst FROM audit_facility_day WHERE flagged) USING (viewer, day_jst)
+        )
+        SELECT a.raw_id, 'A-VOLUME' AS rule_id, 1 AS weight,
                concat_ws('; ',
                    CASE WHEN s.flagged THEN format('Staff member {} viewed {} distinct patients on {} (peer staff-days: '
                         || 'median {}, robust z {:.1f})', a.staff_id, s.n, a.day_jst, s.peer_median, s.robust_z) END,
@@ -88,7 +118,7 @@ def volume_sql() -> str:
                            'staff_robust_z', s.robust_z, 'facility_day_flagged', f.flagged,
                            'facility_day_patients', f.n, 'facility_peer_median', f.peer_median,
                            'facility_peer_mad', f.peer_mad, 'facility_robust_z', f.robust_z) AS evidence
-        FROM audit_access a
+        FROM candidate a
         LEFT JOIN audit_staff_day s USING (viewer, staff_id, day_jst)
         JOIN audit_facility_day f USING (viewer, day_jst)
         WHERE coalesce(s.flagged, false) OR f.flagged"""

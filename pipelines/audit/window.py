@@ -53,7 +53,8 @@ def resolve_window(con: duckdb.DuckDBPyConnection, as_of: date | None = None, da
                    date_to: date | None = None) -> AuditWindow:
     """Fill the defaults from the warehouse (as_of = the JST day of the latest access; today when there is none)."""
     if as_of is None:
-        latest = con.execute("SELECT CAST(max(timezone('Asia/Tokyo', recorded)) AS DATE) FROM core.access_event"
+        # the latest instant's Japan day (the zone conversion once, not per row)
+        latest = con.execute("SELECT CAST(timezone('Asia/Tokyo', max(recorded)) AS DATE) FROM core.access_event"
                              ).fetchone()[0]
         as_of = latest or date.today()
         if date_to is not None and date_to > as_of:

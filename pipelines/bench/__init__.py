@@ -7,3 +7,6 @@ section under their own key with ``report.write_sections``; writing one section 
 
 #: Observation resources the views benchmark flattens by default (`make bench`).
 DEFAULT_RESOURCES = 1_000_000
+#: the national scale the 'reports' section times the adoption and audit reports at (`pipelines/bench/scale.py`)
+NATIONAL_FACILITIES = 180_000
+NATIONAL_ACCESS_EVENTS = 10_000_000

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines.bench import DEFAULT_RESOURCES
+from pipelines.bench import DEFAULT_RESOURCES, NATIONAL_ACCESS_EVENTS, NATIONAL_FACILITIES
 from pipelines.config import load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -55,12 +55,37 @@ def _parallel_table(section: dict) -> str:
     return table(section)
 
 
+def _reports(args, progress) -> dict:
+    from pipelines.bench.scale import run_scale_bench
+
+    return run_scale_bench(args.facilities, args.access_events, repeat=args.repeat, warehouse=args.scale_warehouse,
+                           progress=progress).as_dict()
+
+
+def _reports_table(section: dict) -> str:
+    from pipelines.bench.scale import table
+
+    return table(section)
+
+
+def _at_least(minimum: int):
+    """argparse type: an integer of at least `minimum` (anything else is a usage error, exit 2)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:,}, got {value:,}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
 #: section name → (runner(args, progress) → JSON-able dict, printer(section) → text); run in this order
 SECTIONS = {
     "views": (_views, lambda section: _views_table(section)),
     "ingest": (_ingest, _ingest_table),
     "incremental": (_incremental, _incremental_table),
     "parallel": (_parallel, _parallel_table),
+    "reports": (_reports, _reports_table),
 }
 
 
@@ -77,6 +102,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--only", choices=list(SECTIONS), help="run one section (default: all)")
     p.add_argument("--patients", type=int, default=1500,
                    help="ingest section: patients in the generated sample (default 1,500 ≈ 46k records)")
+    p.add_argument("--facilities", type=_at_least(100), default=NATIONAL_FACILITIES,
+                   help=f"reports section: registered facilities (default {NATIONAL_FACILITIES:,}, national)")
+    p.add_argument("--access-events", type=_at_least(1000), default=NATIONAL_ACCESS_EVENTS,
+                   help=f"reports section: access events (default {NATIONAL_ACCESS_EVENTS:,})")
+    p.add_argument("--scale-warehouse", metavar="PATH",
+                   help="reports section: build the synthetic warehouse here and keep it, or reuse it if it has "
+                        "the same sizes (default: a temporary one)")
     p.add_argument("--out", help="report file (default $KARTE_REPORTS/bench.json, i.e. data/reports/bench.json)")
     p.add_argument("--json", action="store_true", help="print the report sections as one JSON object")
     p.set_defaults(func=run)

@@ -16,7 +16,7 @@ import pytest
 
 from pipelines.reports.adoption import TABLES, build_adoption_report, write_adoption_report
 from pipelines.reports.adoption.labels import COLUMNS_JA
-from pipelines.reports.adoption.xlsx import column_letter
+from pipelines.reports.xlsx import column_letter
 from pipelines.warehouse import connect
 
 AS_OF = date(2026, 10, 31)

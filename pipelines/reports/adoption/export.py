@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pipelines.reports.adoption.labels import COLUMNS_JA
 from pipelines.reports.adoption.report import TABLES, AdoptionReport
-from pipelines.reports.adoption.xlsx import write_xlsx
+from pipelines.reports.xlsx import write_xlsx
 
 FORMATS = ("html", "csv", "xlsx", "parquet")
 

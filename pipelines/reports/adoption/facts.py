@@ -2,7 +2,8 @@
 
     adoption_facility          one row per registered facility (core.facility) with its segment
     adoption_submission_day    institution × day with at least one accepted bundle (staging.bundle.accepted)
-    adoption_view_day          institution × day with at least one successful view (core.access_event)
+    adoption_view_month        institution × JST calendar month: first and last day with a successful view
+                               (core.access_event), up to the as-of day (build_view_months, once as_of is known)
     adoption_category_first    institution × kind of information: the first day it was sent and passed validation
     adoption_records_day       institution × day: records received, records that passed (not quarantined)
 
@@ -10,15 +11,22 @@ Days are the sender's own calendar day: Bundle.timestamp (JP-CLINS requires it; 
 date in the file name (<医療機関番号>_<YYYYMMDD>_…), else the day the file landed. Dating by arrival instead would
 put a backfilled or replayed inbox all into one month. Views are dated in Asia/Tokyo.
 
+At national scale (180,000 facilities, 10 million views) no table here has a row per view or per facility-day of
+views: 10 million views are ~7 million facility-days, but only ~2 million facility-months, and the month's last
+day is all the 30-day windows of measures.py need.
+
 The report reads staging (the append-only history of what passed validation) because core keeps only the newest
 version of a resource: "has ever sent" and "first sent on" need the history. Only aggregates per institution
 leave this module; no patient key does.
 """
 
+from datetime import timedelta
+
 import duckdb
 
 from pipelines.fhir.systems import INFORMATION_KINDS
 from pipelines.ingest.facility_registry import BED_BAND_SQL
+from pipelines.reports.jst import jst_day_sql
 
 #: inbox kinds that are not a facility's own submissions (their records are not in the quality measure)
 NOT_SUBMISSIONS = ("consent", "access", "facilities")
@@ -43,7 +51,8 @@ def _category_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def build_facts(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create the adoption_* TEMP tables on `con` (read-only connections may hold TEMP tables)."""
+    """(Re)create the adoption_* TEMP tables on `con` (read-only connections may hold TEMP tables); the views'
+    table waits for the as-of date (build_view_months)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_facility AS
         SELECT institution_number, facility_name, prefecture_code, facility_type, bed_count,
@@ -56,22 +65,23 @@ def build_facts(con: duckdb.DuckDBPyConnection) -> None:
                first_view_on AS registry_first_view_on
         FROM core.facility
     """)
+    # each bundle's own date, read once (a JSON field of 2 million envelopes is the costly part)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE adoption_bundle_stamp AS
+        SELECT bundle_key, file_id, try_cast(left(envelope->>'$.timestamp', 10) AS DATE) AS stamp FROM raw.bundle
+    """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_file_day AS
-        SELECT m.file_id, m.kind, m.sender,
-               coalesce({_FILE_NAME_DAY},
-                        (SELECT min(try_cast(left(b.envelope->>'$.timestamp', 10) AS DATE))
-                         FROM raw.bundle b WHERE b.file_id = m.file_id),
-                        m.landed_at::DATE) AS day
+        SELECT m.file_id, m.kind, m.sender, coalesce({_FILE_NAME_DAY}, s.stamp, m.landed_at::DATE) AS day
         FROM ops.file_manifest m
+        LEFT JOIN (SELECT file_id, min(stamp) AS stamp FROM adoption_bundle_stamp GROUP BY file_id) s USING (file_id)
     """)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE adoption_bundle_day AS
-        SELECT b.bundle_key, b.file_id, coalesce(try_cast(left(b.envelope->>'$.timestamp', 10) AS DATE), f.day) AS day
-        FROM raw.bundle b JOIN adoption_file_day f USING (file_id)
+        SELECT b.bundle_key, b.file_id, coalesce(b.stamp, f.day) AS day
+        FROM adoption_bundle_stamp b JOIN adoption_file_day f USING (file_id)
     """)
     _submission_days(con)
-    _view_days(con)
     _category_first(con)
     _records_days(con)
 
@@ -86,13 +96,27 @@ def _submission_days(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE adoption_submission_day AS {source}")
 
 
-def _view_days(con: duckdb.DuckDBPyConnection) -> None:
-    # A failed attempt (AuditEvent.outcome other than 0) is not a view.
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE adoption_view_day AS
-        SELECT DISTINCT viewer AS institution_number, (recorded AT TIME ZONE 'Asia/Tokyo')::DATE AS day
+def build_view_months(con: duckdb.DuckDBPyConnection, as_of) -> None:
+    """adoption_view_month: institution × JST calendar month (month_index = year × 12 + month − 1) — the first and
+    last day it viewed a record, counting views up to the as-of day only. A failed attempt (AuditEvent.outcome
+    other than 0) is not a view."""
+    day = jst_day_sql("recorded")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE adoption_view_month AS
+        SELECT institution_number, year(day) * 12 + month(day) - 1 AS month_index, min(day) AS first_day,
+               max(day) AS last_day
+        FROM (SELECT viewer AS institution_number, {day} AS day FROM core.access_event
+              WHERE coalesce(outcome, '0') = '0' AND recorded < ?::TIMESTAMPTZ)
+        GROUP BY ALL
+    """, [f"{as_of + timedelta(days=1)} 00:00:00+09:00"])
+
+
+def view_span(con: duckdb.DuckDBPyConnection) -> tuple:
+    """(first, last) JST day with a successful view, (None, None) without one."""
+    return con.execute(f"""
+        SELECT {jst_day_sql("min(recorded)")}, {jst_day_sql("max(recorded)")}
         FROM core.access_event WHERE coalesce(outcome, '0') = '0'
-    """)
+    """).fetchone()
 
 
 def _category_first(con: duckdb.DuckDBPyConnection) -> None:
@@ -146,11 +170,12 @@ def _records_days(con: duckdb.DuckDBPyConnection) -> None:
 def data_span(con: duckdb.DuckDBPyConnection) -> tuple:
     """(first, last) day any fact speaks of — the series start and the default as-of date; (None, None) when
     the warehouse holds no dated fact yet."""
+    first_view, last_view = view_span(con)
     return con.execute("""
         SELECT min(d), max(d) FROM (
             SELECT applied_on AS d FROM adoption_facility UNION ALL SELECT connected_on FROM adoption_facility
-            UNION ALL SELECT day FROM adoption_submission_day UNION ALL SELECT day FROM adoption_view_day)
-    """).fetchone()
+            UNION ALL SELECT day FROM adoption_submission_day UNION ALL SELECT ?::DATE UNION ALL SELECT ?::DATE)
+    """, [first_view, last_view]).fetchone()
 
 
 def unregistered_senders(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from pipelines.reports.adoption.labels import MEASURES, SEGMENT_JA, SEGMENT_ORDE
 WINDOW_DAYS = 30
 NATIONAL = "00"
 
-#: the facility × month flags summed into each cell
+#: the counts of each cell (facilities, or kinds × facilities, or records)
 _CELL_SUMS = ["registered", "applied", "connected", "sharing", "viewing", "kinds_sent", "documents_sent",
               "records_received", "records_passed", *[f"sent:{k}" for k in (*SIX_KINDS, *THREE_DOCUMENTS)]]
 
@@ -33,68 +33,103 @@ def build_months(con: duckdb.DuckDBPyConnection, first: date, as_of: date) -> No
     """, [as_of, min(first, as_of), as_of])
 
 
-def build_facility_months(con: duckdb.DuckDBPyConnection) -> None:
-    """adoption_facility_month: one row per registered facility × month with its flags."""
-    sent = ",\n".join(
-        f"coalesce(bool_or(c.category = '{k}'), false) AS \"sent:{k}\"" for k in (*SIX_KINDS, *THREE_DOCUMENTS))
+def _sent(kinds) -> str:
+    return ", ".join(f"'sent:{k}'" for k in kinds)
+
+
+def build_cells(con: duckdb.DuckDBPyConnection) -> None:
+    """adoption_cell: month × prefecture × base segment (the bed bands, clinic, dental) with every count of
+    _CELL_SUMS; reads adoption_month, the facts and adoption_view_month.
+
+    Computed from the dated facts without a facility × month table (180,000 × 60 rows at national scale):
+    a cumulative count (applied, connected, kinds sent) adds each facility once, in the month its date falls in
+    (the first month for an earlier date; never for a date after the as-of day), and sums along the months — a
+    kind counts from the later of its first day and the facility's 接続日. Sharing and viewing look, per facility
+    and month, at the last day of activity in that month and in the two before it: a 30-day window reaches at
+    most two months back (the window of a 1 March as-of date starts on 30 or 31 January), and every day counted
+    is on or before the as-of date, so the last day alone decides whether the window holds one."""
+    month_of = "year({0}) * 12 + month({0}) - 1"
+    kinds = (*SIX_KINDS, *THREE_DOCUMENTS)
+    sent = ",\n".join(f"count(*) FILTER (WHERE measure = 'sent:{k}') AS \"sent:{k}\"" for k in kinds)
+    cumulative = ["applied", "connected", "kinds_sent", "documents_sent", *[f"sent:{k}" for k in kinds]]
+    columns = {
+        **{c: f'sum(coalesce(i."{c}", 0)) OVER running' for c in cumulative},
+        "sharing": "coalesce(a.sharing, 0)", "viewing": "coalesce(a.viewing, 0)",
+        "records_received": "coalesce(r.records_received, 0)", "records_passed": "coalesce(r.records_passed, 0)",
+    }
+    select = ",\n".join(f'CAST({columns[c]} AS BIGINT) AS "{c}"' for c in _CELL_SUMS if c != "registered")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE adoption_facility_month AS
-        WITH fm AS (
-            SELECT m.month, m.month_start, m.snapshot_date, f.institution_number, f.prefecture_code, f.segment,
-                   coalesce(f.applied_on <= m.snapshot_date, false) AS applied,
-                   coalesce(f.connected_on <= m.snapshot_date, false) AS connected
-            FROM adoption_facility f CROSS JOIN adoption_month m
-        ),
-        shared AS (
-            SELECT DISTINCT m.month, s.institution_number FROM adoption_month m JOIN adoption_submission_day s
-              ON s.day BETWEEN m.snapshot_date - INTERVAL {WINDOW_DAYS - 1} DAY AND m.snapshot_date
-        ),
-        viewed AS (
-            SELECT DISTINCT m.month, v.institution_number FROM adoption_month m JOIN adoption_view_day v
-              ON v.day BETWEEN m.snapshot_date - INTERVAL {WINDOW_DAYS - 1} DAY AND m.snapshot_date
-        ),
-        categories AS (
-            SELECT m.month, c.institution_number,
-                   count(*) FILTER (WHERE c.category IN ({', '.join(f"'{k}'" for k in SIX_KINDS)})) AS kinds_sent,
-                   count(*) FILTER (WHERE c.category IN ({', '.join(f"'{k}'" for k in THREE_DOCUMENTS)}))
-                       AS documents_sent,
+        CREATE OR REPLACE TEMP TABLE adoption_cell AS
+        WITH month AS (
+            SELECT month, month_start, snapshot_date, {month_of.format("month_start")} AS month_index
+            FROM adoption_month
+        ), span AS (
+            SELECT min(month_index) AS first_index, max(snapshot_date) AS as_of FROM month
+        ), facility AS (
+            SELECT institution_number, prefecture_code, segment, applied_on, connected_on FROM adoption_facility
+        ), dated AS (   -- one row per date from which a cumulative count includes a facility (or one of its kinds)
+            SELECT prefecture_code, segment, applied_on AS d, 'applied' AS measure FROM facility
+            UNION ALL SELECT prefecture_code, segment, connected_on, 'connected' FROM facility
+            UNION ALL
+            SELECT f.prefecture_code, f.segment, greatest(c.first_day, f.connected_on), 'sent:' || c.category
+            FROM adoption_category_first c JOIN facility f USING (institution_number)
+            WHERE c.first_day IS NOT NULL AND f.connected_on IS NOT NULL
+        ), increment AS (
+            SELECT prefecture_code, segment, greatest({month_of.format("d")}, first_index) AS month_index,
+                   count(*) FILTER (WHERE measure = 'applied') AS applied,
+                   count(*) FILTER (WHERE measure = 'connected') AS connected,
+                   count(*) FILTER (WHERE measure IN ({_sent(SIX_KINDS)})) AS kinds_sent,
+                   count(*) FILTER (WHERE measure IN ({_sent(THREE_DOCUMENTS)})) AS documents_sent,
                    {sent}
-            FROM adoption_month m JOIN adoption_category_first c ON c.first_day <= m.snapshot_date
+            FROM dated, span WHERE d <= as_of
             GROUP BY ALL
-        ),
-        records AS (
-            SELECT m.month, r.institution_number, sum(r.received) AS records_received, sum(r.passed) AS records_passed
-            FROM adoption_month m JOIN adoption_records_day r ON r.day BETWEEN m.month_start AND m.snapshot_date
+        ), activity AS (   -- facility × calendar month: its last day of activity (every day here is ≤ as_of)
+            SELECT institution_number, {month_of.format("day")} AS month_index, max(day) AS last_day,
+                   'sharing' AS measure
+            FROM adoption_submission_day, span WHERE day <= as_of GROUP BY ALL
+            UNION ALL SELECT institution_number, month_index, last_day, 'viewing' FROM adoption_view_month
+        ), active AS (   -- facility × month whose window (the 30 days ending on its snapshot date) holds activity
+            SELECT DISTINCT a.institution_number, m.month_index, a.measure
+            FROM (SELECT *, unnest([month_index, month_index + 1, month_index + 2]) AS candidate FROM activity) a
+            JOIN month m ON m.month_index = a.candidate
+            WHERE a.last_day >= m.snapshot_date - INTERVAL {WINDOW_DAYS - 1} DAY
+        ), active_cell AS (
+            SELECT f.prefecture_code, f.segment, m.month_index,
+                   count(*) FILTER (WHERE x.measure = 'sharing') AS sharing,
+                   count(*) FILTER (WHERE x.measure = 'viewing') AS viewing
+            FROM active x JOIN facility f USING (institution_number) JOIN month m USING (month_index)
+            WHERE f.connected_on <= m.snapshot_date
             GROUP BY ALL
+        ), record_cell AS (
+            SELECT f.prefecture_code, f.segment, m.month_index, sum(r.received) AS records_received,
+                   sum(r.passed) AS records_passed
+            FROM adoption_records_day r JOIN facility f USING (institution_number)
+            JOIN month m ON m.month_index = {month_of.format("r.day")} AND r.day <= m.snapshot_date
+            GROUP BY ALL
+        ), grid AS (
+            SELECT g.prefecture_code, g.segment, g.registered, m.*
+            FROM (SELECT prefecture_code, segment, count(*) AS registered FROM facility GROUP BY ALL) g
+            CROSS JOIN month m
         )
-        SELECT fm.*,
-               fm.connected AND s.institution_number IS NOT NULL AS sharing,
-               fm.connected AND v.institution_number IS NOT NULL AS viewing,
-               CASE WHEN fm.connected THEN coalesce(c.kinds_sent, 0) ELSE 0 END AS kinds_sent,
-               CASE WHEN fm.connected THEN coalesce(c.documents_sent, 0) ELSE 0 END AS documents_sent,
-               {', '.join(f'fm.connected AND coalesce(c."sent:{k}", false) AS "sent:{k}"'
-                          for k in (*SIX_KINDS, *THREE_DOCUMENTS))},
-               coalesce(r.records_received, 0) AS records_received, coalesce(r.records_passed, 0) AS records_passed
-        FROM fm
-        LEFT JOIN shared s ON s.month = fm.month AND s.institution_number = fm.institution_number
-        LEFT JOIN viewed v ON v.month = fm.month AND v.institution_number = fm.institution_number
-        LEFT JOIN categories c ON c.month = fm.month AND c.institution_number = fm.institution_number
-        LEFT JOIN records r ON r.month = fm.month AND r.institution_number = fm.institution_number
+        SELECT g.month, g.snapshot_date, g.prefecture_code, g.segment, CAST(g.registered AS BIGINT) AS registered,
+               {select}
+        FROM grid g
+        LEFT JOIN increment i USING (prefecture_code, segment, month_index)
+        LEFT JOIN active_cell a USING (prefecture_code, segment, month_index)
+        LEFT JOIN record_cell r USING (prefecture_code, segment, month_index)
+        WINDOW running AS (PARTITION BY g.prefecture_code, g.segment ORDER BY g.month_index
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     """)
 
 
 def monthly_cells(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """grain: month × prefecture (00 = national) × segment; the counts every measure is a ratio of."""
-    sums = ",\n".join(
-        f'count(*)::BIGINT AS "{c}"' if c == "registered"
-        else f'sum("{c}")::BIGINT AS "{c}"' if c in ("kinds_sent", "documents_sent", "records_received",
-                                                     "records_passed")
-        else f'count(*) FILTER (WHERE "{c}")::BIGINT AS "{c}"' for c in _CELL_SUMS)
+    sums = ",\n".join(f'sum("{c}")::BIGINT AS "{c}"' for c in _CELL_SUMS)
     frame = con.sql(f"""
         WITH member AS (
             SELECT *, unnest(CASE WHEN segment LIKE 'hospital%' THEN [segment, 'hospital', 'all']
                                   ELSE [segment, 'all'] END) AS cell_segment
-            FROM adoption_facility_month
+            FROM adoption_cell
         )
         SELECT month, snapshot_date, coalesce(prefecture_code, '{NATIONAL}') AS prefecture_code,
                cell_segment AS segment, {sums}
@@ -150,8 +185,8 @@ def facility_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame
     return con.sql(f"""
         WITH sub AS (SELECT institution_number, min(day) AS first_day, max(day) AS last_day FROM adoption_submission_day
                      WHERE day <= $as_of GROUP BY ALL),
-             vw AS (SELECT institution_number, min(day) AS first_day, max(day) AS last_day FROM adoption_view_day
-                    WHERE day <= $as_of GROUP BY ALL),
+             vw AS (SELECT institution_number, min(first_day) AS first_day, max(last_day) AS last_day
+                    FROM adoption_view_month GROUP BY ALL),  -- views up to as_of only
              cat AS (SELECT institution_number,
                             list(category ORDER BY category) FILTER (WHERE category IN ({kinds})) AS kinds,
                             list(category ORDER BY category) FILTER (WHERE category IN ({docs})) AS documents

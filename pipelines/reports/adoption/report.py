@@ -104,7 +104,8 @@ def build_adoption_report(con: duckdb.DuckDBPyConnection, as_of: date | None = N
     basis = "given" if as_of else "latest data day in the warehouse" if last else "today (Asia/Tokyo): no data yet"
     as_of = as_of or last or today_in_japan()
     measures.build_months(con, first or as_of, as_of)
-    measures.build_facility_months(con)
+    facts.build_view_months(con, as_of)
+    measures.build_cells(con)
     cells = measures.monthly_cells(con)
     prefectures = reference.prefectures(reference_dir)
     national_scopes = [("00", code) for code, _, _ in SEGMENTS]
