@@ -42,7 +42,7 @@ started = time.perf_counter()
 summary = ingest(con, settings)
 seconds = time.perf_counter() - started
 con.close()
-print(json.dumps({"seconds": seconds, "records_in": summary.records_in,
+print("KARTE-BENCH", json.dumps({"seconds": seconds, "records_in": summary.records_in,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                   "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
 """
@@ -79,7 +79,11 @@ def _ingest(inbox: Path, warehouse: Path) -> dict:
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"ingest of {inbox} failed: {out.stderr.strip().splitlines()[-1:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # the ingest may print (warnings, notes): the figures are on the one marked line
+    marked = [line for line in out.stdout.splitlines() if line.startswith("KARTE-BENCH ")]
+    if not marked:
+        raise RuntimeError(f"ingest of {inbox} printed no figures: {out.stdout[-300:]!r}")
+    return json.loads(marked[-1].removeprefix("KARTE-BENCH "))
 
 
 def _command_seconds(inbox: Path, warehouse: Path) -> float:

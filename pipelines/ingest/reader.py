@@ -182,12 +182,14 @@ def _too_deep(obj: object) -> bool:
 
 def _parse(line_no: int, text: bytes) -> Unit:
     text = text.removeprefix(codecs.BOM_UTF8)
-    reason = _decode_check(text)
-    if reason:
-        return Unit(line_no, text, rule_id="K-ENCODING", message=reason)
     try:
+        # orjson rejects invalid UTF-8 itself, so text it parses needs no separate decode pass; the
+        # encoding is diagnosed only for text it refused.
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
+        reason = _decode_check(text)
+        if reason:
+            return Unit(line_no, text, rule_id="K-ENCODING", message=reason)
         return Unit(line_no, text, rule_id="K-JSON", message=f"malformed JSON: {exc}")
     if len(text) > 2 * MAX_JSON_DEPTH and _too_deep(obj):  # shorter text cannot nest that deep
         return Unit(line_no, text, rule_id="K-JSON", message=f"JSON nested deeper than {MAX_JSON_DEPTH} levels "
