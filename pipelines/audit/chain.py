@@ -4,8 +4,8 @@ Each row gets `chain_seq` (1, 2, … in insertion order) and
     row_hash = sha256(row_hash of the previous row || content_hash),  content_hash = sha256(canonical text)
 as lowercase hex text (the first row's predecessor is 64 zeros). The canonical text is a JSON array of the
 content columns in CONTENT_COLUMNS order, the instant as epoch microseconds (independent of the session time
-zone). Content hashes are computed set-based in DuckDB; the chain itself is a fold in Python (hashlib: about
-0.6 s per million rows). The newest (chain_seq, row_hash) is kept in ops.access_chain_head, so deleting the last
+zone). Chaining computes content hashes set-based in DuckDB and folds the chain in Python (hashlib: about
+0.6 s per million rows); verifying checks each link against the stored hash before it, all in hashlib. The newest (chain_seq, row_hash) is kept in ops.access_chain_head, so deleting the last
 rows is detected too; every check also reports the head, which the Dagster run log keeps outside the warehouse.
 
 Editing a row changes its content hash; deleting one breaks the sequence and the next row's hash; a row inserted
@@ -14,10 +14,12 @@ which is why the head is also published with every check result.
 """
 
 import hashlib
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 GENESIS = "0" * 64
@@ -25,6 +27,7 @@ GENESIS = "0" * 64
 CONTENT_COLUMNS = ("access_id", "patient_key", "viewer", "staff_id", "staff_role", "recorded", "purpose", "action",
                    "outcome", "kinds", "resource_refs", "raw_id")
 BATCH_ROWS = 200_000
+_HEX = operator.methodcaller("hexdigest")
 
 
 def canonical_sql(alias: str = "a") -> str:
@@ -136,19 +139,37 @@ def verify_chain(con: duckdb.DuckDBPyConnection) -> ChainVerdict:
 
 
 def _first_chain_break(con: duckdb.DuckDBPyConnection) -> tuple[int, str, str] | None:
+    """The first row, in chain_seq order, whose sequence number or hash does not follow (None: all follow).
+
+    Each row is checked against the row_hash stored on the row before it, so every link is independent: a batch
+    is verified with map() over C functions (hashlib, str) instead of a Python loop, and the content hashes are
+    computed by hashlib (SHA-NI where the CPU has it) rather than DuckDB's sha256, ~4x slower per row."""
     reader = con.execute(f"""
-        SELECT a.chain_seq, a.access_id, a.row_hash, {content_hash_sql()} AS content_hash
-        FROM core.access_event a WHERE a.chain_seq IS NOT NULL ORDER BY a.chain_seq""").to_arrow_reader(BATCH_ROWS)
+        SELECT a.chain_seq, a.raw_id, a.row_hash, encode(CAST({canonical_sql()} AS VARCHAR)) AS canonical
+        FROM core.access_event a WHERE a.chain_seq IS NOT NULL ORDER BY a.chain_seq, a.raw_id""").to_arrow_reader(
+        BATCH_ROWS)
     expected, previous = 1, GENESIS
     for batch in reader:
-        seqs, ids = batch.column("chain_seq").to_pylist(), batch.column("access_id").to_pylist()
-        stored, contents = batch.column("row_hash").to_pylist(), batch.column("content_hash").to_pylist()
-        for seq, access_id, row_hash, content in zip(seqs, ids, stored, contents):
-            if seq != expected:
-                problem = (f"chain_seq {seq} appears again (a copied row)" if seq < expected else
-                           f"rows chain_seq {expected}…{seq - 1} are missing (deleted)")
-                return seq, access_id, problem
-            if hashlib.sha256((previous + content).encode("ascii")).hexdigest() != row_hash:
-                return seq, access_id, "the row's content or row_hash was changed after it was chained"
-            previous, expected = row_hash, expected + 1
+        seqs = batch.column("chain_seq").to_numpy()
+        breaks = np.flatnonzero(seqs != np.arange(expected, expected + len(seqs)))
+        n = int(breaks[0]) if len(breaks) else len(seqs)  # the rows before the first sequence break
+        stored = batch.column("row_hash").slice(0, n).to_pylist()
+        contents = map(_HEX, map(hashlib.sha256, batch.column("canonical").slice(0, n).to_pylist()))
+        links = map(str.encode, map(operator.add, [previous, *stored[:-1]], contents))
+        follows = list(map(operator.eq, map(_HEX, map(hashlib.sha256, links)), stored))
+        if False in follows:
+            i = follows.index(False)
+            return int(seqs[i]), _access_id(con, batch, i), "the row's content or row_hash was changed after it was chained"
+        if n < len(seqs):
+            seq, expected = int(seqs[n]), expected + n
+            problem = (f"chain_seq {seq} appears again (a copied row)" if seq < expected else
+                       f"rows chain_seq {expected}…{seq - 1} are missing (deleted)")
+            return seq, _access_id(con, batch, n), problem
+        if n:
+            previous, expected = stored[-1], expected + n
     return None
+
+
+def _access_id(con: duckdb.DuckDBPyConnection, batch, i: int) -> str:
+    raw_id = batch.column("raw_id")[i].as_py()
+    return con.execute("SELECT access_id FROM core.access_event WHERE raw_id = ?", [raw_id]).fetchone()[0]

@@ -14,14 +14,15 @@ version), never the file generator, which would need hours for this size. It hol
                          9 kinds): ops.file_manifest, raw.bundle, raw.resource, staging.bundle, the staging
                          category tables, ops.record_outcome; 2 % of records and 0.3 % of bundles quarantined
     core.access_event    10,000,000 views, hash-chained as ingest chains them (pipelines/audit/chain.py), mostly
-                         by a patient's own facilities (large hospitals see more patients), with planted
-                         suspicious ones: clerk roles, emergency access (and a few facilities that use it far
-                         too often), strangers with no care relationship, snooping staff-days (40 distinct
-                         patients), Conditions flagged UNDELIVERED named in the log
-    consent              one Consent per patient just before their first view (1 % never consent, 5 % share 6
-                         of the 9 kinds, 5 % name only their own facilities, 2 % withdraw half-way):
+                         by a patient's own facilities (large hospitals see more patients), one kind of
+                         information each (1 % name none), with planted suspicious ones — ~2 % in all: clerk
+                         roles (0.1 %), emergency access (0.5 %, and 30 % at a few hospitals that use it far too
+                         often), strangers with no care relationship (0.3 %), snooping staff-days (40 distinct
+                         patients each), Conditions flagged UNDELIVERED named in the log
+    consent              one Consent per patient just before their first view (0.3 % never consent, 1 % share 6
+                         of the 9 kinds, 3 % name only their own facilities, 1 % withdraw half-way):
                          core.consent_event and core.consent_interval (derived by pipelines/consent/intervals.py)
-    care records         core.condition (every patient × facility pair; 2 % flagged UNDELIVERED) and
+    care records         core.condition (every patient × facility pair; 1 % flagged UNDELIVERED) and
                          core.lab_result (half of the pairs): the audit's care relationships. They carry no raw
                          provenance (file_id 0): the reports never read it.
     bench.planted        access_id × audit rule the generator planted (what the audit must find; tests compare)
@@ -391,7 +392,7 @@ def _access_events(con: duckdb.DuckDBPyConnection, spec: ScaleSpec) -> None:
                CASE WHEN plant <> 'snoop' AND (u(i, 'emergency') < 0.005 OR (emergency_heavy AND u(i, 'emergency') < 0.3))
                     THEN 'ETREAT' ELSE 'TREAT' END AS purpose,
                CASE WHEN u(i, 'failed') < 0.003 THEN '4' ELSE '0' END AS outcome,
-               CASE WHEN u(i, 'no_kind') < 0.04 THEN []::VARCHAR[]
+               CASE WHEN u(i, 'no_kind') < 0.01 THEN []::VARCHAR[]
                     ELSE [{_pick(_VIEWED, "u(i, 'kind')")}] END AS kinds,
                u(i, 'names_record') < 0.5 AS names_record
         FROM located""")

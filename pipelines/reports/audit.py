@@ -12,6 +12,8 @@ Two audiences, kept in separate files so the restricted one is never forwarded b
 Reads TEMP audit_finding (pipelines/audit/findings.py) and the hash-chain verdict of the access log.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +76,15 @@ def case_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def build_report(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> AuditReport:
-    """Findings over `window` (TEMP audit_finding), the chain verdict and both audiences' tables."""
-    verdict = verify_chain(con)
-    compute_findings(con, window)
+    """Findings over `window` (TEMP audit_finding), the chain verdict and both audiences' tables.
+
+    The chain is verified on a second connection in a second thread while the findings are computed: its
+    hashing is Python (hashlib) and the findings are DuckDB, which releases the GIL, so the two overlap."""
+    with closing(con.cursor()) as chain_con, ThreadPoolExecutor(max_workers=1) as pool:
+        chain_con.execute("SET TimeZone = 'UTC'")
+        checking = pool.submit(verify_chain, chain_con)
+        compute_findings(con, window)
+        verdict = checking.result()
     accesses = con.execute("SELECT count(*) FROM audit_access").fetchone()[0]
     footer = {"as_of": window.as_of.isoformat(), "window": window.label(), "code_version": provenance.code_version(),
               "generated_at": provenance.generated_at(), **provenance.warehouse_snapshot(con),

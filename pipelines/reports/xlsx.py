@@ -3,7 +3,7 @@ header row, dates as dates, percentages with one decimal. Both the adoption and 
 
 Why not polars' write_excel: it needs xlsxwriter, a Python loop per cell (the audit's case list at national scale
 — hundreds of thousands of findings — took minutes). The format needed here is a small, stable subset of ECMA-376
-(inline strings, numbers, booleans, one style sheet); the sheet XML is built column-wise with polars string
+(shared and inline strings, numbers, booleans, one style sheet); the sheet XML is built column-wise with polars string
 expressions, never cell by cell, and written deterministically (fixed zip timestamps), so the same report gives the
 same bytes.
 """
@@ -16,7 +16,9 @@ from datetime import date
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 _EPOCH = date(1899, 12, 30)  # Excel's day 0 (with the 1900 leap-year quirk already absorbed)
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)
@@ -65,13 +67,44 @@ def _text_expr(expr: pl.Expr) -> pl.Expr:
             .str.replace_all("<", "&lt;", literal=True).str.replace_all(">", "&gt;", literal=True))
 
 
-def _cell_expr(name: str, dtype: pl.DataType, letter: str, decimal: bool) -> pl.Expr:
+class SharedStrings:
+    """The workbook's shared-string table (xl/sharedStrings.xml). A text column whose values repeat (months,
+    prefectures, segments, rule ids) is written as indices into it: a national sheet's XML shrinks to a fraction
+    and its cells are numbers, not copies of the text."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self.references = 0
+
+    def indices(self, column: pl.Series) -> pl.Series:
+        """`column` (text) as indices into the table, after adding its distinct values; null stays null."""
+        distinct = column.drop_nulls().unique().sort()
+        base = len(self.values)
+        self.values.extend(distinct.to_list())
+        self.references += column.len() - column.null_count()
+        return column.rank("dense").cast(pl.Int64) + (base - 1)  # dense rank follows the sorted distinct values
+
+    def xml(self) -> bytes:
+        items = "".join(f'<si><t xml:space="preserve">{_text(v)}</t></si>' for v in self.values)
+        return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+                '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+                f'count="{self.references}" uniqueCount="{len(self.values)}">{items}</sst>').encode()
+
+
+def _shared(column: pl.Series) -> bool:
+    """Whether a text column repeats enough to be worth the shared-string table (four uses per value or more)."""
+    return column.len() >= 4 and column.n_unique() * 4 <= column.len()
+
+
+def _cell_expr(name: str, dtype: pl.DataType, letter: str, decimal: bool, shared: bool) -> pl.Expr:
     """One cell of every row of column `name` as XML text; null (no cell) for a null value or a non-finite float.
     Booleans t="b", dates (and datetimes, by their date) as day numbers with the date style, numbers as numbers,
-    everything else as an inline string of its text."""
+    text shared (t="s", the column already replaced by its indices) or inline."""
     col = pl.col(name)
     ref = [pl.lit(f'<c r="{letter}'), pl.col(_ROW)]
-    if dtype == pl.Boolean:
+    if shared:
+        parts = [pl.lit('" t="s"><v>'), col.cast(pl.String), pl.lit("</v></c>")]
+    elif dtype == pl.Boolean:
         parts = [pl.lit('" t="b"><v>'), col.cast(pl.Int8).cast(pl.String), pl.lit("</v></c>")]
     elif dtype == pl.Date or isinstance(dtype, pl.Datetime):
         day = col.dt.date() if isinstance(dtype, pl.Datetime) else col
@@ -83,33 +116,61 @@ def _cell_expr(name: str, dtype: pl.DataType, letter: str, decimal: bool) -> pl.
         value = pl.when(col.is_finite()).then(col.cast(pl.Float64).cast(pl.String))
         parts = [pl.lit(f'" s="{_DECIMAL}"><v>' if decimal else '"><v>'), value, pl.lit("</v></c>")]
     else:
-        text = col if dtype == pl.String else (
-            col.cast(pl.String) if isinstance(dtype, (pl.Categorical, pl.Enum))
-            else col.map_elements(str, return_dtype=pl.String))  # rare shapes (lists, decimals): their str()
-        parts = [pl.lit('" t="inlineStr"><is><t xml:space="preserve">'), _text_expr(text), pl.lit("</t></is></c>")]
+        parts = [pl.lit('" t="inlineStr"><is><t xml:space="preserve">'), _text_expr(col), pl.lit("</t></is></c>")]
     return pl.concat_str([*ref, *parts])
 
 
-def _sheet_chunks(frame: pl.DataFrame, headers: list[str], rows_per_chunk: int = ROWS_PER_CHUNK) -> Iterator[str]:
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns of other shapes (categoricals, lists, decimals) as their text, the way the sheet shows them."""
+    def text(name: str, dtype: pl.DataType) -> pl.Expr:
+        if isinstance(dtype, (pl.Categorical, pl.Enum)):
+            return pl.col(name).cast(pl.String)
+        return pl.col(name).map_elements(str, return_dtype=pl.String)  # rare shapes: their str()
+
+    plain = (pl.Boolean, pl.Date, pl.String)
+    odd = [text(n, t) for n, t in frame.schema.items()
+           if not (t in plain or isinstance(t, pl.Datetime) or t.is_integer() or t.is_float())]
+    return frame.with_columns(odd) if odd else frame
+
+
+def _concatenated(rows: pl.Series) -> memoryview:
+    """The UTF-8 bytes of every string of `rows`, one after the other, without copying them into Python: an Arrow
+    string array keeps its values contiguous, so the concatenation is a slice of its data buffer."""
+    array = rows.to_arrow()
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    _, offsets, data = array.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)
+    return memoryview(data)[bounds[array.offset]:bounds[array.offset + len(array)]]
+
+
+def _sheet_chunks(frame: pl.DataFrame, headers: list[str], strings: SharedStrings,
+                  rows_per_chunk: int = ROWS_PER_CHUNK) -> Iterator[bytes | memoryview]:
     """The worksheet XML in pieces, so a national-size table never sits in memory as one string."""
     decimal = [c.endswith(("_pct", "_per_month", "_pp")) for c in frame.columns]
     widths = [min(max(len(h) * 2 + 2, 10), 50) for h in headers]
     cols = "".join(f'<col min="{j + 1}" max="{j + 1}" width="{w}" customWidth="1"/>' for j, w in enumerate(widths))
     # the used range up front: readers that stream (openpyxl read-only) take the sheet's size from it
     last = f"{column_letter(max(frame.width, 1) - 1)}{min(frame.height, MAX_ROWS - 1) + 1}"
-    yield ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-           '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-           f'<dimension ref="A1:{last}"/><sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" '
-           f'state="frozen"/></sheetView></sheetViews><cols>{cols}</cols><sheetData>')
-    yield '<row r="1">' + "".join(
-        f'<c r="{column_letter(j)}1" t="inlineStr" s="{_HEADER}"><is><t>{_text(h)}</t></is></c>'
-        for j, h in enumerate(headers)) + "</row>"
-    cells = [_cell_expr(name, dtype, column_letter(j), decimal[j]) for j, (name, dtype) in enumerate(frame.schema.items())]
+    head = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+            f'<dimension ref="A1:{last}"/><sheetViews><sheetView workbookViewId="0"><pane ySplit="1" '
+            'topLeftCell="A2" activePane="bottomLeft" state="frozen"/></sheetView></sheetViews>'
+            f'<cols>{cols}</cols><sheetData><row r="1">' + "".join(
+                f'<c r="{column_letter(j)}1" t="inlineStr" s="{_HEADER}"><is><t>{_text(h)}</t></is></c>'
+                for j, h in enumerate(headers)) + "</row>")
+    yield head.encode("utf-8")
+    body = _as_text(frame.head(MAX_ROWS - 1))
+    schema = body.schema
+    shared = {n for n, t in schema.items() if t == pl.String and _shared(body[n])}
+    body = body.with_columns(strings.indices(body[n]).alias(n) for n in shared)
+    cells = [_cell_expr(name, schema[name], column_letter(j), decimal[j], name in shared)
+             for j, name in enumerate(frame.columns)]
     row = pl.concat_str([pl.lit('<row r="'), pl.col(_ROW), pl.lit('">'), *cells, pl.lit("</row>")], ignore_nulls=True)
-    body = frame.head(MAX_ROWS - 1).with_row_index(_ROW, offset=2).with_columns(pl.col(_ROW).cast(pl.String))
+    body = body.with_row_index(_ROW, offset=2).with_columns(pl.col(_ROW).cast(pl.String))
     for offset in range(0, body.height, rows_per_chunk):
-        yield body.slice(offset, rows_per_chunk).select(row.str.join("")).item()
-    yield "</sheetData></worksheet>"
+        yield _concatenated(body.slice(offset, rows_per_chunk).select(row).to_series())
+    yield b"</sheetData></worksheet>"
 
 
 def _sheet_name(name: str, used: set[str]) -> str:
@@ -140,6 +201,8 @@ def write_xlsx(path: Path, sheets: list[tuple[str, pl.DataFrame, list[str]]]) ->
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
             '<Override PartName="/xl/styles.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+            '<Override PartName="/xl/sharedStrings.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
             f'{content_types}</Types>'),
         "_rels/.rels": (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -161,7 +224,10 @@ def write_xlsx(path: Path, sheets: list[tuple[str, pl.DataFrame, list[str]]]) ->
                       f'Target="worksheets/sheet{i}.xml"/>' for i in range(1, len(sheets) + 1))
             + f'<Relationship Id="rId{len(sheets) + 1}" '
               'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" '
-              'Target="styles.xml"/></Relationships>'),
+              'Target="styles.xml"/>'
+            + f'<Relationship Id="rId{len(sheets) + 2}" '
+              'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" '
+              'Target="sharedStrings.xml"/></Relationships>'),
         "xl/styles.xml": _STYLES,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,16 +237,17 @@ def write_xlsx(path: Path, sheets: list[tuple[str, pl.DataFrame, list[str]]]) ->
             ThreadPoolExecutor(max_workers=1) as writer:
         for name, text in parts.items():
             zf.writestr(_entry(name), text.encode("utf-8"))
+        strings = SharedStrings()
         for i, (_, frame, headers) in enumerate(sheets, start=1):
             with zf.open(_entry(f"xl/worksheets/sheet{i}.xml"), "w", force_zip64=True) as stream:
                 pending = None
-                for piece in _sheet_chunks(frame, headers):
-                    data = piece.encode("utf-8")
+                for piece in _sheet_chunks(frame, headers, strings):
                     if pending is not None:
                         pending.result()  # one piece in flight: memory stays bounded, order is kept
-                    pending = writer.submit(stream.write, data)
+                    pending = writer.submit(stream.write, piece)
                 if pending is not None:
                     pending.result()
+        zf.writestr(_entry("xl/sharedStrings.xml"), strings.xml())
     return path
 
 

@@ -105,3 +105,13 @@ def test_trajectory_statuses_and_paces():
 
     done = series_trajectory(_series([96] * 22, 100), target, as_of)
     assert done["status"] == "reached" and done["facilities_short"] == 0 and done["linear_reach_date"] == as_of
+
+
+def test_a_series_whose_fit_runs_off_to_an_infinite_scale_is_rejected_not_raised():
+    """Two connections a year and a half apart out of 14 (a real prefecture's series): a Newton step proposes an
+    astronomically wide curve; it must be discarded, not overflow math.exp (the report used to crash)."""
+    ends = [date(2025 + (3 + k) // 12, (3 + k) % 12 + 1, 1) for k in range(23)]
+    ends = [date(d.year, d.month, calendar.monthrange(d.year, d.month)[1]) for d in ends]
+    cumulative = [0] + [1] * 21 + [2]
+    fit = fit_adoption_curve(date(2025, 4, 1), ends, cumulative, 14)
+    assert fit is None or (math.isfinite(fit.midpoint) and fit.scale > 0)

@@ -36,8 +36,9 @@ _FILE_NAME_DAY = r"try_strptime(regexp_extract(m.path, '_(\d{8})_', 1), '%Y%m%d'
 
 
 def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, table]).fetchone()[0])
+    # names are this module's constants, so plain literals (a parameter would make DuckDB import pandas)
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables "
+                            f"WHERE table_schema = '{schema}' AND table_name = '{table}'").fetchone()[0])
 
 
 def _category_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -106,9 +107,9 @@ def build_view_months(con: duckdb.DuckDBPyConnection, as_of) -> None:
         SELECT institution_number, year(day) * 12 + month(day) - 1 AS month_index, min(day) AS first_day,
                max(day) AS last_day
         FROM (SELECT viewer AS institution_number, {day} AS day FROM core.access_event
-              WHERE coalesce(outcome, '0') = '0' AND recorded < ?::TIMESTAMPTZ)
+              WHERE coalesce(outcome, '0') = '0' AND recorded < TIMESTAMPTZ '{as_of + timedelta(days=1)} 00:00:00+09:00')
         GROUP BY ALL
-    """, [f"{as_of + timedelta(days=1)} 00:00:00+09:00"])
+    """)
 
 
 def view_span(con: duckdb.DuckDBPyConnection) -> tuple:
@@ -145,17 +146,19 @@ def _records_days(con: duckdb.DuckDBPyConnection) -> None:
     every bundle repeats) or tombstoned; it failed when it ended in ops.quarantine."""
     not_submissions = ", ".join(f"'{k}'" for k in NOT_SUBMISSIONS)
     passed = ", ".join(f"'{k}'" for k in PASSED)
-    declared = ("(SELECT s.institution_number FROM staging.bundle s WHERE s.bundle_key = r.bundle_key)"
-                if _exists(con, "staging", "bundle") else "NULL")
+    # the bundle's declared institution where the file name carries none (bundle_key is staging.bundle's key)
+    declared = ("LEFT JOIN staging.bundle s ON s.bundle_key = r.bundle_key" if _exists(con, "staging", "bundle")
+                else "LEFT JOIN (SELECT NULL::BIGINT AS bundle_key, NULL::VARCHAR AS institution_number) s ON false")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_records_day AS
         SELECT institution_number, day, sum(received)::BIGINT AS received, sum(passed)::BIGINT AS passed
         FROM (
-            SELECT coalesce(f.sender, {declared}) AS institution_number, coalesce(b.day, f.day) AS day,
+            SELECT coalesce(f.sender, s.institution_number) AS institution_number, coalesce(b.day, f.day) AS day,
                    1 AS received, (o.outcome IN ({passed}))::INT AS passed
             FROM raw.resource r JOIN adoption_file_day f USING (file_id)
             LEFT JOIN adoption_bundle_day b ON b.bundle_key = r.bundle_key
             LEFT JOIN ops.record_outcome o ON o.raw_id = r.raw_id
+            {declared}
             WHERE f.kind NOT IN ({not_submissions})
             UNION ALL
             SELECT coalesce(q.institution_number, f.sender), f.day, q.record_count, 0
@@ -170,12 +173,12 @@ def _records_days(con: duckdb.DuckDBPyConnection) -> None:
 def data_span(con: duckdb.DuckDBPyConnection) -> tuple:
     """(first, last) day any fact speaks of — the series start and the default as-of date; (None, None) when
     the warehouse holds no dated fact yet."""
-    first_view, last_view = view_span(con)
-    return con.execute("""
+    views = [f"DATE '{d.isoformat()}'" if d else "NULL::DATE" for d in view_span(con)]
+    return con.execute(f"""
         SELECT min(d), max(d) FROM (
             SELECT applied_on AS d FROM adoption_facility UNION ALL SELECT connected_on FROM adoption_facility
-            UNION ALL SELECT day FROM adoption_submission_day UNION ALL SELECT ?::DATE UNION ALL SELECT ?::DATE)
-    """, [first_view, last_view]).fetchone()
+            UNION ALL SELECT day FROM adoption_submission_day UNION ALL SELECT {views[0]} UNION ALL SELECT {views[1]})
+    """).fetchone()
 
 
 def unregistered_senders(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:

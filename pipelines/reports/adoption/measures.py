@@ -26,11 +26,13 @@ _CELL_SUMS = ["registered", "applied", "connected", "sharing", "viewing", "kinds
 
 def build_months(con: duckdb.DuckDBPyConnection, first: date, as_of: date) -> None:
     """adoption_month: one row per calendar month from `first` to `as_of`, read on its last day."""
-    con.execute("""
+    # dates as literals: a query parameter would make DuckDB import pandas (~0.4 s of the report)
+    end, start = f"DATE '{as_of.isoformat()}'", f"DATE '{min(first, as_of).isoformat()}'"
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_month AS
-        SELECT strftime(m, '%Y-%m') AS month, m::DATE AS month_start, least(last_day(m), ?::DATE) AS snapshot_date
-        FROM range(date_trunc('month', ?::DATE), ?::DATE + INTERVAL 1 DAY, INTERVAL 1 MONTH) AS t(m)
-    """, [as_of, min(first, as_of), as_of])
+        SELECT strftime(m, '%Y-%m') AS month, m::DATE AS month_start, least(last_day(m), {end}) AS snapshot_date
+        FROM range(date_trunc('month', {start}), {end} + INTERVAL 1 DAY, INTERVAL 1 MONTH) AS t(m)
+    """)
 
 
 def _sent(kinds) -> str:
@@ -180,27 +182,28 @@ def long_measures(cells: pl.DataFrame) -> pl.DataFrame:
 
 def facility_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
     """grain: one row per registered facility, read on the as-of date (facility counts and names are public)."""
+    day = f"DATE '{as_of.isoformat()}'"
     kinds = ", ".join(f"'{k}'" for k in SIX_KINDS)
     docs = ", ".join(f"'{k}'" for k in THREE_DOCUMENTS)
     return con.sql(f"""
         WITH sub AS (SELECT institution_number, min(day) AS first_day, max(day) AS last_day FROM adoption_submission_day
-                     WHERE day <= $as_of GROUP BY ALL),
+                     WHERE day <= {day} GROUP BY ALL),
              vw AS (SELECT institution_number, min(first_day) AS first_day, max(last_day) AS last_day
                     FROM adoption_view_month GROUP BY ALL),  -- views up to as_of only
              cat AS (SELECT institution_number,
                             list(category ORDER BY category) FILTER (WHERE category IN ({kinds})) AS kinds,
                             list(category ORDER BY category) FILTER (WHERE category IN ({docs})) AS documents
-                     FROM adoption_category_first WHERE first_day <= $as_of GROUP BY ALL),
+                     FROM adoption_category_first WHERE first_day <= {day} GROUP BY ALL),
              rec AS (SELECT institution_number, sum(received)::BIGINT AS received, sum(passed)::BIGINT AS passed
-                     FROM adoption_records_day WHERE day <= $as_of GROUP BY ALL)
+                     FROM adoption_records_day WHERE day <= {day} GROUP BY ALL)
         SELECT f.institution_number, f.facility_name, f.prefecture_code, f.segment, f.facility_type, f.bed_count,
                f.bed_band, f.applied_on, f.connected_on,
                sub.first_day AS first_submission_on, sub.last_day AS last_submission_on,
                vw.first_day AS first_view_on, vw.last_day AS last_view_on,
                f.registry_first_submission_on, f.registry_first_view_on,
-               coalesce(f.connected_on <= $as_of AND sub.last_day > $as_of - INTERVAL {WINDOW_DAYS} DAY, false)
+               coalesce(f.connected_on <= {day} AND sub.last_day > {day} - INTERVAL {WINDOW_DAYS} DAY, false)
                    AS is_sharing,
-               coalesce(f.connected_on <= $as_of AND vw.last_day > $as_of - INTERVAL {WINDOW_DAYS} DAY, false)
+               coalesce(f.connected_on <= {day} AND vw.last_day > {day} - INTERVAL {WINDOW_DAYS} DAY, false)
                    AS is_viewing,
                array_to_string(coalesce(cat.kinds, []), ',') AS kinds_sent, len(coalesce(cat.kinds, [])) AS kinds_sent_count,
                array_to_string(coalesce(cat.documents, []), ',') AS documents_sent,
@@ -211,4 +214,4 @@ def facility_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame
         LEFT JOIN sub USING (institution_number) LEFT JOIN vw USING (institution_number)
         LEFT JOIN cat USING (institution_number) LEFT JOIN rec USING (institution_number)
         ORDER BY f.prefecture_code, f.institution_number
-    """, params={"as_of": as_of}).pl()
+    """).pl()

@@ -46,6 +46,8 @@ def _log_sigmoid(z: np.ndarray) -> np.ndarray:
 def log_likelihood(theta: np.ndarray, times: np.ndarray, counts: np.ndarray, total: int) -> float:
     """Grouped logistic event-time log-likelihood (constant terms dropped); theta = (midpoint, log scale)."""
     midpoint, log_scale = theta
+    if not abs(log_scale) < 700:  # a scale beyond a double: no curve (a Newton step may propose one)
+        return -math.inf
     z = (times - midpoint) / math.exp(log_scale)
     increments = np.diff(counts)
     value = counts[0] * _log_sigmoid(z[0]) if counts[0] else 0.0
