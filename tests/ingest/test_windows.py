@@ -18,10 +18,10 @@ def test_tiny_windows_give_the_same_warehouse_as_one_window(tmp_path, monkeypatc
     generate(inbox, facilities=8, patients=60, seed=11, fault_rate=0.05)
     one, con = run_ingest(inbox, tmp_path / "one.duckdb")
     con.close()
-    monkeypatch.setenv("KARTE_WINDOW_IDS", "97")  # ~20 windows per step, bundles in windows of 9
+    monkeypatch.setenv("KARTE_WINDOW_IDS", "150")  # ~16 windows per step, bundles in windows of 15
     many, con = run_ingest(inbox, tmp_path / "many.duckdb")
     con.close()
-    assert one["records_in"] > 97 * 10
+    assert one["records_in"] > 150 * 10
     assert {k: v for k, v in many.items() if k not in ("batch_id", "warehouse")} == \
            {k: v for k, v in one.items() if k not in ("batch_id", "warehouse")}
     assert fingerprints(tmp_path / "many.duckdb") == fingerprints(tmp_path / "one.duckdb")
