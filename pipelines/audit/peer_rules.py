@@ -11,25 +11,28 @@ from pipelines.audit import rules as R
 
 
 def _robust(con, target: str, table: str, value: str, partition: str | None = None) -> None:
-    """TEMP TABLE `target`: every row of TEMP TABLE `table` with peer_median, peers, peer_mad and robust_z (peers =
-    the whole table, or each `partition`). Medians are aggregates joined back, not window functions: a window
-    over a whole table runs on one thread, and the staff-days of a national audit are ~10 million rows."""
+    """TEMP VIEW `target`: every row of TEMP TABLE `table` with peer_median, peers, peer_mad and robust_z (peers =
+    the whole table, or each `partition`). The medians are aggregates kept in TEMP TABLE `target`_peer (a row per
+    partition), not window functions — a window over a whole table runs on one thread — and the view computes z
+    when read instead of copying the ~10 million staff-days of a national audit."""
     keys = [partition] if partition else []
     on = f"USING ({partition})" if partition else "ON true"
-    group = f"GROUP BY {partition}" if partition else ""
     x = f"CAST(t.{value} AS DOUBLE)"
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {target} AS
+        CREATE OR REPLACE TEMP TABLE {target}_peer AS
         WITH centre AS (
             SELECT {''.join(k + ', ' for k in keys)}median(CAST({value} AS DOUBLE)) AS peer_median, count(*) AS peers
-            FROM {table} {group}
+            FROM {table} {f"GROUP BY {partition}" if partition else ""}
         ), spread AS (
             SELECT {''.join('t.' + k + ', ' for k in keys)}median(abs({x} - c.peer_median)) AS peer_mad
-            FROM {table} t JOIN centre c {on} {group.replace('GROUP BY ', 'GROUP BY t.') if partition else ''}
+            FROM {table} t JOIN centre c {on} {f"GROUP BY t.{partition}" if partition else ""}
         )
-        SELECT t.*, c.peer_median, c.peers, s.peer_mad,
-               ({x} - c.peer_median) / greatest({R.MAD_TO_SD} * s.peer_mad, t.floor_) AS robust_z
-        FROM {table} t JOIN centre c {on} JOIN spread s {on}""")
+        SELECT * FROM centre c JOIN spread s {on}""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW {target} AS
+        SELECT t.*, p.peer_median, p.peers, p.peer_mad,
+               ({x} - p.peer_median) / greatest({R.MAD_TO_SD} * p.peer_mad, t.floor_) AS robust_z
+        FROM {table} t JOIN {target}_peer p {on}""")
 
 
 def build_emergency_share(con) -> None:
@@ -73,7 +76,7 @@ def emergency_sql() -> str:
 
 
 def build_busy_days(con) -> None:
-    """TEMP TABLEs audit_staff_day / audit_facility_day: distinct patients per day vs peers, flagged when abnormal.
+    """TEMP VIEWs audit_staff_day / audit_facility_day: distinct patients per day vs peers, flagged when abnormal.
     Staff-days are compared with every staff-day; facility-days with those of the same facility type."""
     flagged = f"n >= {R.VOLUME_MIN_PATIENTS} AND robust_z >= {R.ROBUST_Z}"
     con.execute(f"""
@@ -81,7 +84,7 @@ def build_busy_days(con) -> None:
         SELECT viewer, staff_id, day_jst, count(DISTINCT patient_key) AS n, {R.VOLUME_SCALE_FLOOR} AS floor_
         FROM audit_access WHERE staff_id IS NOT NULL GROUP BY ALL""")
     _robust(con, "audit_staff_day_z", "audit_staff_day_n", "n")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE audit_staff_day AS SELECT *, {flagged} AS flagged FROM audit_staff_day_z")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW audit_staff_day AS SELECT *, {flagged} AS flagged FROM audit_staff_day_z")
     # the facility type is the viewer's: grouped by viewer and day first, typed after (180,000 facilities, not
     # 10 million accesses, go through the registry join)
     con.execute(f"""
@@ -91,7 +94,7 @@ def build_busy_days(con) -> None:
         FROM (SELECT viewer, day_jst, count(DISTINCT patient_key) AS n FROM audit_access GROUP BY ALL) d
         LEFT JOIN core.facility f ON f.institution_number = d.viewer""")
     _robust(con, "audit_facility_day_z", "audit_facility_day_n", "n", "facility_type")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE audit_facility_day AS SELECT *, {flagged} AS flagged "
+    con.execute(f"CREATE OR REPLACE TEMP VIEW audit_facility_day AS SELECT *, {flagged} AS flagged "
                 "FROM audit_facility_day_z")
 
 
