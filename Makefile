@@ -23,7 +23,7 @@ run: setup
 test: setup
 	$(BIN)/pytest -n 2  # two workers: CI and the dev machines have 2 cores
 
-# The views benchmark (compiled staging view vs hand-written SQL, 1M Observations): data/reports/bench.json
+# Every benchmark section (views, ingest, incremental, reports at national scale, parallel): data/reports/bench.json
 bench: setup
 	$(BIN)/karte bench
 
