@@ -35,8 +35,9 @@ FINDING_COLUMNS = """
 
 def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Drop TEMP table or view `name` if present (an older session may hold either)."""
+    # `name` is one of this package's constants; a literal, as a query parameter would make DuckDB import pandas
     for kind, in con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
-                             "AND table_catalog = 'temp' AND table_name = ?", [name]).fetchall():
+                             f"AND table_catalog = 'temp' AND table_name = '{name}'").fetchall():
         con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} temp.main.{name}")
 
 

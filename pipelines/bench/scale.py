@@ -549,8 +549,18 @@ with redirect_stdout(io.StringIO()) as printed:
 seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
 if code:
     sys.exit(f"karte report {name} exited {code}")
+try:  # this process's own high-water mark (ru_maxrss would also count the parent's at fork)
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "cli": json.loads(printed.getvalue().splitlines()[-1]),
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": peak}))
+"""
+#: the warehouse is built in a child too, so the timed reports never share the machine with its memory
+_BUILD = """
+import sys
+from pipelines.bench.scale import build_scale_warehouse
+build_scale_warehouse(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
 """
 
 
@@ -642,7 +652,11 @@ def run_scale_bench(facilities: int = NATIONAL_FACILITIES, access_events: int = 
                                    f"{access_events:,} access events; remove it or name another path")
             say(f"reusing the scale warehouse {path}")
         else:
-            build_scale_warehouse(path, facilities, access_events, progress=say)
+            say(f"building the scale warehouse ({facilities:,} facilities, {access_events:,} access events)")
+            done = subprocess.run([sys.executable, "-c", _BUILD, str(path), str(facilities), str(access_events)],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode:
+                raise RuntimeError(f"building the scale warehouse failed: {done.stderr.strip().splitlines()[-1:]}")
         setup = time.perf_counter() - started
         con = duckdb.connect(str(path), read_only=True)
         try:

@@ -44,10 +44,10 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
 def _category_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Staging tables holding dated, attributed kinds of information (new ones, e.g. checkups, join by shape)."""
     needed = ["institution_number", "category", "file_id", "bundle_key", "raw_id"]
-    rows = con.execute(
+    rows = con.execute(  # literals, not parameters: those make DuckDB import pandas
         "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'staging' AND column_name IN "
-        f"({', '.join('?' * len(needed))}) GROUP BY table_name HAVING count(*) = ? ORDER BY table_name",
-        [*needed, len(needed)]).fetchall()
+        f"({', '.join(repr(c) for c in needed)}) GROUP BY table_name HAVING count(*) = {len(needed)} "
+        "ORDER BY table_name").fetchall()
     return [r[0] for r in rows]
 
 
