@@ -27,11 +27,11 @@ import binascii
 import functools
 import json
 import re
-import types
 import typing
 from collections.abc import Callable
 
 from pipelines.config import REFERENCE_DIR
+from pipelines.views.fhir_model import unwrap_annotation
 
 __all__ = ["NO_RESOURCE", "SCHEMA_PATH", "derive_schema", "load_schema", "structure_problem", "warm_up",
            "write_schema"]
@@ -71,7 +71,7 @@ def _derive_type(model, primitive_names, fhir_base, any_resource_base) -> dict:
     for field_name, field in model.model_fields.items():
         if field_name == "fhir_comments":  # on every model; the checker allows it everywhere
             continue
-        many, inner = _unwrap(field.annotation)
+        many, inner = unwrap_annotation(field.annotation)
         if isinstance(inner, type) and issubclass(inner, any_resource_base):
             type_name = ANY_RESOURCE
         elif isinstance(inner, type) and issubclass(inner, fhir_base):
@@ -103,20 +103,6 @@ def _derive_type(model, primitive_names, fhir_base, any_resource_base) -> dict:
         # its own model validator: an empty _element object says nothing
         derived["one_of_required"] = ["extension", "fhir_comments", "id"]
     return derived
-
-
-def _unwrap(annotation) -> tuple[bool, object]:
-    """(is an array, the item annotation) with Optional/None removed at both levels."""
-    many = False
-    while True:
-        origin = typing.get_origin(annotation)
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if origin in (typing.Union, types.UnionType) and len(args) == 1:
-            annotation = args[0]
-        elif origin is list:
-            many, annotation = True, args[0]
-        else:
-            return many, annotation
 
 
 def write_schema(path=SCHEMA_PATH) -> None:

@@ -17,7 +17,7 @@ from pipelines.consent import intervals
 from pipelines.ingest import checkups, structure
 from pipelines.ingest.bundles import stage_bundles
 from pipelines.ingest.documents import stage_documents
-from pipelines.ingest.landing import land_files
+from pipelines.ingest.landing import LandingResult, land_files
 from pipelines.ingest.lines import LINE_STAGES, stage_lines
 from pipelines.ingest.raw import parse_landed_files
 from pipelines.ingest.resources import clinical_stages, stage_resources
@@ -94,6 +94,12 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
             progress(name, done, len(steps) + 1)
         step(con)
         _maybe_crash(name)
+    return run_summary(con, batch_id, settings, landing)
+
+
+def run_summary(con: duckdb.DuckDBPyConnection, batch_id: int, settings: Settings,
+                landing: LandingResult) -> IngestSummary:
+    """The summary of a finished run: record counts from `summarise`, file counts from its landing."""
     summary = summarise(con, batch_id)
     summary.files_seen = landing.files_seen
     summary.files_ingested = landing.files_new

@@ -15,8 +15,8 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.ingest import structure
-from pipelines.ingest.landing import land_files
-from pipelines.ingest.run import IngestSummary, start_batch, summarise
+from pipelines.ingest.landing import LandingResult, land_files
+from pipelines.ingest.run import IngestSummary, run_summary, start_batch
 from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
 from pipelines.partitioned.mapper import MapResult
 from pipelines.partitioned.plan import Shard, assign_shards, pending_partitions
@@ -155,16 +155,12 @@ def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan
                 set_watermark(con, consumer, max(last, get_watermark(con, consumer)))
     for _, step in core_steps:
         step(con)
-    summary = summarise(con, plan.batch_id)
+    summary = run_summary(con, plan.batch_id, settings, LandingResult(
+        plan.files_seen, plan.files_new, plan.files_skipped_duplicate))
     if plan.ducklake and not already:
         from pipelines.partitioned.ducklake import publish
 
         catalog = Path(plan.ducklake)
         publish(con, Path(plan.lake), plan.batch_id, _schemas(results), catalog,
                 catalog.parent / f"{catalog.stem}.data")
-    summary.files_seen = plan.files_seen
-    summary.files_ingested = plan.files_new
-    summary.files_skipped_duplicate = plan.files_skipped_duplicate
-    summary.warehouse = str(settings.warehouse)
-    summary.uses_development_key = settings.uses_development_key
     return summary

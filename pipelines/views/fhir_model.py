@@ -59,7 +59,7 @@ def _elements(type_name: str) -> dict[str, Element]:
         name = field.alias or ""
         if not name:
             continue
-        many, inner = _unwrap(field.annotation)
+        many, inner = unwrap_annotation(field.annotation)
         found[name] = _classify(name, many, inner)
     return found
 
@@ -71,7 +71,7 @@ def element(type_name: str | None, name: str) -> Element | None:
     return _elements(type_name).get(name)
 
 
-def _unwrap(annotation) -> tuple[bool, object]:
+def unwrap_annotation(annotation) -> tuple[bool, object]:
     """(is a list, the item annotation) with Optional/Union-with-None removed."""
     many = False
     while True:
