@@ -186,17 +186,23 @@ def _seal_narrative(v: Vault, text: object) -> object:
     return text
 
 
-def _seal_person(v: Vault, r: dict) -> None:
-    """Patient / RelatedPerson: who they are is sealed; gender, birth date and prefecture stay for analysis."""
-    if "identifier" in r:
-        r["identifier"] = _seal_values(v, r["identifier"])
-    for key in ("name", "address", "contact"):
+def _seal_who(v: Vault, r: dict, trees: tuple[str, ...]) -> None:
+    """What names a person in any resource about one: the `trees` (names, addresses…) whole, telecom values and
+    the narrative."""
+    for key in trees:
         if key in r:
             r[key] = _seal_tree(v, r[key])
     if "telecom" in r:
         r["telecom"] = _seal_values(v, r["telecom"])
     if "text" in r:
         r["text"] = _seal_narrative(v, r["text"])
+
+
+def _seal_person(v: Vault, r: dict) -> None:
+    """Patient / RelatedPerson: who they are is sealed; gender, birth date and prefecture stay for analysis."""
+    if "identifier" in r:
+        r["identifier"] = _seal_values(v, r["identifier"])
+    _seal_who(v, r, ("name", "address", "contact"))
     if "patient" in r:
         r["patient"] = _seal_reference(v, r["patient"])
 
@@ -204,13 +210,7 @@ def _seal_person(v: Vault, r: dict) -> None:
 def _seal_practitioner(v: Vault, r: dict) -> None:
     """Staff are people too: their names and contacts are sealed; the facility-local staff id stays (the
     audit names staff by it, and it identifies no one outside the facility)."""
-    for key in ("name", "address"):
-        if key in r:
-            r[key] = _seal_tree(v, r[key])
-    if "telecom" in r:
-        r["telecom"] = _seal_values(v, r["telecom"])
-    if "text" in r:
-        r["text"] = _seal_narrative(v, r["text"])
+    _seal_who(v, r, ("name", "address"))
 
 
 def _seal_coverage(v: Vault, r: dict) -> None:
