@@ -6,7 +6,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.config import Settings, load_settings
-from pipelines.warehouse import connect
+from pipelines.warehouse import cap_memory, connect
 
 
 class KarteWarehouse(dg.ConfigurableResource):
@@ -25,6 +25,4 @@ class KarteWarehouse(dg.ConfigurableResource):
 
     def connect_for_ingest(self) -> duckdb.DuckDBPyConnection:
         """A write connection whose DuckDB memory is capped for the ingest steps (Settings.ingest_memory_limit)."""
-        con = self.connect()
-        con.execute("SET memory_limit = ?", [self.settings().ingest_memory_limit])
-        return con
+        return cap_memory(self.connect(), self.settings().ingest_memory_limit)

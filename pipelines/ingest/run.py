@@ -22,7 +22,7 @@ from pipelines.ingest.lines import LINE_STAGES, stage_lines
 from pipelines.ingest.raw import parse_landed_files
 from pipelines.ingest.resources import clinical_stages, stage_resources
 from pipelines.ingest.upsert import CORE_TABLES, upsert
-from pipelines.warehouse import transaction
+from pipelines.warehouse import cap_memory, transaction
 
 
 @dataclass
@@ -82,7 +82,7 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
            progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
     """Run every step; `progress(step, done, total)` is called before each step (for a progress bar)."""
-    con.execute("SET memory_limit = ?", [settings.ingest_memory_limit])
+    cap_memory(con, settings.ingest_memory_limit)
     batch_id = start_batch(con, str(settings.inbox))
     steps = processing_steps(settings)
     if progress:

@@ -42,6 +42,13 @@ def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckD
     return con
 
 
+def cap_memory(con: duckdb.DuckDBPyConnection, limit: str) -> duckdb.DuckDBPyConnection:
+    """Cap DuckDB's buffer pool (it otherwise grows to 80 % of RAM caching what it wrote); ingest runs under
+    Settings.ingest_memory_limit so its peak follows the step windows, not the warehouse size."""
+    con.execute("SET memory_limit = ?", [limit])
+    return con
+
+
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """All-or-nothing: a batch step either commits whole or leaves the warehouse as it was."""
