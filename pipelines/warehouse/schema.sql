@@ -122,6 +122,14 @@ CREATE TABLE IF NOT EXISTS raw.resource (
 -- staging tables the stages read before their first write (the others take their columns from the
 -- ViewDefinition + contract on first use)
 
+-- grain: one row per raw FHIR resource the raw step ran the fast structure check on, as it parsed it (fast
+-- structure mode, pipelines/ingest/raw_read.py); problem is NULL when it passed. The structure step reads
+-- this instead of parsing every resource again, and checks any resource without a row itself.
+CREATE TABLE IF NOT EXISTS staging.fast_structure_check (
+    raw_id  BIGINT PRIMARY KEY,
+    problem VARCHAR
+);
+
 -- grain: one row per raw record that failed the fhir.resources structure check
 CREATE TABLE IF NOT EXISTS staging.structure_failure (
     raw_id          BIGINT PRIMARY KEY,
@@ -155,4 +163,15 @@ CREATE TABLE IF NOT EXISTS staging.bundle (
     patient_full_url    VARCHAR,
     patient_resource_id VARCHAR,
     accepted            BOOLEAN NOT NULL
+);
+
+-- grain: one row per verification of core.access_event's hash chain that found it intact: every row up to
+-- chain_seq hashed to row_hash at verified_at (is_full: re-hashed from the genesis; otherwise from the previous
+-- checkpoint). The next verification re-hashes only the rows after the newest (pipelines/audit/chain.py).
+CREATE TABLE IF NOT EXISTS ops.access_chain_checkpoint (
+    chain_seq    BIGINT NOT NULL,
+    row_hash     VARCHAR NOT NULL,
+    verified_at  TIMESTAMPTZ NOT NULL,
+    is_full      BOOLEAN NOT NULL,
+    rows_hashed  BIGINT NOT NULL
 );
