@@ -13,7 +13,7 @@ their own) carry no row: they are stored as supporting document entries.
 import duckdb
 import polars as pl
 
-from pipelines.checkups.cda import CheckupFormatError, parse_checkup_document
+from pipelines.checkups.cda import CheckupFormatError, checkup_document_rows
 from pipelines.checkups.fhir import checkup_rows
 from pipelines.checkups.plausibility import apply_plausibility
 from pipelines.checkups.rows import CHECKUP_KEY, ROW_SCHEMA, empty_rows
@@ -75,7 +75,8 @@ def _fhir_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[pl.Dat
 
 
 def _xml_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(rows with raw_id, format failures). XML is parsed per document: there is no set-based XML parser."""
+    """(rows with raw_id, format failures). XML is parsed per document (there is no set-based XML parser), but
+    the rows of every document in the window make one frame: a frame per document cost more than the parse."""
     documents = con.execute(
         f"SELECT raw_id, resource->>'$.cda' FROM raw.resource WHERE resource_type = '{CHECKUP_DOCUMENT}' "
         f"AND raw_id > {lo} AND raw_id <= {hi} ORDER BY raw_id").fetchall()
@@ -83,12 +84,11 @@ def _xml_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> t
     for raw_id, xml in documents:
         try:
             # sealed whole in raw (it names the insured person): revealed in memory to be parsed
-            parsed.append(pl.DataFrame(parse_checkup_document(reveal_text(xml, key)), schema=ROW_SCHEMA)
-                          .with_columns(raw_id=pl.lit(raw_id, pl.Int64)))
+            parsed += [(*row, raw_id) for row in checkup_document_rows(reveal_text(xml, key))]
         except CheckupFormatError as exc:
             failed.append({"raw_id": raw_id, "rule_id": exc.rule_id, "message": str(exc), "rule_order": 0,
                            "resource_identifier": None, "institution_number": None})
-    rows = pl.concat(parsed) if parsed else empty_rows().with_columns(raw_id=pl.lit(None, pl.Int64))
+    rows = pl.DataFrame(parsed, schema={**ROW_SCHEMA, "raw_id": pl.Int64}, orient="row")
     valid = pl.when(pl.col("member_id").str.contains(ig_rules.MEMBER_ID_RE)).then(pl.col("member_id"))
     rows = rows.with_columns(member_id=patient_keys(rows.select(valid.alias("m"))["m"], key))
     no_subject = rows.filter(pl.col("member_id").is_null()).select(
