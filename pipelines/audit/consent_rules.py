@@ -12,18 +12,20 @@ import duckdb
 from pipelines.consent.coverage import covering_interval_sql
 
 
-def build_uncovered(con: duckdb.DuckDBPyConnection) -> None:
-    """TEMP TABLE audit_uncovered: one row per uncovered access with the Consent in force (emergency accesses
-    included: A-EMERGENCY reports whether consent would have covered them).
+def build_uncovered(con: duckdb.DuckDBPyConnection, source: str = "audit_access",
+                    target: str = "audit_uncovered") -> None:
+    """TEMP TABLE `target` (default audit_uncovered): one row per uncovered access of `source` (a view with
+    audit_access's columns) with the Consent in force (emergency accesses included: A-EMERGENCY reports whether
+    consent would have covered them).
 
     Coverage is a join on (patient, kind) filtered by the rest of the definition, then an anti-join on
     (access, kind): the same answer as `NOT covering_consent_sql(...)` per access and kind (a kind the log names
     twice is covered or not twice alike), without the de-duplication of ~10 million correlated rows that DuckDB
     runs before such an EXISTS."""
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE audit_uncovered_kind AS
+        CREATE OR REPLACE TEMP TABLE {target}_kind AS
         WITH checked AS (
-            SELECT raw_id, patient_key, viewer, recorded, unnest(kinds_checked) AS kind FROM audit_access
+            SELECT raw_id, patient_key, viewer, recorded, unnest(kinds_checked) AS kind FROM {source}
         ), covered AS (
             SELECT c.raw_id, c.kind FROM checked c
             JOIN core.consent_interval ci ON ci.patient_key = c.patient_key AND ci.kind = c.kind
@@ -32,11 +34,11 @@ def build_uncovered(con: duckdb.DuckDBPyConnection) -> None:
         SELECT raw_id, list(kind ORDER BY kind) AS uncovered_kinds
         FROM checked ANTI JOIN covered USING (raw_id, kind)
         GROUP BY raw_id""")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE audit_uncovered AS
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {target} AS
         WITH uncovered AS (
             SELECT a.raw_id, a.patient_key, a.recorded, a.viewer, u.uncovered_kinds
-            FROM audit_access a JOIN audit_uncovered_kind u USING (raw_id)
+            FROM {source} a JOIN {target}_kind u USING (raw_id)
         ), head AS (   -- one Consent per patient and instant: on a tie the larger id is in force
             SELECT patient_key, event_time, max(consent_id) AS consent_id FROM core.consent_event
             WHERE patient_key IN (SELECT patient_key FROM uncovered) GROUP BY ALL

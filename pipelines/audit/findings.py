@@ -9,7 +9,7 @@ Every rule is one SELECT over TEMP VIEW audit_access (the window's accesses) giv
 
 import duckdb
 
-from pipelines.audit import access_rules, consent_rules, peer_rules
+from pipelines.audit import access_rules, aggregates, consent_rules, peer_rules
 from pipelines.audit.roles import load_staff_roles
 from pipelines.audit.window import AuditWindow
 from pipelines.fhir.systems import INFORMATION_KINDS
@@ -41,30 +41,40 @@ def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} temp.main.{name}")
 
 
-def select_accesses(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> int:
-    """TEMP VIEW audit_access: the accesses the audit covers (+ JST day, kinds to check); raw_id is the key the
-    rules use (an integer: cheaper to join than access_id). A view, not a table: each rule reads only the columns
-    it needs, and a national log (10 million rows, kinds and resource lists) is never copied."""
-    _drop_temp(con, "audit_access")
-    con.execute(f"""
-        CREATE TEMP VIEW audit_access AS
+def access_columns_sql(where: str) -> str:
+    """SELECT of the core.access_event rows (alias a) matching `where` with the columns the rules read (+ JST day,
+    kinds to check); raw_id is the key the rules use (an integer: cheaper to join than access_id)."""
+    return f"""
         SELECT a.raw_id, a.access_id, a.patient_key, a.viewer, a.staff_id, a.staff_role, a.recorded, a.purpose,
                a.kinds, coalesce(a.resource_refs, []::VARCHAR[]) AS resource_refs,
                CASE WHEN len(coalesce(a.kinds, [])) = 0 THEN {_ALL_KINDS} ELSE a.kinds END AS kinds_checked,
                {jst_day_sql("a.recorded")} AS day_jst,
                coalesce(a.purpose = 'ETREAT', false) AS emergency
         FROM core.access_event a
-        WHERE a.recorded >= {window.start_sql} AND a.recorded < {window.end_sql}""")
+        WHERE {where}"""
+
+
+def select_accesses(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> int:
+    """TEMP VIEW audit_access: the accesses the audit covers. A view, not a table: each rule reads only the columns
+    it needs, and a national log (10 million rows, kinds and resource lists) is never copied."""
+    _drop_temp(con, "audit_access")
+    con.execute("CREATE TEMP VIEW audit_access AS "
+                + access_columns_sql(f"a.recorded >= {window.start_sql} AND a.recorded < {window.end_sql}"))
     return con.execute("SELECT count(*) FROM audit_access").fetchone()[0]
 
 
 def compute_findings(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> int:
-    """Evaluate every rule over the window; returns the number of findings in TEMP TABLE audit_finding."""
+    """Evaluate every rule over the window; returns the number of findings in TEMP TABLE audit_finding.
+    Per-day counts and consent coverage come from the stored aggregates (pipelines/audit/aggregates.py) plus
+    whatever arrived after them, computed here."""
     select_accesses(con, window)
     load_staff_roles(con)
+    state = aggregates.stored_state(con)
     access_rules.build_care(con, window)
-    consent_rules.build_uncovered(con)
+    _drop_temp(con, "audit_uncovered")  # a table or a view, depending on what is stored
+    aggregates.select_uncovered(con, window, state)
     peer_rules.build_emergency_share(con)
+    aggregates.select_day_counts(con, window, state)
     peer_rules.build_busy_days(con)
     union = "\nUNION ALL ".join(f"({query()})" for query in RULE_QUERIES.values())
     win_from = f"DATE '{window.date_from}'" if window.date_from else "CAST(NULL AS DATE)"

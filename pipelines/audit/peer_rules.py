@@ -10,24 +10,39 @@ an absolute minimum, so a quiet facility or day never triggers. Peers are taken 
 from pipelines.audit import rules as R
 
 
+def _median_sql(histogram: str, keys: list[str]) -> str:
+    """SELECT keys, median, peers: DuckDB's median (quantile_cont 0.5) of a histogram `histogram`(keys, x, w) — the
+    values at 0-based positions (N-1)//2 and N//2 of the sorted list, interpolated as DuckDB does
+    (lo + (hi - lo) × 0.5), so the result is the very double median() gives over the individual rows."""
+    lead = "".join(k + ", " for k in keys)
+    part = f"PARTITION BY {', '.join(keys)}" if keys else ""
+    return f"""
+        SELECT {lead}lo + (hi - lo) * 0.5 AS median, peers FROM (
+            SELECT {lead}min(x) FILTER (WHERE upto > (total - 1) // 2) AS lo,
+                   min(x) FILTER (WHERE upto > total // 2) AS hi, CAST(coalesce(any_value(total), 0) AS BIGINT) AS peers
+            FROM (SELECT *, sum(w) OVER ({part} ORDER BY x ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
+                         sum(w) OVER ({part}) AS total FROM {histogram})
+            {f"GROUP BY {', '.join(keys)}" if keys else ""})"""
+
+
 def _robust(con, target: str, table: str, value: str, partition: str | None = None) -> None:
-    """TEMP VIEW `target`: every row of TEMP TABLE `table` with peer_median, peers, peer_mad and robust_z (peers =
-    the whole table, or each `partition`). The medians are aggregates kept in TEMP TABLE `target`_peer (a row per
-    partition), not window functions — a window over a whole table runs on one thread — and the view computes z
-    when read instead of copying the ~10 million staff-days of a national audit."""
+    """TEMP VIEW `target`: every row of `table` with peer_median, peers, peer_mad and robust_z (peers = the whole
+    table, or each `partition`). The medians are taken over a histogram of the values (a national audit has ~10
+    million staff-days but a few dozen distinct counts) and kept in TEMP TABLE `target`_peer (a row per
+    partition); the view computes z when read instead of copying the rows."""
     keys = [partition] if partition else []
+    lead = "".join(k + ", " for k in keys)
     on = f"USING ({partition})" if partition else "ON true"
     x = f"CAST(t.{value} AS DOUBLE)"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {target}_hist AS
+                    SELECT {lead}CAST({value} AS DOUBLE) AS x, count(*) AS w FROM {table} GROUP BY ALL""")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {target}_centre AS {_median_sql(f'{target}_hist', keys)}")
+    deviation = f"""(SELECT {''.join('h.' + k + ', ' for k in keys)}abs(h.x - c.median) AS x, sum(h.w) AS w
+                     FROM {target}_hist h JOIN {target}_centre c {on} GROUP BY ALL)"""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {target}_peer AS
-        WITH centre AS (
-            SELECT {''.join(k + ', ' for k in keys)}median(CAST({value} AS DOUBLE)) AS peer_median, count(*) AS peers
-            FROM {table} {f"GROUP BY {partition}" if partition else ""}
-        ), spread AS (
-            SELECT {''.join('t.' + k + ', ' for k in keys)}median(abs({x} - c.peer_median)) AS peer_mad
-            FROM {table} t JOIN centre c {on} {f"GROUP BY t.{partition}" if partition else ""}
-        )
-        SELECT * FROM centre c JOIN spread s {on}""")
+        SELECT {''.join('c.' + k + ', ' for k in keys)}c.median AS peer_median, c.peers, s.median AS peer_mad
+        FROM {target}_centre c JOIN ({_median_sql(deviation, keys)}) s {on}""")
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW {target} AS
         SELECT t.*, p.peer_median, p.peers, p.peer_mad,
@@ -79,10 +94,9 @@ def build_busy_days(con) -> None:
     """TEMP VIEWs audit_staff_day / audit_facility_day: distinct patients per day vs peers, flagged when abnormal.
     Staff-days are compared with every staff-day; facility-days with those of the same facility type."""
     flagged = f"n >= {R.VOLUME_MIN_PATIENTS} AND robust_z >= {R.ROBUST_Z}"
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE audit_staff_day_n AS
-        SELECT viewer, staff_id, day_jst, count(DISTINCT patient_key) AS n, {R.VOLUME_SCALE_FLOOR} AS floor_
-        FROM audit_access WHERE staff_id IS NOT NULL GROUP BY ALL""")
+    # the counts: TEMP VIEWs audit_staff_day_all / audit_facility_day_all (pipelines/audit/aggregates.py)
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW audit_staff_day_n AS
+                    SELECT *, {R.VOLUME_SCALE_FLOOR} AS floor_ FROM audit_staff_day_all""")
     _robust(con, "audit_staff_day_z", "audit_staff_day_n", "n")
     con.execute(f"CREATE OR REPLACE TEMP VIEW audit_staff_day AS SELECT *, {flagged} AS flagged FROM audit_staff_day_z")
     # the facility type is the viewer's: grouped by viewer and day first, typed after (180,000 facilities, not
@@ -91,7 +105,7 @@ def build_busy_days(con) -> None:
         CREATE OR REPLACE TEMP TABLE audit_facility_day_n AS
         SELECT d.viewer, coalesce(f.facility_type, 'unknown') AS facility_type, d.day_jst, d.n,
                {R.VOLUME_SCALE_FLOOR} AS floor_
-        FROM (SELECT viewer, day_jst, count(DISTINCT patient_key) AS n FROM audit_access GROUP BY ALL) d
+        FROM audit_facility_day_all d
         LEFT JOIN core.facility f ON f.institution_number = d.viewer""")
     _robust(con, "audit_facility_day_z", "audit_facility_day_n", "n", "facility_type")
     con.execute(f"CREATE OR REPLACE TEMP VIEW audit_facility_day AS SELECT *, {flagged} AS flagged "
