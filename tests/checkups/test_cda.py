@@ -123,3 +123,103 @@ def test_a_grouping_observation_yields_no_row_but_its_members_do():
     grouped = xml_rows(text.replace("</section>", group + "</section>", 1))
     assert grouped.height == xml_rows(text).height + 1
     assert grouped.filter(item_code="9A110160700000011")["value_code"].to_list() == ["2"]
+
+
+# --- the parser refuses what defusedxml refuses, and reads everything else the same ----------------------------
+
+def _tree(node) -> tuple:
+    return (node.tag, sorted(node.attrib.items()), node.text, node.tail, [_tree(child) for child in node])
+
+
+def _defusedxml_outcome(text: str) -> tuple:
+    """What parse_xml did with defusedxml (forbid_dtd) before the prolog-only refusal replaced it: the oracle."""
+    from xml.etree.ElementTree import ParseError
+
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
+    try:
+        return ("tree", _tree(fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)))
+    except DefusedXmlException as exc:
+        return ("K-XML-UNSAFE", f"document declares a DTD or entities ({type(exc).__name__}); checkup XML must not")
+    except ParseError as exc:
+        return ("K-XML", f"document is not well-formed XML: {exc}")
+
+
+def _outcome(text: str) -> tuple:
+    from pipelines.checkups.cda import parse_xml
+
+    try:
+        return ("tree", _tree(parse_xml(text)))
+    except CheckupFormatError as exc:
+        return (exc.rule_id, exc.message)
+
+
+_PROLOGS = {
+    "billion laughs": BILLION_LAUGHS,
+    "external entity": EXTERNAL_ENTITY,
+    "external DTD": '<!DOCTYPE ClinicalDocument SYSTEM "http://example.invalid/x.dtd">',
+    "public DTD": '<!DOCTYPE ClinicalDocument PUBLIC "-//x//DTD y//EN" "http://example.invalid/x.dtd">',
+    "parameter entity": '<!DOCTYPE ClinicalDocument [<!ENTITY % p SYSTEM "http://example.invalid/p.dtd"> %p;]>',
+    "DTD after a comment and a PI": '<!-- c --><?pi x?>\n<!DOCTYPE ClinicalDocument [<!ENTITY a "b">]>',
+    "bare DOCTYPE": "<!DOCTYPE ClinicalDocument>",
+    "unterminated DTD": '<!DOCTYPE ClinicalDocument [<!ENTITY a "b"',
+    "comment and PI only": "<!-- <!DOCTYPE ClinicalDocument> --><?pi <!DOCTYPE x>?>",
+}
+_BODIES = {
+    "DOCTYPE text in a comment": "<d><!-- <!DOCTYPE d [<!ENTITY a 'b'>]> --></d>",
+    "DOCTYPE text in CDATA": "<d><![CDATA[<!DOCTYPE d [<!ENTITY a 'b'>]>]]></d>",
+    "DOCTYPE inside the root": "<d><!DOCTYPE d></d>",
+    "DOCTYPE after the root": "<d/><!DOCTYPE d>",
+    "undefined entity": "<d>&xxe;</d>",
+    "undefined entity in an attribute": '<d a="&xxe;"/>',
+    "predefined entities and character references": '<d a="&lt;&#x41;&quot;">&amp;&#12354;&gt;</d>',
+    "namespaces": '<v3:d xmlns:v3="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+                  'xsi:type="PQ"><v3:e xml:lang="ja">テ</v3:e></v3:d>',
+    "unbound prefix": "<x:d/>",
+    "two roots": "<d/><e/>",
+    "mismatched tags": "<d><e></d></e>",
+    "empty": "",
+    "blank": "  \n",
+    "lone angle bracket": "<",
+    "NUL": "<d>\x00</d>",
+    "byte order mark": "\ufeff<d/>",
+    "garbage before the declaration": 'x<?xml version="1.0"?><d/>',
+}
+
+
+@pytest.mark.parametrize("name", list(_PROLOGS))
+def test_a_prolog_is_refused_or_read_as_defusedxml_did(name):
+    declaration, rest = cda(specific_checkup()).split("\n", 1)
+    text = f"{declaration}\n{_PROLOGS[name]}\n{rest}"
+    assert _outcome(text) == _defusedxml_outcome(text)
+
+
+@pytest.mark.parametrize("name", list(_BODIES))
+def test_odd_xml_is_refused_or_read_as_defusedxml_did(name):
+    text = _BODIES[name]
+    assert _outcome(text) == _defusedxml_outcome(text)
+    assert _outcome(f'<?xml version="1.0" encoding="UTF-8"?>\n{text}') == \
+        _defusedxml_outcome(f'<?xml version="1.0" encoding="UTF-8"?>\n{text}')
+
+
+def test_a_whole_document_and_its_truncations_read_as_defusedxml_did():
+    text = cda(specific_checkup())
+    for cut in (len(text), len(text) - 1, len(text) * 9 // 10, len(text) // 2, 120, 39, 1):
+        assert _outcome(text[:cut]) == _defusedxml_outcome(text[:cut]), cut
+
+
+def test_a_lone_surrogate_is_k_xml_not_a_crash():
+    # defusedxml let the UnicodeEncodeError through, which stopped the whole staging step
+    with pytest.raises(CheckupFormatError) as err:
+        parse_checkup_document(cda(specific_checkup()).replace("</title>", "\udc80</title>", 1))
+    assert err.value.rule_id == "K-XML"
+
+
+def test_tuples_and_dicts_are_the_same_rows_in_row_column_order():
+    from pipelines.checkups.cda import HEADER_COLUMNS, ITEM_COLUMNS, checkup_document_rows
+
+    assert [*HEADER_COLUMNS, *ITEM_COLUMNS, "source_form"] == ROW_COLUMNS
+    text = cda(specific_checkup())
+    assert [dict(zip(ROW_COLUMNS, row, strict=True)) for row in checkup_document_rows(text)] == \
+        parse_checkup_document(text)
