@@ -1,8 +1,9 @@
 """特定健診情報ファイル (MHLW 電子的な標準様式, HL7 CDA R2) → common rows, one document (one person) at a time.
 
     parse_checkup_document(xml_text) -> list[dict]     one dict per item, columns of rows.ROW_SCHEMA
-    checkup_document_rows(xml_text) -> list[tuple]     the same rows as tuples in ROW_COLUMNS order (the ingest's
-                                                       bulk path: one frame per window, not one per document)
+    checkup_document_rows(xml_text) -> list[tuple]     the same rows as tuples in ROW_COLUMNS order
+    read_checkup_document(xml_text) -> (header, items)  the header once and the items' own values (the ingest's bulk
+                                                       path: one frame per window, not one per document)
     raises CheckupFormatError(rule_id, message)         K-XML / K-XML-UNSAFE / K-CHECKUP
 
 Parsing refuses every DTD, as defusedxml's forbid_dtd does: a document declaring a DOCTYPE (entities, billion
@@ -239,23 +240,30 @@ def _item(code_el: Element | None, value: Element | None, interpretation: Elemen
             interpretation.get("code") if interpretation is not None else None)
 
 
-def checkup_document_rows(xml_text: str) -> list[tuple]:
-    """One tuple per item of one person's 特定健診情報ファイル, in ROW_COLUMNS order; raises CheckupFormatError."""
+def read_checkup_document(xml_text: str) -> tuple[tuple, list[tuple]]:
+    """(header in HEADER_COLUMNS order, one tuple per item in ITEM_COLUMNS order) of one person's
+    特定健診情報ファイル — the ingest joins the two as frames; raises CheckupFormatError."""
     root = parse_xml(xml_text)
     header = _header(root)
     body = _find(root, _BODY)
     if body is None:
         raise CheckupFormatError("K-CHECKUP", "component/structuredBody missing")
     items = checkup_items()
-    rows = []
+    found = []
     for obs in body.iter(_OBSERVATION):
         code, value = obs.find(_CODE), obs.find(_VALUE)
         # a group only gathers others: no value, not a 特定健診 item, its members in entryRelationship
         if value is None and (code is None or code.get("codeSystem") != codes.ITEM_OID) \
                 and obs.find(_RELATIONSHIP) is not None:
             continue
-        rows.append((*header, *_item(code, value, obs.find(_INTERPRETATION), items), "xml"))
-    return rows
+        found.append(_item(code, value, obs.find(_INTERPRETATION), items))
+    return header, found
+
+
+def checkup_document_rows(xml_text: str) -> list[tuple]:
+    """One tuple per item of one person's 特定健診情報ファイル, in ROW_COLUMNS order; raises CheckupFormatError."""
+    header, items = read_checkup_document(xml_text)
+    return [(*header, *item, "xml") for item in items]
 
 
 def parse_checkup_document(xml_text: str) -> list[dict]:

@@ -13,7 +13,7 @@ their own) carry no row: they are stored as supporting document entries.
 import duckdb
 import polars as pl
 
-from pipelines.checkups.cda import CheckupFormatError, checkup_document_rows
+from pipelines.checkups.cda import HEADER_COLUMNS, ITEM_COLUMNS, CheckupFormatError, read_checkup_document
 from pipelines.checkups.fhir import checkup_rows
 from pipelines.checkups.plausibility import apply_plausibility
 from pipelines.checkups.rows import CHECKUP_KEY, ROW_SCHEMA, empty_rows
@@ -80,15 +80,19 @@ def _xml_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> t
     documents = con.execute(
         f"SELECT raw_id, resource->>'$.cda' FROM raw.resource WHERE resource_type = '{CHECKUP_DOCUMENT}' "
         f"AND raw_id > {lo} AND raw_id <= {hi} ORDER BY raw_id").fetchall()
-    parsed, failed = [], []
+    headers, items, item_raw_ids, failed = [], [], [], []
     for raw_id, xml in documents:
         try:
             # sealed whole in raw (it names the insured person): revealed in memory to be parsed
-            parsed += [(*row, raw_id) for row in checkup_document_rows(reveal_text(xml, key))]
+            header, found = read_checkup_document(reveal_text(xml, key))
         except CheckupFormatError as exc:
             failed.append({"raw_id": raw_id, "rule_id": exc.rule_id, "message": str(exc), "rule_order": 0,
                            "resource_identifier": None, "institution_number": None})
-    rows = pl.DataFrame(parsed, schema={**ROW_SCHEMA, "raw_id": pl.Int64}, orient="row")
+            continue
+        headers.append((raw_id, *header))
+        items += found
+        item_raw_ids += [raw_id] * len(found)
+    rows = _document_rows(headers, items, item_raw_ids)
     valid = pl.when(pl.col("member_id").str.contains(ig_rules.MEMBER_ID_RE)).then(pl.col("member_id"))
     rows = rows.with_columns(member_id=patient_keys(rows.select(valid.alias("m"))["m"], key))
     no_subject = rows.filter(pl.col("member_id").is_null()).select(
@@ -97,6 +101,17 @@ def _xml_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> t
         rule_order=pl.lit(0, pl.Int32))
     failures = pl.concat([pl.DataFrame(failed, schema=_FAILURE), no_subject.select(list(_FAILURE))])
     return rows.filter(pl.col("member_id").is_not_null()), failures
+
+
+def _document_rows(headers: list[tuple], items: list[tuple], item_raw_ids: list[int]) -> pl.DataFrame:
+    """Common rows (+ raw_id) from each document's header (one per raw_id) and its items, in document order."""
+    header_frame = pl.DataFrame(headers, orient="row", schema={
+        "raw_id": pl.Int64, **{c: ROW_SCHEMA[c] for c in HEADER_COLUMNS}})
+    item_frame = pl.DataFrame(items, orient="row", schema={c: ROW_SCHEMA[c] for c in ITEM_COLUMNS}) \
+        .with_columns(raw_id=pl.Series(item_raw_ids, dtype=pl.Int64))
+    return (item_frame.join(header_frame, on="raw_id", how="left", maintain_order="left")
+            .with_columns(source_form=pl.lit("xml", ROW_SCHEMA["source_form"]))
+            .select(*ROW_SCHEMA, "raw_id"))
 
 
 _FAILURE = {"raw_id": pl.Int64, "rule_id": pl.String, "message": pl.String, "rule_order": pl.Int32,
