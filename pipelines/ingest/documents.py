@@ -6,11 +6,11 @@ import duckdb
 import polars as pl
 
 from pipelines.ingest.bundles import RAW_CONSUMER
-from pipelines.ingest.flatten import flatten
+from pipelines.ingest.flatten import flatten, view_column_names
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw_windows import raw_windows
 from pipelines.ingest.resources import LAB_PROFILE
-from pipelines.ingest.tables import append
+from pipelines.ingest.tables import append, tables_hold
 from pipelines.validation import contracts
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
@@ -42,12 +42,31 @@ def supporting_entries_sql(lo: int, hi: int) -> str:
     """
 
 
+SECTION_CARRY = ("raw_id", "bundle_key", "document_key")
+SUPPORTING_COLUMNS = ("raw_id", "bundle_key", "file_id", "document_key", "resource_type", "profile")
+
+
+def _nothing_to_stage(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> bool:
+    """No accepted document has an entry in (lo, hi], and the three tables already have every column an empty
+    append would give them: the window only moves the watermark."""
+    documents = con.execute(
+        """SELECT EXISTS (SELECT 1 FROM staging.bundle s JOIN raw.bundle r USING (bundle_key)
+                           WHERE s.accepted AND s.document_category IS NOT NULL
+                             AND r.first_raw_id <= ? AND r.last_raw_id > ?)""", [hi, lo]).fetchone()[0]
+    return not documents and tables_hold(con, {
+        "staging.document": contracts.contract_columns(contracts.StagedDocument),
+        "staging.document_section": [*SECTION_CARRY, *(c for c in view_column_names("document_section")
+                                                        if c != "resource_id")],
+        "staging.document_resource": SUPPORTING_COLUMNS,
+    })
+
+
 def stage_documents(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Returns (documents staged, records quarantined)."""
     staged = quarantined = 0
     for lo, hi in raw_windows(con, get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER)):
         with transaction(con):
-            if hi > lo:
+            if hi > lo and not _nothing_to_stage(con, lo, hi):
                 carry = ["raw_id", "bundle_key", "file_id", "document_key", "institution_number", "patient_key", "category"]
                 headers = flatten(con, "composition", _compositions_sql(lo, hi), carry)
                 failed = contracts.contract_failures(contracts.StagedDocument, headers)
@@ -56,7 +75,7 @@ def stage_documents(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
                     headers.select("raw_id", "institution_number", pl.col("document_identifier").alias("resource_identifier")),
                     on="raw_id", how="left"))
                 staged += append(con, "staging.document", contracts.select_columns(contracts.StagedDocument, passing))
-                sections = flatten(con, "document_section", _compositions_sql(lo, hi), ["raw_id", "bundle_key", "document_key"])
+                sections = flatten(con, "document_section", _compositions_sql(lo, hi), SECTION_CARRY)
                 append(con, "staging.document_section", sections.drop("resource_id"))
                 append(con, "staging.document_resource", con.sql(supporting_entries_sql(lo, hi)).pl())
             set_watermark(con, CONSUMER, hi)

@@ -11,11 +11,12 @@ import polars as pl
 from pipelines.fhir.systems import INFORMATION_KINDS
 from pipelines.ingest import facility_registry, structure
 from pipelines.ingest.flatten import flatten
+from pipelines.ingest.pending import raw_pending
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw import FACILITY_ROW
 from pipelines.ingest.raw_windows import raw_windows
-from pipelines.ingest.tables import append
+from pipelines.ingest.tables import append, tables_hold
 from pipelines.ingest.vault import reveal_series
 from pipelines.validation import contracts, ig_rules
 from pipelines.validation.ig_rules import RowRule
@@ -101,11 +102,11 @@ def _prepare_access(frame: pl.DataFrame, key: bytes) -> pl.DataFrame:
         resource_refs_json=_resource_refs_json(frame))
 
 
-def _facility_source(lo: int, hi: int) -> str:
+def _facility_source(resource_type: str, lo: int, hi: int) -> str:
     # Headers vary by bureau (医療機関番号 / institution_number …): the row is mapped in _prepare_facility.
     return f"""
         SELECT raw_id, bundle_key, file_id, resource::VARCHAR AS row_json
-        FROM raw.resource WHERE resource_type = '{FACILITY_ROW}' AND raw_id > {lo} AND raw_id <= {hi}
+        FROM raw.resource WHERE resource_type = '{resource_type}' AND raw_id > {lo} AND raw_id <= {hi}
     """
 
 
@@ -121,7 +122,8 @@ def _prepare_facility(frame: pl.DataFrame, key: bytes) -> pl.DataFrame:
 class LineStage:
     table: str
     view: str | None  # staging ViewDefinition flattening the lines; None = the source query is already flat
-    source: Callable[[int, int], str]
+    resource_type: str  # raw.resource.resource_type of the lines
+    source: Callable[[str, int, int], str]  # (resource_type, lo, hi) → the window's lines
     prepare: Callable[[pl.DataFrame, bytes], pl.DataFrame]
     rules: Callable[[], list[RowRule]]
     contract: type
@@ -131,21 +133,27 @@ class LineStage:
         return f"staging.{self.table}"
 
 
-def _ndjson_source(resource_type: str) -> Callable[[int, int], str]:
-    def source(lo: int, hi: int) -> str:
-        return f"""SELECT raw_id, bundle_key, file_id, resource, structure_error
-                   FROM raw.resource LEFT JOIN staging.structure_failure USING (raw_id)
-                   WHERE resource_type = '{resource_type}' AND bundle_key IS NULL AND raw_id > {lo} AND raw_id <= {hi}"""
-    return source
+def _ndjson_source(resource_type: str, lo: int, hi: int) -> str:
+    return f"""SELECT raw_id, bundle_key, file_id, resource, structure_error
+               FROM raw.resource LEFT JOIN staging.structure_failure USING (raw_id)
+               WHERE resource_type = '{resource_type}' AND bundle_key IS NULL AND raw_id > {lo} AND raw_id <= {hi}"""
 
 
 LINE_STAGES = [
-    LineStage("consent", "consent", _ndjson_source("Consent"), _prepare_consent, _consent_rules,
+    LineStage("consent", "consent", "Consent", _ndjson_source, _prepare_consent, _consent_rules,
               contracts.StagedConsent),
-    LineStage("access_event", "access_event", _ndjson_source("AuditEvent"), _prepare_access,
+    LineStage("access_event", "access_event", "AuditEvent", _ndjson_source, _prepare_access,
               _access_rules, contracts.StagedAccessEvent),
-    LineStage("facility", None, _facility_source, _prepare_facility, _facility_rules, contracts.StagedFacility),
+    LineStage("facility", None, FACILITY_ROW, _facility_source, _prepare_facility, _facility_rules,
+              contracts.StagedFacility),
 ]
+
+
+def _nothing_to_stage(con: duckdb.DuckDBPyConnection, stage: LineStage, lo: int, hi: int) -> bool:
+    """No line of the stage's type in (lo, hi], and its table already has every column an empty append would
+    give it: the window only moves the watermark."""
+    return not raw_pending(con, stage.resource_type, lo, hi) and tables_hold(
+        con, {f"staging.{stage.table}": contracts.contract_columns(stage.contract)})
 
 
 def stage_lines(con: duckdb.DuckDBPyConnection, stage: LineStage, pseudonym_key: bytes) -> tuple[int, int]:
@@ -153,8 +161,8 @@ def stage_lines(con: duckdb.DuckDBPyConnection, stage: LineStage, pseudonym_key:
     staged = quarantined = 0
     for lo, hi in raw_windows(con, get_watermark(con, stage.consumer), get_watermark(con, structure.CONSUMER)):
         with transaction(con):
-            if hi > lo:
-                sql = stage.source(lo, hi)
+            if hi > lo and not _nothing_to_stage(con, stage, lo, hi):
+                sql = stage.source(stage.resource_type, lo, hi)
                 frame = (flatten(con, stage.view, sql, ["raw_id", "bundle_key", "file_id", "structure_error"]) if stage.view
                          else con.sql(sql).pl())
                 frame = stage.prepare(frame, pseudonym_key)

@@ -39,17 +39,23 @@ def quarantine_resources(con: duckdb.DuckDBPyConnection, failures: pl.DataFrame)
             LEFT JOIN raw.bundle b USING (bundle_key)
             """
         )
-        return record_outcomes(con, "SELECT DISTINCT raw_id FROM resource_failure", "quarantined", None)
+        first, last = failures["raw_id"].min(), failures["raw_id"].max()
+        return record_outcomes(con, "SELECT DISTINCT raw_id FROM resource_failure", "quarantined", None,
+                               None if first is None else (first - 1, last))
     finally:
         con.unregister("resource_failure")
 
 
-def record_outcomes(con: duckdb.DuckDBPyConnection, raw_ids_sql: str, outcome: str, table: str | None) -> int:
-    """Say where each record of `raw_ids_sql` (a query yielding raw_id) ended; returns how many."""
+def record_outcomes(con: duckdb.DuckDBPyConnection, raw_ids_sql: str, outcome: str, table: str | None,
+                    window: tuple[int, int] | None = None) -> int:
+    """Say where each record of `raw_ids_sql` (a query yielding raw_id) ended; returns how many. `window`
+    (lo, hi], when every id lies in it, lets DuckDB read only those row groups of raw.resource (rows sit in
+    raw_id order) instead of every one."""
+    bounds = f" AND r.raw_id > {int(window[0])} AND r.raw_id <= {int(window[1])}" if window else ""
     written = con.execute(
         f"""
         INSERT INTO ops.record_outcome
-        SELECT r.raw_id, r.batch_id, ?, ? FROM raw.resource r WHERE r.raw_id IN ({raw_ids_sql})
+        SELECT r.raw_id, r.batch_id, ?, ? FROM raw.resource r WHERE r.raw_id IN ({raw_ids_sql}){bounds}
         """,
         [outcome, table],
     ).fetchone()

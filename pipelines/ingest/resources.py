@@ -10,6 +10,7 @@ import polars as pl
 
 from pipelines.ingest.bundles import RAW_CONSUMER
 from pipelines.ingest.flatten import flatten
+from pipelines.ingest.pending import raw_pending
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw_windows import raw_windows
@@ -90,7 +91,8 @@ def stage_resources(con: duckdb.DuckDBPyConnection, stage: ResourceStage, pseudo
     """Returns (rows staged, records quarantined)."""
     staged = quarantined = 0
     for lo, hi in raw_windows(con, get_watermark(con, stage.consumer), get_watermark(con, RAW_CONSUMER)):
-        frame = flatten(con, stage.table, _source_sql(stage, lo, hi), CARRY) if hi > lo else None
+        pending = hi > lo and raw_pending(con, stage.resource_type, lo, hi)
+        frame = flatten(con, stage.table, _source_sql(stage, lo, hi), CARRY) if pending else None
         with transaction(con):
             if frame is not None and frame.height:
                 frame = resolve_context(frame, pseudonym_key)

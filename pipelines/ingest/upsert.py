@@ -11,7 +11,9 @@ from pipelines.audit.chain import chain_new_rows
 from pipelines.config import REFERENCE_DIR
 from pipelines.fhir.systems import INSTITUTION_NO
 from pipelines.ingest.facility_registry import BED_BAND_SQL
+from pipelines.ingest.pending import staged_pending
 from pipelines.ingest.quarantine import record_outcomes
+from pipelines.ingest.tables import table_columns
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 ENTERED_IN_ERROR = "'entered-in-error'"
@@ -41,15 +43,9 @@ class CoreTable:
         return f"core.{self.table}"
 
 
-def _core_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'core' AND table_name = ? "
-        "ORDER BY column_index", [table]).fetchall()]
-
-
-def _select_list(con: duckdb.DuckDBPyConnection, spec: CoreTable, available: set[str]) -> tuple[list[str], list[str]]:
+def _select_list(spec: CoreTable, core_columns: list[str], available: set[str]) -> tuple[list[str], list[str]]:
     columns, exprs = [], []
-    for column in _core_columns(con, spec.table):
+    for column in core_columns:
         if column in spec.renames:
             expr = spec.renames[column]
         elif column == "is_tombstoned":
@@ -65,17 +61,23 @@ def _select_list(con: duckdb.DuckDBPyConnection, spec: CoreTable, available: set
     return columns, exprs
 
 
+def _pending(con: duckdb.DuckDBPyConnection, spec: CoreTable, lo: int, hi: int) -> bool:
+    """Whether (lo, hi] holds work for this table. A window usually holds rows of a few tables only: the
+    others just move their watermark. A table with an after-insert hook always runs it (the hook may have
+    work of its own: the access log's first chaining covers rows already there)."""
+    return (spec.after_insert is not None or staged_pending(con, spec.staging_table, lo, hi)
+            # a document's supporting entries are loaded even when its header was quarantined
+            or (spec.table == "document" and staged_pending(con, "staging.document_resource", lo, hi)))
+
+
 def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
     """Apply staged rows (raw_id beyond this table's watermark) to core; returns outcome counts."""
     lo = get_watermark(con, spec.consumer)
     hi = get_watermark(con, spec.upstream or f"staging.{spec.staging or spec.table}")
     counts = {"loaded": 0, "duplicate": 0, "tombstoned": 0}
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'staging' AND table_name = ?",
-        [spec.staging or spec.table]).fetchone()[0]
+    available = set(table_columns(con, spec.staging_table)) if hi > lo else set()
     with transaction(con):
-        if hi > lo and exists:
-            available = {r[0] for r in con.execute(f"DESCRIBE {spec.staging_table}").fetchall()}
+        if available and _pending(con, spec, lo, hi):
             identity = ", ".join(spec.identity)
             version = "try_cast(s.last_updated AS TIMESTAMPTZ)" if "last_updated" in available else "NULL::TIMESTAMPTZ"
             con.execute(f"""
@@ -88,29 +90,42 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
             current = "last_updated" if spec.policy == "versioned" else "NULL::TIMESTAMPTZ AS last_updated"
             replaces = {"versioned": "c.last_updated IS NULL OR w.last_updated_ts > c.last_updated",
                         "latest": "true", "immutable": "false"}[spec.policy]
+            # only the current versions of incoming identities: no DISTINCT over the whole core table
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE winner AS
                 SELECT w.* FROM incoming w
-                LEFT JOIN (SELECT DISTINCT {identity}, {current} FROM core.{spec.table}) c USING ({identity})
+                LEFT JOIN (SELECT DISTINCT {identity}, {current} FROM core.{spec.table}
+                           WHERE ({identity}) IN (SELECT {identity} FROM incoming)) c USING ({identity})
                 WHERE w.version_rank = 1 AND (c.{spec.identity[0]} IS NULL OR {replaces})
             """)
-            columns, exprs = _select_list(con, spec, available)
+            columns, exprs = _select_list(spec, table_columns(con, f"core.{spec.table}"), available)
             # Replace the current version: delete then insert keeps multi-row identities (consent) whole.
             con.execute(f"DELETE FROM core.{spec.table} WHERE ({identity}) IN (SELECT DISTINCT {identity} FROM winner)")
             con.execute(f"INSERT INTO core.{spec.table} ({', '.join(columns)}) SELECT {', '.join(exprs)} FROM winner")
-            counts["tombstoned"] = record_outcomes(
-                con, "SELECT DISTINCT raw_id FROM winner WHERE is_tombstoned", "tombstoned", f"core.{spec.table}")
-            counts["loaded"] = record_outcomes(
-                con, "SELECT DISTINCT raw_id FROM winner WHERE NOT is_tombstoned", "loaded", f"core.{spec.table}")
-            counts["duplicate"] = record_outcomes(
-                con, "SELECT DISTINCT raw_id FROM incoming WHERE raw_id NOT IN (SELECT raw_id FROM winner)",
-                "duplicate", f"core.{spec.table}")
+            counts |= _record_upsert_outcomes(con, f"core.{spec.table}", lo, hi)
             if spec.table == "document":
                 _apply_document_children(con, lo, hi)
             if spec.after_insert is not None:
                 spec.after_insert(con)
         set_watermark(con, spec.consumer, hi)
     return counts
+
+
+def _record_upsert_outcomes(con: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int) -> dict[str, int]:
+    """Each incoming record's outcome in one statement: tombstoned or loaded (a winner), else duplicate."""
+    written = con.execute(
+        f"""
+        INSERT INTO ops.record_outcome
+        SELECT r.raw_id, r.batch_id, o.outcome, ? FROM raw.resource r JOIN (
+            SELECT DISTINCT raw_id, CASE WHEN is_tombstoned THEN 'tombstoned' ELSE 'loaded' END AS outcome FROM winner
+            UNION ALL
+            SELECT DISTINCT raw_id, 'duplicate' FROM incoming WHERE raw_id NOT IN (SELECT raw_id FROM winner)
+        ) o USING (raw_id)
+        WHERE r.raw_id > {lo} AND r.raw_id <= {hi}
+        RETURNING outcome
+        """, [table]).pl()
+    counts = {"loaded": 0, "duplicate": 0, "tombstoned": 0}
+    return counts | dict(written.group_by("outcome").len().iter_rows())
 
 
 def _apply_document_children(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
@@ -128,7 +143,7 @@ def _apply_document_children(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -
         WHERE raw_id > {lo} AND raw_id <= {hi}
     """)
     record_outcomes(con, f"SELECT raw_id FROM staging.document_resource WHERE raw_id > {lo} AND raw_id <= {hi}",
-                    "loaded", "core.document_resource")
+                    "loaded", "core.document_resource", (lo, hi))
 
 
 #: 紹介先 of a referral: the 医療機関番号 of the Organization its section 910 points to, in the same bundle

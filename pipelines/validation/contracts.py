@@ -6,9 +6,14 @@ formats before a row can reach core.
 """
 
 import datetime
+import functools
+from dataclasses import dataclass
 
 import pandera.polars as pa
 import polars as pl
+from pandera.api.polars.types import PolarsData
+from pandera.backends.polars.checks import PolarsCheckBackend
+from pandera.constants import CHECK_OUTPUT_KEY
 
 from pipelines.fhir.systems import INFORMATION_KINDS
 from pipelines.validation.ig_rules import INSTITUTION_NUMBER_RE
@@ -256,8 +261,9 @@ class StagedFacility(_Provenance):
     first_view_on: str = _datetime("初回閲覧日")
 
 
+@functools.cache
 def contract_columns(model: type[pa.DataFrameModel]) -> list[str]:
-    return list(model.to_schema().columns)
+    return list(_schema(model).columns)
 
 
 def select_columns(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
@@ -269,11 +275,20 @@ def contract_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame, key: 
 
     A failure that is not about particular rows (a missing column, a wrong dtype) is a bug in Karte,
     not bad input, and is raised.
+
+    pandera is the judge, but it pays ~40 ms a call whatever the rows (one plan and collect per check), so
+    its checks are first screened in one collect (`failing_rows`) and pandera sees only the rows that fail
+    one — none, usually; its failure cases over those rows are the ones it would find over the whole frame.
     """
     empty = pl.DataFrame(schema={key: pl.Int64, "rule_id": pl.String, "message": pl.String, "rule_order": pl.Int32})
     if frame.is_empty():
         return empty
     subset = frame.select(contract_columns(model)).with_row_index("_row")
+    failing = failing_rows(model, subset)
+    if failing is not None:
+        if not failing.any():
+            return empty
+        subset = subset.filter(failing).drop("_row").with_row_index("_row")
     try:
         model.validate(subset, lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -295,3 +310,90 @@ def contract_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame, key: 
             )
         )
     return empty
+
+
+# --- the screen: pandera's own checks, all collected at once ---------------------------------------------
+
+@functools.cache
+def _schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
+    return model.to_schema()
+
+
+@dataclass(frozen=True)
+class _ScreenedColumn:
+    name: str
+    nullable: bool
+    checks: tuple[tuple[PolarsCheckBackend, bool], ...]  # (pandera's backend of the check, its ignore_na)
+
+
+@functools.cache
+def _screen(model: type[pa.DataFrameModel]) -> tuple[_ScreenedColumn, ...] | None:
+    """The columns of `model` with the check backends pandera itself would run, or None when some check is
+    not a per-row check of one column (uniqueness, frame-level checks, coercion, defaults, parsers, capped
+    failure cases, another backend): such a model is always validated whole by pandera."""
+    schema = _schema(model)
+    schema.register_default_backends(pl.LazyFrame)  # what validate() does first
+    if schema.checks or schema.unique or schema.coerce or schema.strict or schema.add_missing_columns \
+            or getattr(schema, "parsers", None) or getattr(schema, "drop_invalid_rows", False):
+        return None
+    columns = []
+    for name, column in schema.columns.items():
+        if column.unique or column.coerce or column.regex or column.default is not None \
+                or getattr(column, "parsers", None) or column.drop_invalid_rows:
+            return None
+        checks = []
+        for check in column.checks:
+            if check.element_wise or check.groupby is not None or check.n_failure_cases is not None \
+                    or check.get_backend(pl.LazyFrame()) is not PolarsCheckBackend:
+                return None
+            # as Check.__call__ does: the built-in check function registered for polars data
+            builtin = getattr(check._check_fn, "__name__", None)
+            if builtin is not None and check.is_builtin_check(builtin):
+                check._check_fn = check.get_builtin_check_fn(builtin)
+            checks.append((PolarsCheckBackend(check), check.ignore_na))
+        columns.append(_ScreenedColumn(name, column.nullable, tuple(checks)))
+    return tuple(columns)
+
+
+@functools.cache
+def _dtypes_match(model: type[pa.DataFrameModel], schema: tuple[tuple[str, pl.DataType], ...]) -> bool:
+    """pandera's dtype check of every column, for frames of this polars schema (it depends on nothing else)."""
+    frame = pl.LazyFrame(schema=dict(schema))
+    for name, column in _schema(model).columns.items():
+        if column.dtype is None:
+            continue
+        verdict = column.dtype.check(dict(schema)[name], PolarsData(frame.select(name), name))
+        if not (verdict if isinstance(verdict, bool) else all(verdict)):
+            return False
+    return True
+
+
+def failing_rows(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.Series | None:
+    """A boolean per row of `frame`: true where the row breaks a null or value check of `model`, decided by
+    pandera's own check functions and null rules in a single collect. None when the screen cannot stand in
+    for pandera (a check it cannot evaluate, a dtype pandera would reject): then pandera validates all rows."""
+    columns = _screen(model)
+    if columns is None or not _dtypes_match(model, tuple(frame.select(contract_columns(model)).schema.items())):
+        return None
+    lazy = frame.lazy()
+    passes: list[pl.LazyFrame] = []
+    for column in columns:
+        if not column.nullable:  # as pandera: NaN counts as missing in a float column
+            present = pl.col(column.name).is_not_null()
+            if frame.schema[column.name] in (pl.Float32, pl.Float64):
+                present = present & pl.col(column.name).is_not_nan()
+            passes.append(lazy.select(present.alias(CHECK_OUTPUT_KEY)))
+        for backend, ignore_na in column.checks:
+            out = backend.apply(PolarsData(lazy, column.name))
+            if not isinstance(out, pl.LazyFrame):
+                return None
+            verdict = pl.col(CHECK_OUTPUT_KEY)
+            passes.append(out.select(verdict | verdict.is_null() if ignore_na else verdict.fill_null(False)))
+    if not passes:
+        return pl.Series("failing", [False] * frame.height)
+    try:
+        verdicts = pl.concat([p.select(pl.col(CHECK_OUTPUT_KEY).alias(f"c{i}")) for i, p in enumerate(passes)],
+                             how="horizontal").select(pl.all_horizontal(pl.all()).not_().alias("failing")).collect()
+    except Exception:  # noqa: BLE001 - a check that cannot run on these values: pandera reports it (CHECK_ERROR)
+        return None
+    return verdicts["failing"]
