@@ -25,17 +25,18 @@ def _median_sql(histogram: str, keys: list[str]) -> str:
             {f"GROUP BY {', '.join(keys)}" if keys else ""})"""
 
 
-def _robust(con, target: str, table: str, value: str, partition: str | None = None) -> None:
+def _robust(con, target: str, table: str, value: str, partition: str | None = None,
+            histogram: str | None = None) -> None:
     """TEMP VIEW `target`: every row of `table` with peer_median, peers, peer_mad and robust_z (peers = the whole
     table, or each `partition`). The medians are taken over a histogram of the values (a national audit has ~10
-    million staff-days but a few dozen distinct counts) and kept in TEMP TABLE `target`_peer (a row per
-    partition); the view computes z when read instead of copying the rows."""
+    million staff-days but a few dozen distinct counts) — `histogram`, a SELECT of (partition, x, w), when the
+    caller has a cheaper way to it — and kept in TEMP TABLE `target`_peer (a row per partition); the view
+    computes z when read instead of copying the rows."""
     keys = [partition] if partition else []
     lead = "".join(k + ", " for k in keys)
     on = f"USING ({partition})" if partition else "ON true"
-    x = f"CAST(t.{value} AS DOUBLE)"
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE {target}_hist AS
-                    SELECT {lead}CAST({value} AS DOUBLE) AS x, count(*) AS w FROM {table} GROUP BY ALL""")
+    histogram = histogram or f"SELECT {lead}CAST({value} AS DOUBLE) AS x, count(*) AS w FROM {table} GROUP BY ALL"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {target}_hist AS {histogram}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {target}_centre AS {_median_sql(f'{target}_hist', keys)}")
     deviation = f"""(SELECT {''.join('h.' + k + ', ' for k in keys)}abs(h.x - c.median) AS x, sum(h.w) AS w
                      FROM {target}_hist h JOIN {target}_centre c {on} GROUP BY ALL)"""
@@ -43,11 +44,18 @@ def _robust(con, target: str, table: str, value: str, partition: str | None = No
         CREATE OR REPLACE TEMP TABLE {target}_peer AS
         SELECT {''.join('c.' + k + ', ' for k in keys)}c.median AS peer_median, c.peers, s.median AS peer_mad
         FROM {target}_centre c JOIN ({_median_sql(deviation, keys)}) s {on}""")
+    _with_z(con, target, table, f"{target}_peer", value, partition)
+
+
+def _with_z(con, target: str, table: str, peer: str, value: str, partition: str | None = None) -> None:
+    """TEMP VIEW `target`: the rows of `table` with the peer statistics of TEMP TABLE `peer` (made by _robust) and
+    their robust z."""
+    on = f"USING ({partition})" if partition else "ON true"
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW {target} AS
         SELECT t.*, p.peer_median, p.peers, p.peer_mad,
-               ({x} - p.peer_median) / greatest({R.MAD_TO_SD} * p.peer_mad, t.floor_) AS robust_z
-        FROM {table} t JOIN {target}_peer p {on}""")
+               (CAST(t.{value} AS DOUBLE) - p.peer_median) / greatest({R.MAD_TO_SD} * p.peer_mad, t.floor_) AS robust_z
+        FROM {table} t JOIN {peer} p {on}""")
 
 
 def build_emergency_share(con) -> None:
@@ -91,37 +99,60 @@ def emergency_sql() -> str:
 
 
 def build_busy_days(con) -> None:
-    """TEMP VIEWs audit_staff_day / audit_facility_day: distinct patients per day vs peers, flagged when abnormal.
-    Staff-days are compared with every staff-day; facility-days with those of the same facility type."""
+    """TEMP VIEWs audit_staff_day (every staff-day) / audit_facility_day (the days of facilities with a flagged
+    day): distinct patients per day vs peers, flagged when abnormal; TEMP TABLEs audit_flagged_staff_day /
+    audit_flagged_facility_day / audit_flagged_viewer. Staff-days are compared with every staff-day; facility-days
+    with those of the same facility type."""
     flagged = f"n >= {R.VOLUME_MIN_PATIENTS} AND robust_z >= {R.ROBUST_Z}"
     # the counts: TEMP VIEWs audit_staff_day_all / audit_facility_day_all (pipelines/audit/aggregates.py)
     con.execute(f"""CREATE OR REPLACE TEMP VIEW audit_staff_day_n AS
                     SELECT *, {R.VOLUME_SCALE_FLOOR} AS floor_ FROM audit_staff_day_all""")
     _robust(con, "audit_staff_day_z", "audit_staff_day_n", "n")
     con.execute(f"CREATE OR REPLACE TEMP VIEW audit_staff_day AS SELECT *, {flagged} AS flagged FROM audit_staff_day_z")
-    # the facility type is the viewer's: grouped by viewer and day first, typed after (180,000 facilities, not
-    # 10 million accesses, go through the registry join)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE audit_facility_day_n AS
-        SELECT d.viewer, coalesce(f.facility_type, 'unknown') AS facility_type, d.day_jst, d.n,
-               {R.VOLUME_SCALE_FLOOR} AS floor_
-        FROM audit_facility_day_all d
-        LEFT JOIN core.facility f ON f.institution_number = d.viewer""")
-    _robust(con, "audit_facility_day_z", "audit_facility_day_n", "n", "facility_type")
+    # the few flagged staff-days, kept: A-VOLUME finds their accesses by them (n first: z only for those)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE audit_flagged_staff_day AS SELECT viewer, staff_id, day_jst
+                    FROM audit_staff_day WHERE n >= {R.VOLUME_MIN_PATIENTS} AND flagged""")
+
+    def typed(where: str) -> str:  # facility-days matching `where`, with the viewer's facility type
+        return f"""SELECT d.viewer, coalesce(f.facility_type, 'unknown') AS facility_type, d.day_jst, d.n,
+                          {R.VOLUME_SCALE_FLOOR} AS floor_
+                   FROM (SELECT viewer, day_jst, n FROM audit_facility_day_all WHERE {where}) d
+                   LEFT JOIN core.facility f ON f.institution_number = d.viewer"""
+    # peers: a histogram grouped by viewer first and typed after (180,000 facilities, not ~7 million
+    # facility-days, go through the registry join); only the busy days and the flagged facilities' days are typed
+    con.execute(f"CREATE OR REPLACE TEMP VIEW audit_facility_day_n AS {typed('true')}")
+    histogram = """
+        SELECT coalesce(f.facility_type, 'unknown') AS facility_type, h.x, sum(h.w) AS w
+        FROM (SELECT viewer, CAST(n AS DOUBLE) AS x, count(*) AS w FROM audit_facility_day_all GROUP BY ALL) h
+        LEFT JOIN core.facility f ON f.institution_number = h.viewer GROUP BY ALL"""
+    _robust(con, "audit_facility_day_z", "audit_facility_day_n", "n", "facility_type", histogram)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE audit_facility_day_busy AS {typed(f'n >= {R.VOLUME_MIN_PATIENTS}')}")
+    _with_z(con, "audit_facility_day_busy_z", "audit_facility_day_busy", "audit_facility_day_z_peer", "n",
+            "facility_type")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE audit_flagged_facility_day AS SELECT viewer, day_jst
+                    FROM audit_facility_day_busy_z WHERE {flagged}""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE audit_flagged_viewer AS
+                   SELECT viewer FROM audit_flagged_staff_day UNION SELECT viewer FROM audit_flagged_facility_day""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE audit_facility_day_near AS
+                    {typed("viewer IN (SELECT viewer FROM audit_flagged_viewer)")}""")
+    _with_z(con, "audit_facility_day_near_z", "audit_facility_day_near", "audit_facility_day_z_peer", "n",
+            "facility_type")
     con.execute(f"CREATE OR REPLACE TEMP VIEW audit_facility_day AS SELECT *, {flagged} AS flagged "
-                "FROM audit_facility_day_z")
+                "FROM audit_facility_day_near_z")
 
 
 def volume_sql() -> str:
     # Only the accesses of a flagged staff-day or facility-day can be findings: found by semi-joins on the few
-    # flagged days, so the day tables (millions of rows) are joined to thousands of accesses, not to all.
+    # flagged days and their facilities, so the day tables (millions of rows) are joined to thousands of accesses.
     return """
-        WITH candidate AS (
-            SELECT raw_id, viewer, staff_id, day_jst FROM audit_access
-            SEMI JOIN (SELECT viewer, staff_id, day_jst FROM audit_staff_day WHERE flagged) USING (viewer, staff_id, day_jst)
+        WITH at_flagged_viewer AS MATERIALIZED (   -- one pass over the accesses, on the viewer alone
+            SELECT raw_id, viewer, staff_id, day_jst FROM audit_access SEMI JOIN audit_flagged_viewer USING (viewer)
+        ), staff_day AS MATERIALIZED (   -- the staff-days (millions) narrowed to those viewers first
+            SELECT * FROM audit_staff_day SEMI JOIN audit_flagged_viewer USING (viewer)
+        ), candidate AS (
+            SELECT * FROM at_flagged_viewer SEMI JOIN audit_flagged_staff_day USING (viewer, staff_id, day_jst)
             UNION
-            SELECT raw_id, viewer, staff_id, day_jst FROM audit_access
-            SEMI JOIN (SELECT viewer, day_jst FROM audit_facility_day WHERE flagged) USING (viewer, day_jst)
+            SELECT * FROM at_flagged_viewer SEMI JOIN audit_flagged_facility_day USING (viewer, day_jst)
         )
         SELECT a.raw_id, 'A-VOLUME' AS rule_id, 1 AS weight,
                concat_ws('; ',
@@ -136,6 +167,6 @@ def volume_sql() -> str:
                            'facility_day_patients', f.n, 'facility_peer_median', f.peer_median,
                            'facility_peer_mad', f.peer_mad, 'facility_robust_z', f.robust_z) AS evidence
         FROM candidate a
-        LEFT JOIN audit_staff_day s USING (viewer, staff_id, day_jst)
+        LEFT JOIN staff_day s USING (viewer, staff_id, day_jst)
         JOIN audit_facility_day f USING (viewer, day_jst)
         WHERE coalesce(s.flagged, false) OR f.flagged"""

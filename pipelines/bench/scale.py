@@ -26,6 +26,8 @@ version), never the file generator, which would need hours for this size. It hol
                          core.lab_result (half of the pairs): the audit's care relationships. They carry no raw
                          provenance (file_id 0): the reports never read it.
     bench.planted        access_id × audit rule the generator planted (what the audit must find; tests compare)
+    audit state          the chain checkpoint and the audit's aggregates as of the month before the last
+                         (audit_state below): the report verifies and counts the last month itself
 
 Raw JSON is a one-field placeholder: the reports read no resource body, only the envelope's timestamp.
 
@@ -52,7 +54,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.audit.chain import chain_new_rows
+from pipelines.audit.aggregates import refresh_aggregates
+from pipelines.audit.chain import chain_new_rows, verify_chain
 from pipelines.bench import NATIONAL_ACCESS_EVENTS, NATIONAL_FACILITIES
 from pipelines.config import REFERENCE_DIR
 from pipelines.consent.intervals import INTERVALS_SQL
@@ -492,6 +495,22 @@ def _planted(con: duckdb.DuckDBPyConnection) -> None:
         ) ORDER BY rule_id, access_id""")
 
 
+def audit_state(con: duckdb.DuckDBPyConnection) -> dict:
+    """The audit's stored state as a nightly refresh would have left it before the last month arrived: the whole
+    chain verified in full (it must pass) with the checkpoint on the last row before that month, and the aggregates
+    refreshed up to it (pipelines/audit/aggregates.py). The report then verifies and counts the last month itself
+    (~760,000 accesses at national size): a month's backlog, where production refreshes after every ingest."""
+    cutoff = f"TIMESTAMPTZ '{date(END.year, END.month, 1)} 00:00:00+09:00'"
+    seq, raw_id = con.execute(f"SELECT max(chain_seq), max(raw_id) FROM core.access_event WHERE recorded < {cutoff}"
+                              ).fetchone()
+    verdict = verify_chain(con, full=True)
+    if not verdict.intact:
+        raise RuntimeError(f"the scale warehouse's access log fails its own chain: {verdict.message()}")
+    row_hash = con.execute(f"SELECT row_hash FROM core.access_event WHERE chain_seq = {seq}").fetchone()[0]
+    con.execute(f"INSERT INTO ops.access_chain_checkpoint VALUES ({seq}, '{row_hash}', now(), true, {seq})")
+    return refresh_aggregates(con, through_raw_id=raw_id)
+
+
 def build_scale_warehouse(path: str | Path, facilities: int = NATIONAL_FACILITIES,
                           access_events: int = NATIONAL_ACCESS_EVENTS, seed: int = 0,
                           progress: Callable[[str], None] | None = None) -> dict:
@@ -524,6 +543,10 @@ def build_scale_warehouse(path: str | Path, facilities: int = NATIONAL_FACILITIE
         started = time.perf_counter()
         _planted(con)
         steps["planted truth"] = round(time.perf_counter() - started, 1)
+        say("scale warehouse: audit state (full chain verification, aggregates)")
+        started = time.perf_counter()
+        audit_state(con)
+        steps["audit state"] = round(time.perf_counter() - started, 1)
         rows = dict(con.execute("""
             SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables()
             WHERE NOT temporary AND estimated_size > 0 ORDER BY 1""").fetchall())
