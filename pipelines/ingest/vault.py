@@ -92,8 +92,10 @@ def reveal(token: str, pseudonym_key: bytes) -> str:
 
 
 def reveal_text(value: str, pseudonym_key: bytes) -> str:
-    """A sealed text revealed; a value that is not a token (raw written before the vault) as it is."""
-    return reveal(value, pseudonym_key) if is_token(value) else value
+    """A sealed text revealed; a value that is not a token (raw written before the vault) as it is. Not through
+    the reveal cache: a whole document is read once, and 65,536 cached CDA documents (token and text, ~46 kB
+    each) would hold 2.8 GiB."""
+    return vault_for(pseudonym_key)._reveal(value) if is_token(value) else value
 
 
 def is_token(value: object) -> bool:
