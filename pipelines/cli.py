@@ -219,6 +219,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.audit import cli as audit_cli
     from pipelines.bench import cli as bench_cli
     from pipelines.generate import cli as generate_cli
     from pipelines.views import cli as views_cli
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate_cli.add_parser(sub)
     views_cli.add_parser(sub)
     bench_cli.add_parser(sub)
+    audit_cli.add_parser(sub)
 
     p = sub.add_parser("ingest", help="load new inbox files into the warehouse (no Dagster needed)")
     p.add_argument("--inbox", help="inbox folder (default $KARTE_INBOX or data/inbox)")

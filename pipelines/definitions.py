@@ -3,7 +3,11 @@
 import dagster as dg
 
 from assets.core import core_assets
-from assets.core.access_chain import access_event_hash_chain
+from assets.core.access_chain import (
+    access_chain_full_verification,
+    access_event_hash_chain,
+    weekly_full_chain_verification,
+)
 from assets.landing import file_manifest
 from assets.ops import run_summary
 from assets.raw import raw_layer
@@ -32,8 +36,9 @@ all_assets += [checkup_report]  # reports.checkup_*: 特定健診 results and pa
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[ingest_job, adoption_report_job, partitioned_ingest_job, partitioned_ingest_dask_job],
-    schedules=[nightly_ingest, monthly_adoption_report],
+    jobs=[ingest_job, adoption_report_job, partitioned_ingest_job, partitioned_ingest_dask_job,
+          access_chain_full_verification],
+    schedules=[nightly_ingest, monthly_adoption_report, weekly_full_chain_verification],
     sensors=[inbox_sensor],
     resources={"karte": KarteWarehouse()},
 )

@@ -62,6 +62,16 @@ def stored_state(con: duckdb.DuckDBPyConnection) -> AuditState:
     return state if now == (state.access_rows, state.consent_rows) else EMPTY
 
 
+def describe(con: duckdb.DuckDBPyConnection, state: AuditState) -> str:
+    """One line for a report's footer: what it read from the stored aggregates and what it computed itself."""
+    if state == EMPTY:
+        return "no stored audit aggregates in use: every count and coverage computed for this report"
+    refreshed = con.execute("SELECT refreshed_at FROM reports.audit_state").fetchone()[0]
+    newer = con.execute(f"SELECT count(*) FROM core.access_event WHERE raw_id > {state.access_raw_id}").fetchone()[0]
+    return (f"stored audit aggregates through access raw_id {state.access_raw_id} (refreshed {refreshed:%Y-%m-%d %H:%M} "
+            f"UTC); {newer} later accesses counted for this report")
+
+
 def _jst_midnight(day: date) -> str:
     return f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+09:00'"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipelines.audit import aggregates
 from pipelines.audit.chain import ChainVerdict, verify_chain
 from pipelines.audit.findings import compute_findings
 from pipelines.audit.rules import RULES
@@ -79,7 +80,8 @@ def build_report(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> AuditRe
     """Findings over `window` (TEMP audit_finding), the chain verdict and both audiences' tables.
 
     The chain is verified on a second connection in a second thread while the findings are computed: its
-    hashing is Python (hashlib) and the findings are DuckDB, which releases the GIL, so the two overlap."""
+    hashing is Python (hashlib) and the findings are DuckDB, which releases the GIL, so the two overlap. The
+    verification is incremental (rows after the newest checkpoint; docs/audit.md) and the report says so."""
     with closing(con.cursor()) as chain_con, ThreadPoolExecutor(max_workers=1) as pool:
         chain_con.execute("SET TimeZone = 'UTC'")
         checking = pool.submit(verify_chain, chain_con)
@@ -88,7 +90,8 @@ def build_report(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> AuditRe
     accesses = con.execute("SELECT count(*) FROM audit_access").fetchone()[0]
     footer = {"as_of": window.as_of.isoformat(), "window": window.label(), "code_version": provenance.code_version(),
               "generated_at": provenance.generated_at(), **provenance.warehouse_snapshot(con),
-              "access_log": verdict.message()}
+              "access_log": verdict.message(), "access_log_verification": verdict.scope(),
+              "audit_aggregates": aggregates.describe(con, aggregates.stored_state(con))}
     return AuditReport(window, verdict, accesses, summary_cube(con), case_list(con), footer)
 
 
