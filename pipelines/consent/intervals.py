@@ -12,6 +12,7 @@ intervals. Only the patients with new events are re-derived.
 import duckdb
 
 from pipelines.fhir.systems import INFORMATION_KINDS
+from pipelines.ingest.pending import rows_pending
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 CONSUMER = "core.consent_interval"
@@ -49,7 +50,8 @@ def derive_consent_intervals(con: duckdb.DuckDBPyConnection) -> int:
     lo, hi = get_watermark(con, CONSUMER), get_watermark(con, UPSTREAM)
     written = 0
     with transaction(con):
-        if hi > lo:
+        # most increments bring no consent event: then only the watermark moves
+        if hi > lo and rows_pending(con, UPSTREAM, lo, hi):
             con.execute(f"""CREATE OR REPLACE TEMP TABLE affected_patient AS
                             SELECT DISTINCT patient_key FROM core.consent_event WHERE raw_id > {lo} AND raw_id <= {hi}""")
             con.execute("DELETE FROM core.consent_interval WHERE patient_key IN (SELECT patient_key FROM affected_patient)")

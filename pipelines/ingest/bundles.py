@@ -167,37 +167,38 @@ def _stage_bundle_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int, raw_h
     with transaction(con):
         append(con, "staging.bundle", staged)
         append(con, "staging.patient", contracts.select_columns(contracts.StagedPatient, patients))
-        con.register("bundle_failure", failures)
-        # The quarantined bundle is rebuilt from its entries; only this window's rejected bundles are read
-        # (a correlated subquery would aggregate every entry of raw.resource).
-        con.execute(
-            f"""
-            WITH entries AS (
-                SELECT r.bundle_key, to_json(list(json_object('fullUrl', r.full_url, 'resource', r.resource)
-                                                  ORDER BY r.entry_index)) AS entry
-                FROM raw.resource r
-                WHERE r.bundle_key > {lo} AND r.bundle_key <= {hi}
-                  AND r.bundle_key IN (SELECT bundle_key FROM bundle_failure)
-                GROUP BY r.bundle_key)
-            INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, bundle_key, scope,
-                institution_number, bundle_identifier, rule_id, message, record_count, raw)
-            SELECT b.batch_id, b.file_id, m.path, b.line_no, b.bundle_key, 'bundle',
-                   coalesce(f.institution_number, m.sender), b.envelope->>'$.identifier.value', f.rule_id, f.message,
-                   CASE WHEN f.rule_order = min(f.rule_order) OVER (PARTITION BY f.bundle_key)
-                        THEN f.entry_count ELSE 0 END,
-                   json_merge_patch(b.envelope, json_object('entry', coalesce(e.entry, '[]'::JSON)))::VARCHAR
-            FROM bundle_failure f JOIN raw.bundle b USING (bundle_key) JOIN ops.file_manifest m USING (file_id)
-            LEFT JOIN entries e USING (bundle_key)
-            """
-        )
-        con.unregister("bundle_failure")
-        record_outcomes(
-            con,
-            "SELECT raw_id FROM raw.resource WHERE bundle_key IN "
-            f"(SELECT bundle_key FROM staging.bundle WHERE NOT accepted AND bundle_key > {lo})",
-            "quarantined",
-            None,
-        )
+        if rejected_keys.len():  # most windows reject nothing: no quarantine statements then
+            con.register("bundle_failure", failures)
+            # The quarantined bundle is rebuilt from its entries; only this window's rejected bundles are read
+            # (a correlated subquery would aggregate every entry of raw.resource).
+            con.execute(
+                f"""
+                WITH entries AS (
+                    SELECT r.bundle_key, to_json(list(json_object('fullUrl', r.full_url, 'resource', r.resource)
+                                                      ORDER BY r.entry_index)) AS entry
+                    FROM raw.resource r
+                    WHERE r.bundle_key > {lo} AND r.bundle_key <= {hi}
+                      AND r.bundle_key IN (SELECT bundle_key FROM bundle_failure)
+                    GROUP BY r.bundle_key)
+                INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, bundle_key, scope,
+                    institution_number, bundle_identifier, rule_id, message, record_count, raw)
+                SELECT b.batch_id, b.file_id, m.path, b.line_no, b.bundle_key, 'bundle',
+                       coalesce(f.institution_number, m.sender), b.envelope->>'$.identifier.value', f.rule_id, f.message,
+                       CASE WHEN f.rule_order = min(f.rule_order) OVER (PARTITION BY f.bundle_key)
+                            THEN f.entry_count ELSE 0 END,
+                       json_merge_patch(b.envelope, json_object('entry', coalesce(e.entry, '[]'::JSON)))::VARCHAR
+                FROM bundle_failure f JOIN raw.bundle b USING (bundle_key) JOIN ops.file_manifest m USING (file_id)
+                LEFT JOIN entries e USING (bundle_key)
+                """
+            )
+            con.unregister("bundle_failure")
+            record_outcomes(
+                con,
+                "SELECT raw_id FROM raw.resource WHERE bundle_key IN "
+                f"(SELECT bundle_key FROM staging.bundle WHERE NOT accepted AND bundle_key > {lo})",
+                "quarantined",
+                None,
+            )
         set_watermark(con, CONSUMER, hi)
         set_watermark(con, RAW_CONSUMER, raw_hi)
     return StageResult(frame.height, frame.height - rejected_keys.len(), rejected_keys.len())

@@ -12,7 +12,7 @@ def raw_pending(con: duckdb.DuckDBPyConnection, resource_type: str, lo: int, hi:
         [resource_type, lo, hi]).fetchone()[0]
 
 
-def staged_pending(con: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int) -> bool:
-    """Whether `table` (which must exist) holds a row with raw_id in (lo, hi]."""
+def rows_pending(con: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int) -> bool:
+    """Whether `table` (a staging or core table; it must exist) holds a row with raw_id in (lo, hi]."""
     return con.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE raw_id > ? AND raw_id <= ?)",
                        [lo, hi]).fetchone()[0]

@@ -11,7 +11,7 @@ from pipelines.audit.chain import chain_new_rows
 from pipelines.config import REFERENCE_DIR
 from pipelines.fhir.systems import INSTITUTION_NO
 from pipelines.ingest.facility_registry import BED_BAND_SQL
-from pipelines.ingest.pending import staged_pending
+from pipelines.ingest.pending import rows_pending
 from pipelines.ingest.quarantine import record_outcomes
 from pipelines.ingest.tables import table_columns
 from pipelines.warehouse import get_watermark, set_watermark, transaction
@@ -65,9 +65,9 @@ def _pending(con: duckdb.DuckDBPyConnection, spec: CoreTable, lo: int, hi: int) 
     """Whether (lo, hi] holds work for this table. A window usually holds rows of a few tables only: the
     others just move their watermark. A table with an after-insert hook always runs it (the hook may have
     work of its own: the access log's first chaining covers rows already there)."""
-    return (spec.after_insert is not None or staged_pending(con, spec.staging_table, lo, hi)
+    return (spec.after_insert is not None or rows_pending(con, spec.staging_table, lo, hi)
             # a document's supporting entries are loaded even when its header was quarantined
-            or (spec.table == "document" and staged_pending(con, "staging.document_resource", lo, hi)))
+            or (spec.table == "document" and rows_pending(con, "staging.document_resource", lo, hi)))
 
 
 def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:

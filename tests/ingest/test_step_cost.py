@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from pipelines.consent import intervals
 from pipelines.generate import generate
 from pipelines.ingest import documents, flatten, lines, resources, upsert
 from pipelines.ingest.checks import records_without_outcome
@@ -43,6 +44,7 @@ def _force_full_path(monkeypatch) -> None:
     monkeypatch.setattr(lines, "_nothing_to_stage", lambda *args: False)
     monkeypatch.setattr(documents, "_nothing_to_stage", lambda *args: False)
     monkeypatch.setattr(upsert, "_pending", lambda *args: True)
+    monkeypatch.setattr(intervals, "rows_pending", lambda *args: True)
 
 
 def _state(path) -> dict:
