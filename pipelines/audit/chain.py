@@ -173,7 +173,7 @@ def verify_chain(con: duckdb.DuckDBPyConnection, full: bool = False) -> ChainVer
             problem = f"the last row (chain_seq {last_seq}) does not match the recorded head (chain_seq {head_seq})"
             bad = (last_seq, None, problem)
     if bad is None:  # the whole chain and its head removed: ops.record_outcome still lists every loaded row
-        lost = _lost_rows(con)
+        lost = _lost_rows(con, _raw_id_at(con, since.chain_seq) if since else 0)
         if len(lost):
             problem = f"{len(lost)} rows recorded as loaded (ops.record_outcome) are missing, the first raw_id {lost.min()}"
             bad = (None, None, problem)
@@ -214,13 +214,19 @@ def _last_link(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     return last, con.execute(f"SELECT min(row_hash) FROM core.access_event WHERE chain_seq = {int(last)}").fetchone()[0]
 
 
-def _lost_rows(con: duckdb.DuckDBPyConnection) -> np.ndarray:
-    """raw_ids ops.record_outcome lists as loaded into core.access_event that the table no longer holds. Two
-    integer columns compared in numpy (sorting ~20 million integers) instead of an anti-join whose hash table
-    holds every access row."""
+def _raw_id_at(con: duckdb.DuckDBPyConnection, seq: int) -> int:
+    return con.execute(f"SELECT coalesce(min(raw_id), 0) FROM core.access_event WHERE chain_seq = {int(seq)}"
+                       ).fetchone()[0]
+
+
+def _lost_rows(con: duckdb.DuckDBPyConnection, above: int = 0) -> np.ndarray:
+    """raw_ids above `above` that ops.record_outcome lists as loaded into core.access_event and the table no longer
+    holds. Two integer columns compared in numpy (sorting ~20 million integers) instead of an anti-join whose
+    hash table holds every access row. An incremental check looks above the checkpoint row's raw_id only: rows are
+    chained in raw_id order, so one missing below it leaves a gap in the sequence the check has already found."""
     loaded = con.execute("SELECT raw_id FROM ops.record_outcome WHERE table_name = 'core.access_event' "
-                         "AND outcome = 'loaded'").fetchnumpy()["raw_id"]
-    present = con.execute("SELECT raw_id FROM core.access_event").fetchnumpy()["raw_id"]
+                         f"AND outcome = 'loaded' AND raw_id > {int(above)}").fetchnumpy()["raw_id"]
+    present = con.execute(f"SELECT raw_id FROM core.access_event WHERE raw_id > {int(above)}").fetchnumpy()["raw_id"]
     return loaded[~np.isin(loaded, present)]
 
 
@@ -251,6 +257,10 @@ def _first_chain_break(con: duckdb.DuckDBPyConnection, since: Checkpoint | None
                    f"rows chain_seq {expected}…{seq - 1} are missing (deleted)")
         structural = (seq, _access_id_of(con, int(raw_ids[good])), problem)
     after, previous = (since.chain_seq, since.row_hash) if since else (0, GENESIS)
+    if structural is None and after > len(seqs):
+        problem = (f"rows chain_seq {len(seqs) + 1}…{after} are missing (deleted): the checkpoint of "
+                   f"{since.verified_at:%Y-%m-%d %H:%M} UTC verified them")
+        structural = (len(seqs) + 1, None, problem)
     if after > good:  # the break lies before the checkpoint: nothing after it can be trusted
         return structural, 0
     if after:

@@ -26,8 +26,8 @@ version), never the file generator, which would need hours for this size. It hol
                          core.lab_result (half of the pairs): the audit's care relationships. They carry no raw
                          provenance (file_id 0): the reports never read it.
     bench.planted        access_id × audit rule the generator planted (what the audit must find; tests compare)
-    audit state          the chain checkpoint and the audit's aggregates as of the month before the last
-                         (audit_state below): the report verifies and counts the last month itself
+    audit state          the chain checkpoint and the audit's aggregates as the nightly run leaves them, the last
+                         day's accesses after them (audit_state below): the report verifies and counts that day
 
 Raw JSON is a one-field placeholder: the reports read no resource body, only the envelope's timestamp.
 
@@ -49,7 +49,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -70,6 +70,9 @@ MONTHS = 60
 VIEWS_PER_PATIENT = 20
 #: a snooping staff member views this many distinct patients in one day (A-VOLUME needs ≥ 30)
 SNOOP_PATIENTS = 40
+#: the audit report finds the last this many JST days not yet verified nor in the stored aggregates (what arrived
+#: since the nightly run's check and refresh)
+AUDIT_BACKLOG_DAYS = 1
 
 _KINDS = tuple(INFORMATION_KINDS)
 #: kind of information → share of submissions / of views (cumulative thresholds are derived below)
@@ -495,12 +498,12 @@ def _planted(con: duckdb.DuckDBPyConnection) -> None:
         ) ORDER BY rule_id, access_id""")
 
 
-def audit_state(con: duckdb.DuckDBPyConnection) -> dict:
-    """The audit's stored state as a nightly refresh would have left it before the last month arrived: the whole
-    chain verified in full (it must pass) with the checkpoint on the last row before that month, and the aggregates
-    refreshed up to it (pipelines/audit/aggregates.py). The report then verifies and counts the last month itself
-    (~760,000 accesses at national size): a month's backlog, where production refreshes after every ingest."""
-    cutoff = f"TIMESTAMPTZ '{date(END.year, END.month, 1)} 00:00:00+09:00'"
+def audit_state(con: duckdb.DuckDBPyConnection, backlog_days: int = AUDIT_BACKLOG_DAYS) -> dict:
+    """The audit's stored state as the nightly run leaves it (pipelines/audit/aggregates.py, docs/audit.md): the
+    whole chain verified in full (it must pass) with the checkpoint on the last row before the last
+    `backlog_days` JST days, and the aggregates refreshed up to that row. The report then verifies and counts
+    those days' accesses itself — what arrived since the last nightly run."""
+    cutoff = f"TIMESTAMPTZ '{END - timedelta(days=backlog_days - 1)} 00:00:00+09:00'"
     seq, raw_id = con.execute(f"SELECT max(chain_seq), max(raw_id) FROM core.access_event WHERE recorded < {cutoff}"
                               ).fetchone()
     verdict = verify_chain(con, full=True)

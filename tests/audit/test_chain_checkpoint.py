@@ -111,3 +111,12 @@ def test_karte_audit_verify_and_the_report_say_which_verification(checkpointed, 
     assert cli.main(["audit", "verify", "--warehouse", str(path)]) == 0  # before the checkpoint: not re-hashed
     assert cli.main(["audit", "verify", "--full", "--warehouse", str(path)]) == 1
     assert "chain_seq 5" in capsys.readouterr().err
+
+
+def test_deleting_the_rows_up_to_the_checkpoint_and_rewriting_the_head_is_caught(checkpointed):
+    _, con = checkpointed
+    con.execute(f"DELETE FROM core.access_event WHERE chain_seq > {CHECKPOINT_SEQ - 5}")
+    con.execute(f"""UPDATE ops.access_chain_head SET chain_seq = {CHECKPOINT_SEQ - 5},
+                    row_hash = (SELECT row_hash FROM core.access_event WHERE chain_seq = {CHECKPOINT_SEQ - 5})""")
+    verdict = verify_chain(con)
+    assert not verdict.intact and verdict.first_bad_seq == CHECKPOINT_SEQ - 4 and "missing" in verdict.problem
