@@ -18,12 +18,13 @@ from pipelines.checkups.fhir import checkup_rows
 from pipelines.checkups.plausibility import apply_plausibility
 from pipelines.checkups.rows import CHECKUP_KEY, ROW_SCHEMA, empty_rows
 from pipelines.ingest.bundles import RAW_CONSUMER
+from pipelines.ingest.documents import SUPPORTING_COLUMNS
 from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw import CHECKUP_DOCUMENT
 from pipelines.ingest.raw_windows import raw_windows
-from pipelines.ingest.tables import append
+from pipelines.ingest.tables import append, tables_hold
 from pipelines.ingest.vault import reveal_text
 from pipelines.validation import contracts, ig_rules
 from pipelines.warehouse import get_watermark, set_watermark, transaction
@@ -118,12 +119,27 @@ _FAILURE = {"raw_id": pl.Int64, "rule_id": pl.String, "message": pl.String, "rul
             "resource_identifier": pl.String, "institution_number": pl.String}
 
 
+def _nothing_to_stage(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> bool:
+    """No accepted checkup bundle and no CDA document has a record in (lo, hi], and both tables already have every
+    column an empty append would give them: the window only moves the watermark (most windows of a national
+    ingest hold no checkup, and parsing nothing still cost a flatten of three views)."""
+    pending = con.execute(
+        f"""SELECT EXISTS (SELECT 1 FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
+                           WHERE b.accepted AND b.document_category = 'checkup' AND r.raw_id > {lo} AND r.raw_id <= {hi})
+                OR EXISTS (SELECT 1 FROM raw.resource WHERE resource_type = '{CHECKUP_DOCUMENT}'
+                           AND raw_id > {lo} AND raw_id <= {hi})""").fetchone()[0]
+    return not pending and tables_hold(con, {
+        "staging.checkup_result": contracts.contract_columns(contracts.StagedCheckupResult),
+        "staging.document_resource": SUPPORTING_COLUMNS,
+    })
+
+
 def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tuple[int, int]:
     """Returns (rows staged, records quarantined)."""
     staged = quarantined = 0
     for lo, hi in raw_windows(con, get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER)):
         with transaction(con):
-            if hi > lo:
+            if hi > lo and not _nothing_to_stage(con, lo, hi):
                 fhir, groups = _fhir_rows(con, lo, hi)
                 xml, xml_failed = _xml_rows(con, lo, hi, pseudonym_key)
                 rows = pl.concat([fhir, xml.select(fhir.columns)])
