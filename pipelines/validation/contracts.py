@@ -7,13 +7,11 @@ formats before a row can reach core.
 
 import datetime
 import functools
-from dataclasses import dataclass
+import re
 
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
-from pandera.backends.polars.checks import PolarsCheckBackend
-from pandera.constants import CHECK_OUTPUT_KEY
 
 from pipelines.fhir.systems import INFORMATION_KINDS
 from pipelines.validation.ig_rules import INSTITUTION_NUMBER_RE
@@ -276,9 +274,10 @@ def contract_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame, key: 
     A failure that is not about particular rows (a missing column, a wrong dtype) is a bug in Karte,
     not bad input, and is raised.
 
-    pandera is the judge, but it pays ~40 ms a call whatever the rows (one plan and collect per check), so
-    its checks are first screened in one collect (`failing_rows`) and pandera sees only the rows that fail
-    one — none, usually; its failure cases over those rows are the ones it would find over the whole frame.
+    pandera is the judge, but it pays ~40 ms a call whatever the rows (one plan and collect per check, and
+    its first call imports hypothesis), so its checks are first screened in one polars expression
+    (`failing_rows`) and pandera sees only the rows that fail one — none, usually; its failure cases over
+    those rows are the ones it would find over the whole frame.
     """
     empty = pl.DataFrame(schema={key: pl.Int64, "rule_id": pl.String, "message": pl.String, "rule_order": pl.Int32})
     if frame.is_empty():
@@ -312,27 +311,55 @@ def contract_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame, key: 
     return empty
 
 
-# --- the screen: pandera's own checks, all collected at once ---------------------------------------------
+# --- the screen: pandera's checks as one polars expression -------------------------------------------------
+
+def _str_length(column: pl.Expr, min_value: int | None = None, max_value: int | None = None,
+                exact_value: int | None = None) -> pl.Expr | None:
+    chars = column.str.len_chars()
+    if exact_value is not None:
+        return chars.eq(exact_value)
+    if min_value is None and max_value is None:
+        return None  # pandera raises: let it
+    if min_value is None:
+        return chars.le(max_value)
+    if max_value is None:
+        return chars.ge(min_value)
+    return chars.is_between(min_value, max_value)
+
+
+def _str_matches(column: pl.Expr, pattern) -> pl.Expr:
+    pattern = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+    return column.str.contains(pattern if pattern.startswith("^") else f"^{pattern}")
+
+
+#: pandera's built-in polars checks (pandera/backends/polars/builtin_checks.py), as expressions: true where a
+#: value passes. A check not listed here keeps its model out of the screen (pandera then validates every row).
+#: tests/validation/test_contract_screen.py holds them to pandera's own verdicts.
+_BUILTIN_CHECKS = {
+    "str_matches": _str_matches,
+    "str_length": _str_length,
+    "isin": lambda column, allowed_values: column.is_in(list(allowed_values)),
+    "notin": lambda column, forbidden_values: column.is_in(list(forbidden_values)).not_(),
+    "greater_than_or_equal_to": lambda column, min_value: column.ge(min_value),
+    "greater_than": lambda column, min_value: column.gt(min_value),
+    "less_than_or_equal_to": lambda column, max_value: column.le(max_value),
+    "less_than": lambda column, max_value: column.lt(max_value),
+    "equal_to": lambda column, value: column.eq(value),
+    "not_equal_to": lambda column, value: column.ne(value),
+}
+
 
 @functools.cache
 def _schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
     return model.to_schema()
 
 
-@dataclass(frozen=True)
-class _ScreenedColumn:
-    name: str
-    nullable: bool
-    checks: tuple[tuple[PolarsCheckBackend, bool], ...]  # (pandera's backend of the check, its ignore_na)
-
-
 @functools.cache
-def _screen(model: type[pa.DataFrameModel]) -> tuple[_ScreenedColumn, ...] | None:
-    """The columns of `model` with the check backends pandera itself would run, or None when some check is
-    not a per-row check of one column (uniqueness, frame-level checks, coercion, defaults, parsers, capped
-    failure cases, another backend): such a model is always validated whole by pandera."""
+def _screen(model: type[pa.DataFrameModel]) -> tuple[tuple[str, bool, tuple[pl.Expr, ...]], ...] | None:
+    """Per column of `model`: (name, nullable, the expressions its checks pass on, nulls passing as pandera
+    lets them) — or None when some check is not a built-in per-row check of one column the screen knows
+    (uniqueness, frame-level checks, coercion, defaults, parsers, capped failure cases, custom checks)."""
     schema = _schema(model)
-    schema.register_default_backends(pl.LazyFrame)  # what validate() does first
     if schema.checks or schema.unique or schema.coerce or schema.strict or schema.add_missing_columns \
             or getattr(schema, "parsers", None) or getattr(schema, "drop_invalid_rows", False):
         return None
@@ -341,17 +368,17 @@ def _screen(model: type[pa.DataFrameModel]) -> tuple[_ScreenedColumn, ...] | Non
         if column.unique or column.coerce or column.regex or column.default is not None \
                 or getattr(column, "parsers", None) or column.drop_invalid_rows:
             return None
-        checks = []
+        passes = []
         for check in column.checks:
-            if check.element_wise or check.groupby is not None or check.n_failure_cases is not None \
-                    or check.get_backend(pl.LazyFrame()) is not PolarsCheckBackend:
+            build = _BUILTIN_CHECKS.get(check.name)
+            if build is None or check.element_wise or check.groupby is not None or check.n_failure_cases is not None \
+                    or getattr(check._check_fn, "__name__", None) != check.name:
                 return None
-            # as Check.__call__ does: the built-in check function registered for polars data
-            builtin = getattr(check._check_fn, "__name__", None)
-            if builtin is not None and check.is_builtin_check(builtin):
-                check._check_fn = check.get_builtin_check_fn(builtin)
-            checks.append((PolarsCheckBackend(check), check.ignore_na))
-        columns.append(_ScreenedColumn(name, column.nullable, tuple(checks)))
+            verdict = build(pl.col(name), **check._check_kwargs)
+            if verdict is None:
+                return None
+            passes.append(verdict.fill_null(True) if check.ignore_na else verdict.fill_null(False))
+        columns.append((name, column.nullable, tuple(passes)))
     return tuple(columns)
 
 
@@ -369,31 +396,23 @@ def _dtypes_match(model: type[pa.DataFrameModel], schema: tuple[tuple[str, pl.Da
 
 
 def failing_rows(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.Series | None:
-    """A boolean per row of `frame`: true where the row breaks a null or value check of `model`, decided by
-    pandera's own check functions and null rules in a single collect. None when the screen cannot stand in
-    for pandera (a check it cannot evaluate, a dtype pandera would reject): then pandera validates all rows."""
+    """A boolean per row of `frame`: true where the row breaks a null or value check of `model` — pandera's
+    built-in checks and null rules as one polars expression, evaluated once. None when the screen cannot stand
+    in for pandera (a check it does not know, a dtype pandera would reject): then pandera validates all rows."""
     columns = _screen(model)
     if columns is None or not _dtypes_match(model, tuple(frame.select(contract_columns(model)).schema.items())):
         return None
-    lazy = frame.lazy()
-    passes: list[pl.LazyFrame] = []
-    for column in columns:
-        if not column.nullable:  # as pandera: NaN counts as missing in a float column
-            present = pl.col(column.name).is_not_null()
-            if frame.schema[column.name] in (pl.Float32, pl.Float64):
-                present = present & pl.col(column.name).is_not_nan()
-            passes.append(lazy.select(present.alias(CHECK_OUTPUT_KEY)))
-        for backend, ignore_na in column.checks:
-            out = backend.apply(PolarsData(lazy, column.name))
-            if not isinstance(out, pl.LazyFrame):
-                return None
-            verdict = pl.col(CHECK_OUTPUT_KEY)
-            passes.append(out.select(verdict | verdict.is_null() if ignore_na else verdict.fill_null(False)))
-    if not passes:
+    fails = []
+    for name, nullable, passes in columns:
+        if not nullable:  # as pandera: NaN counts as missing in a float column
+            present = pl.col(name).is_not_null()
+            if frame.schema[name] in (pl.Float32, pl.Float64):
+                present = present & pl.col(name).is_not_nan()
+            fails.append(present.not_())
+        fails += [verdict.not_() for verdict in passes]
+    if not fails:
         return pl.Series("failing", [False] * frame.height)
     try:
-        verdicts = pl.concat([p.select(pl.col(CHECK_OUTPUT_KEY).alias(f"c{i}")) for i, p in enumerate(passes)],
-                             how="horizontal").select(pl.all_horizontal(pl.all()).not_().alias("failing")).collect()
-    except Exception:  # noqa: BLE001 - a check that cannot run on these values: pandera reports it (CHECK_ERROR)
+        return frame.select(pl.any_horizontal(fails).alias("failing"))["failing"]
+    except pl.exceptions.PolarsError:  # a check that cannot run on these values: pandera reports it (CHECK_ERROR)
         return None
-    return verdicts["failing"]

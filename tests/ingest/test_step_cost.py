@@ -64,13 +64,13 @@ def _state(path) -> dict:
 def _recording_flatten(monkeypatch) -> list[str]:
     """Names of the views flattened from now on."""
     flattened: list[str] = []
-    real = flatten.flatten_sql
+    real = flatten._compiled_for
 
-    def recording(name, source_sql, carry):
+    def recording(con, name, carry):
         flattened.append(name)
-        return real(name, source_sql, carry)
+        return real(con, name, carry)
 
-    monkeypatch.setattr(flatten, "flatten_sql", recording)
+    monkeypatch.setattr(flatten, "_compiled_for", recording)
     return flattened
 
 
