@@ -2,7 +2,9 @@
 resources CLINS uses), in one of two modes (KARTE_STRUCTURE_VALIDATION, docs/structure.md):
 
 - `fast` (default): the schema check of pipelines/fhir/structure_schema.py on every resource (tens of
-  thousands per second per core), and fhir.resources where it adds value — every resource the fast check
+  thousands per second per core; the raw step runs it while it parses each resource anyway and leaves the
+  verdict in staging.fast_structure_check, so this step re-reads only what fhir.resources must see), and
+  fhir.resources where it adds value — every resource the fast check
   rejects, every resource of a source's first file (a new sender, or the consent / access feed the first time)
   and a deterministic 1-in-SAMPLE_EVERY sample of the rest. Where fhir.resources ran, its verdict and message
   are the ones of record: a fast reject it accepts passes (the fast check reads JSON types more strictly, e.g.
@@ -16,7 +18,6 @@ resource stages turn them into K-FHIR-STRUCTURE quarantine rows, so each record 
 """
 
 import collections
-import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ import polars as pl
 from fhir.resources.R4B import get_fhir_model_class
 
 from pipelines.fhir import structure_schema
-from pipelines.ingest.raw import CHECKUP_DOCUMENT, FACILITY_ROW
+from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.tables import append
+from pipelines.ingest.workers import die_with_parent, worker_count
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 CONSUMER = "staging.fhir_structure"
@@ -102,39 +104,37 @@ def strict_verdict(resource_json: str, _full_check: bool = True) -> tuple[str | 
     return structure_error(resource_json), CONFIRMED
 
 
-def fast_verdict(resource_json: str, full_check: bool) -> tuple[str | None, int]:
+def fast_verdict(resource_json: str, full_check: bool, prechecked: bool = False,
+                 problem: str | None = None) -> tuple[str | None, int]:
     """(error or None, how it was decided) for one resource in fast mode; `full_check` runs fhir.resources
-    even when the fast check passes."""
+    even when the fast check passes. `prechecked`: the fast check already ran (in the raw step) and found
+    `problem`."""
+    return _fast_check(resource_json, full_check, prechecked, problem)[:2]
+
+
+def _fast_check(resource_json: str, full_check: bool, prechecked: bool = False,
+                problem: str | None = None) -> tuple[str | None, int, str | None]:
+    """fast_verdict plus the fast check's own problem (or None)."""
     try:
         obj = orjson.loads(resource_json)
     except orjson.JSONDecodeError:
         obj = None
-    problem = structure_schema.structure_problem(obj)
+    if not prechecked:
+        problem = structure_schema.structure_problem(obj)
     if problem is None and not full_check:
-        return None, FAST_PASS
+        return None, FAST_PASS, problem
     verdict = fhir_resources_error(obj)
     if (problem is None) == (verdict is None):
-        return verdict, CONFIRMED
-    return verdict, OVERRULED if verdict is None else MISSED
+        return verdict, CONFIRMED, problem
+    return verdict, OVERRULED if verdict is None else MISSED, problem
 
 
-def _die_with_parent() -> None:
-    """Pool workers end when the ingest process dies, even by SIGKILL: otherwise they wait on the call queue
-    for ever, each holding a few hundred MiB (Linux PR_SET_PDEATHSIG; a no-op elsewhere)."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+def _strict_chunk(items: list[tuple]) -> list[tuple[str | None, int, None]]:
+    return [(*strict_verdict(item[0]), None) for item in items]
 
 
-def _strict_chunk(items: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
-    return [strict_verdict(text) for text, _ in items]
-
-
-def _fast_chunk(items: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
-    return [fast_verdict(text, full) for text, full in items]
+def _fast_chunk(items: list[tuple]) -> list[tuple[str | None, int, str | None]]:
+    return [_fast_check(*item) for item in items]
 
 
 class _Checker:
@@ -143,10 +143,10 @@ class _Checker:
 
     def __init__(self, mode: str, expected: int, workers: int | None = None):
         self.work = _strict_chunk if mode == "strict" else _fast_chunk
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = worker_count(workers)
         structure_schema.warm_up()  # compiled once here, inherited by forked workers
         threshold = POOL_THRESHOLD if mode == "strict" else FAST_POOL_THRESHOLD
-        self.pool = (ProcessPoolExecutor(max_workers=self.workers, initializer=_die_with_parent)
+        self.pool = (ProcessPoolExecutor(max_workers=self.workers, initializer=die_with_parent)
                      if expected >= threshold else None)
 
     def __enter__(self):
@@ -167,34 +167,55 @@ class _Checker:
 def check_structure(texts: list[str], workers: int | None = None) -> list[str | None]:
     """Strict mode over a list: fhir.resources' error (or None) per resource."""
     with _Checker("strict", len(texts), workers) as check:
-        return [error for error, _ in check([(t, True) for t in texts])]
+        return [error for error, _, _ in check([(t, True) for t in texts])]
 
 
 def check_structure_fast(texts: list[str], full_check: list[bool],
                          workers: int | None = None) -> list[tuple[str | None, int]]:
     """Fast mode over a list: (error or None, FAST_PASS | CONFIRMED | OVERRULED | MISSED) per resource."""
     with _Checker("fast", len(texts), workers) as check:
-        return check(list(zip(texts, full_check, strict=True)))
+        return [(error, how) for error, how, _ in check(list(zip(texts, full_check, strict=True)))]
 
 
 #: raw rows that are FHIR resources (not registry CSV rows or 特定健診 CDA documents, which other stages check)
 _FHIR_ROWS = f"r.resource_type IS NULL OR r.resource_type NOT IN ('{FACILITY_ROW}', '{CHECKUP_DOCUMENT}')"
 
 
-def _selection_sql(mode: str, lo: int, hi: int) -> str:
-    base = f"r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS})"
-    if mode == "strict":
-        return f"SELECT r.raw_id, r.resource::VARCHAR AS resource, true AS full_check FROM raw.resource r WHERE {base}"
+def _fast_window_sql(lo: int, hi: int) -> str:
+    """CTE window_rows: the window's FHIR rows with full_check (fhir.resources must see it), prechecked (the
+    raw step ran the fast check) and that check's problem."""
     # A source is a sender (医療機関番号), or the kind of feed for files that carry none (consent, access);
     # its first file with any resource is checked in full, whichever run brought it.
     return f"""WITH first_file AS (
                    SELECT min(r.file_id) AS file_id FROM raw.resource r JOIN ops.file_manifest m USING (file_id)
                    WHERE {_FHIR_ROWS}
-                   GROUP BY coalesce(m.sender, m.kind))
-               SELECT r.raw_id, r.resource::VARCHAR AS resource,
-                      hash(r.raw_id) % {SAMPLE_EVERY} = 0 OR r.file_id IN (SELECT file_id FROM first_file)
-                          AS full_check
-               FROM raw.resource r WHERE {base}"""
+                   GROUP BY coalesce(m.sender, m.kind)),
+               window_rows AS (
+                   SELECT r.raw_id,
+                          hash(r.raw_id) % {SAMPLE_EVERY} = 0 OR r.file_id IN (SELECT file_id FROM first_file)
+                              AS full_check,
+                          c.raw_id IS NOT NULL AS prechecked, c.problem
+                   FROM raw.resource r LEFT JOIN staging.fast_structure_check c USING (raw_id)
+                   WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS}))"""
+
+
+#: fast mode: a row this step must read (the rest passed the raw step's fast check and need no full check)
+_MUST_READ = "w.full_check OR NOT w.prechecked OR w.problem IS NOT NULL"
+
+
+def _selection_sql(mode: str, lo: int, hi: int) -> str:
+    """The window's FHIR rows this step reads: (raw_id, resource, full_check[, prechecked, problem])."""
+    if mode == "strict":
+        return (f"SELECT r.raw_id, r.resource::VARCHAR AS resource, true AS full_check FROM raw.resource r "
+                f"WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS}) ORDER BY r.raw_id")
+    return f"""{_fast_window_sql(lo, hi)}
+               SELECT w.raw_id, r.resource::VARCHAR AS resource, w.full_check, w.prechecked, w.problem
+               FROM window_rows w JOIN raw.resource r USING (raw_id) WHERE {_MUST_READ} ORDER BY w.raw_id"""
+
+
+def _passed_unread(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
+    return con.execute(f"{_fast_window_sql(lo, hi)} SELECT count(*) FROM window_rows w "
+                       f"WHERE NOT ({_MUST_READ})").fetchone()[0]
 
 
 #: resources read from the warehouse at a time: a whole batch as Python strings would cost ~10 kB per resource
@@ -207,22 +228,31 @@ def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> Struc
     mode = MODES[mode]
     lo = get_watermark(con, CONSUMER)
     hi = con.execute("SELECT coalesce(max(raw_id), 0) FROM raw.resource").fetchone()[0]
-    raw_ids, errors, how = [], [], []
+    raw_ids, errors, how, problems, checked_here = [], [], [], [], []
+    passed_unread = 0
     with transaction(con):
         if hi > lo:
-            with _Checker(mode, expected=hi - lo) as check:
+            passed_unread = _passed_unread(con, lo, hi) if mode == "fast" else 0
+            with _Checker(mode, expected=hi - lo - passed_unread) as check:
                 cursor = con.execute(_selection_sql(mode, lo, hi))
                 while block := cursor.fetchmany(READ_BLOCK):
                     raw_ids += [row[0] for row in block]
-                    for error, decided in check([(row[1], row[2]) for row in block]):
+                    # rows the raw step did not check (strict-mode or partitioned raw): their fast check is
+                    # recorded here, so the table covers every row fast mode checked
+                    checked_here += [mode == "fast" and not row[3] for row in block]
+                    for error, decided, problem in check([row[1:] for row in block]):
                         errors.append(error)
                         how.append(decided)
-        verdicts = pl.DataFrame({"raw_id": raw_ids, "structure_error": errors, "how": how},
-                                schema={"raw_id": pl.Int64, "structure_error": pl.String, "how": pl.Int8})
+                        problems.append(problem)
+        verdicts = pl.DataFrame({"raw_id": raw_ids, "structure_error": errors, "how": how, "problem": problems,
+                                 "checked_here": checked_here},
+                                schema={"raw_id": pl.Int64, "structure_error": pl.String, "how": pl.Int8,
+                                        "problem": pl.String, "checked_here": pl.Boolean})
         failures = verdicts.filter(pl.col("structure_error").is_not_null()).select("raw_id", "structure_error")
         append(con, "staging.structure_failure", failures)
+        append(con, "staging.fast_structure_check", verdicts.filter("checked_here").select("raw_id", "problem"))
         set_watermark(con, CONSUMER, hi)
     count = collections.Counter(how)
-    return StructureOutcome(mode, checked=verdicts.height, failing=failures.height,
+    return StructureOutcome(mode, checked=verdicts.height + passed_unread, failing=failures.height,
                             by_fhir_resources=verdicts.height - count[FAST_PASS], overruled=count[OVERRULED],
                             missed=count[MISSED])

@@ -63,7 +63,9 @@ def parse_shard(settings: Settings, shard: Shard) -> MapResult:
         con.execute("INSERT INTO ops.file_manifest SELECT * FROM wh.ops.file_manifest "
                     "WHERE file_id IN (SELECT file_id FROM file_part)")
         con.execute("DETACH wh")
-        rows = parse_landed_files(con, settings.inbox)
+        # A shard is already one of several in parallel: it reads its files in one process. Its fast structure
+        # check runs in the staging phase (the raw phase's row ids are the shard's own).
+        rows = parse_landed_files(con, settings.inbox, settings.pseudonym_key, precheck=False, workers=1)
         schemas = export_tables(con, RAW_TABLES, dest, shard)
     return MapResult(shard, "raw", schemas, rows=rows)
 
@@ -91,8 +93,9 @@ def _copy_structure_context(con: duckdb.DuckDBPyConnection) -> list[int]:
 def _remove_structure_context(con: duckdb.DuckDBPyConnection, stubs: list[int]) -> None:
     if not stubs:
         return
-    con.execute("DELETE FROM staging.structure_failure WHERE raw_id IN "
-                "(SELECT raw_id FROM raw.resource WHERE file_id IN ?)", [stubs])
+    for table in ("staging.structure_failure", "staging.fast_structure_check"):
+        con.execute(f"DELETE FROM {table} WHERE raw_id IN (SELECT raw_id FROM raw.resource WHERE file_id IN ?)",
+                    [stubs])
     con.execute("DELETE FROM raw.resource WHERE file_id IN ?", [stubs])
     con.execute("DELETE FROM ops.file_manifest WHERE file_id IN ?", [stubs])
 

@@ -153,3 +153,43 @@ def test_sigkill_of_an_ingest_takes_its_structure_pool_workers_with_it(tmp_path)
     survivors = [w for w in workers if Path(f"/proc/{w}/status").exists()
                  and "State:\tZ" not in Path(f"/proc/{w}/status").read_text()]
     assert survivors == []
+
+
+def _descendants_of(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        children = [c for parent in frontier for c in _children_of(parent)]
+        found += children
+        frontier = children
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to see the pool workers")
+def test_sigkill_of_an_ingest_takes_its_raw_reading_workers_with_it(tmp_path):
+    """The raw step reads large batches in workers started from a fork server: a kill -9 of the ingest must end
+    the server and every worker."""
+    import signal
+
+    from pipelines.generate import generate
+
+    inbox = tmp_path / "inbox"
+    generate(inbox, facilities=10, patients=400, seed=5, fault_rate=0.0)
+    force_pool = ("import sys, pipelines.ingest.raw as raw; raw.POOL_MIN_BYTES = 0; raw.GROUP_BYTES = 2**20; "
+                  "from pipelines.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", force_pool, "ingest", "--inbox", str(inbox),
+                             "--warehouse", str(tmp_path / "w.duckdb")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    processes: list[int] = []
+    deadline = time.monotonic() + 120
+    while len(processes) < 3 and proc.poll() is None and time.monotonic() < deadline:  # server + 2 workers
+        time.sleep(0.05)
+        processes = _descendants_of(proc.pid)
+    assert len(processes) >= 2, "the raw step never started its reading pool"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [p for p in processes if Path(f"/proc/{p}/status").exists()
+                 and "State:\tZ" not in Path(f"/proc/{p}/status").read_text()]
+    assert survivors == []

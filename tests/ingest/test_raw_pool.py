@@ -1,0 +1,66 @@
+"""The raw step reads large batches in a pool of worker processes: what it writes must not depend on that, on
+the group size, or on which worker finishes first."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import load_settings
+from pipelines.generate import generate
+from pipelines.ingest import raw
+from pipelines.ingest.landing import land_files
+from pipelines.ingest.run import start_batch
+from pipelines.warehouse import connect
+
+TABLES = {
+    "raw.resource": "raw_id",
+    "raw.bundle": "bundle_key",
+    "staging.fast_structure_check": "raw_id",
+    "ops.quarantine": "file_id, line_no, rule_id",
+}
+
+
+@pytest.fixture(scope="module")
+def inbox(tmp_path_factory) -> Path:
+    inbox = tmp_path_factory.mktemp("pool") / "inbox"
+    generate(inbox, facilities=3, patients=40, seed=11, fault_rate=0.2)  # faults: quarantined lines too
+    return inbox
+
+
+def _raw(inbox: Path, warehouse: Path, workers: int) -> dict[str, list]:
+    settings = load_settings(warehouse=warehouse, inbox=inbox)
+    con = connect(settings.warehouse)
+    land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
+    written = raw.parse_landed_files(con, settings.inbox, settings.pseudonym_key, precheck=True, workers=workers)
+    tables = {t: con.execute(f"SELECT * FROM {t} ORDER BY {order}").fetchall() for t, order in TABLES.items()}
+    con.close()
+    assert written == len(tables["raw.resource"])
+    return tables
+
+
+def test_pooled_reading_writes_exactly_what_one_process_writes(inbox, tmp_path, monkeypatch):
+    alone = _raw(inbox, tmp_path / "alone.duckdb", workers=1)
+    monkeypatch.setattr(raw, "GROUP_BYTES", 64 * 1024)  # many small groups, so workers overtake each other
+    monkeypatch.setattr(raw, "POOL_MIN_BYTES", 0)
+    pooled = _raw(inbox, tmp_path / "pooled.duckdb", workers=2)
+    assert alone["raw.resource"] and alone["ops.quarantine"]
+    for table in TABLES:
+        assert pooled[table] == alone[table], table
+
+
+def test_the_fast_check_runs_on_every_fhir_resource_as_sent(inbox, tmp_path):
+    """It sees each resource before sealing and names the path of a problem, never the value."""
+    sent = tmp_path / "inbox"
+    shutil.copytree(inbox, sent)
+    first = min((sent / "fhir").glob("*.json"))
+    bundle = json.loads(first.read_text(encoding="utf-8"))
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient["name"] = [{"family": ["山田"], "given": ["太郎"]}]  # family is a string, not a list
+    first.write_text(json.dumps(bundle, ensure_ascii=False), encoding="utf-8")
+    tables = _raw(sent, tmp_path / "w.duckdb", workers=1)
+    fhir = {row[0] for row in tables["raw.resource"] if row[7] not in (raw.FACILITY_ROW, raw.CHECKUP_DOCUMENT)}
+    assert {raw_id for raw_id, _ in tables["staging.fast_structure_check"]} == fhir
+    problems = [p for _, p in tables["staging.fast_structure_check"] if p]
+    assert len(problems) == 1 and problems[0].startswith("name.0.family") and "山田" not in problems[0]
