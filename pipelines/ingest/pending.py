@@ -1,6 +1,7 @@
 """Cheap existence queries: whether a step's window holds any of its rows at all. An increment touches few
-resource types, and a step whose window holds none of its rows then only advances its watermark (about a
-millisecond) instead of compiling, flattening, validating and appending nothing (tens of milliseconds)."""
+resource types, and a step whose window holds none of its rows then only advances its watermark (the query
+takes under a millisecond; the watermark's own transaction a few) instead of flattening, validating and
+appending nothing (tens of milliseconds)."""
 
 import duckdb
 

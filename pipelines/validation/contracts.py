@@ -259,7 +259,6 @@ class StagedFacility(_Provenance):
     first_view_on: str = _datetime("初回閲覧日")
 
 
-@functools.cache
 def contract_columns(model: type[pa.DataFrameModel]) -> list[str]:
     return list(_schema(model).columns)
 
