@@ -52,11 +52,18 @@ def failures(frame: pl.DataFrame, rules: list[RowRule], key: str) -> pl.DataFram
     if frame.is_empty() or not rules:
         return pl.DataFrame(schema={key: frame.schema.get(key, pl.Int64), "rule_id": pl.String,
                                     "message": pl.String, "rule_order": pl.Int32})
+    # Every rule's verdict in one pass; only the broken rules then filter and format (most rows break none).
     # Eager on purpose: a lazy concat of these filters hit an intermittent polars panic
     # ("assertion failed: i < self.len()") in the async executor on multi-window runs.
+    broken = frame.select(rule.fails.fill_null(False).alias(str(order)) for order, rule in enumerate(rules))
+    if broken.height != frame.height:  # constant verdicts only: filter rule by rule
+        broken = frame.select(pl.repeat(True, frame.height).alias(str(order)) for order in range(len(rules)))
+        masks = [rule.fails.fill_null(False) for rule in rules]
+    else:
+        masks = [broken[str(order)] for order in range(len(rules))]
     parts = [
         frame
-        .filter(rule.fails.fill_null(False))
+        .filter(mask)
         .select(
             pl.col(key),
             pl.lit(rule.rule_id).alias("rule_id"),
@@ -64,8 +71,11 @@ def failures(frame: pl.DataFrame, rules: list[RowRule], key: str) -> pl.DataFram
             .fill_null(RULES[rule.rule_id].title).alias("message"),
             pl.lit(order, dtype=pl.Int32).alias("rule_order"),
         )
-        for order, rule in enumerate(rules)
+        for order, (rule, mask) in enumerate(zip(rules, masks, strict=True)) if broken[str(order)].any()
     ]
+    if not parts:
+        return pl.DataFrame(schema={key: frame.schema[key], "rule_id": pl.String, "message": pl.String,
+                                    "rule_order": pl.Int32})
     return pl.concat(parts)
 
 
