@@ -113,8 +113,9 @@ def _accesses_sql() -> str:
 def select_day_counts(con: duckdb.DuckDBPyConnection, window: AuditWindow, state: AuditState) -> int:
     """TEMP VIEWs audit_staff_day_all(viewer, staff_id, day_jst, n) and audit_facility_day_all(viewer, day_jst, n)
     over the window's days: the stored counts, with the days that have accesses after the read position recounted
-    from TEMP VIEW audit_access (pipelines/audit/findings.py). Returns how many days were recounted."""
-    fresh = _fresh_days(con, state)
+    from TEMP VIEW audit_access (pipelines/audit/findings.py) — every day when nothing usable is stored. Returns how
+    many stored days were superseded by a recount."""
+    fresh = [] if state == EMPTY else _fresh_days(con, state)
     staff, facility = _day_counts_sql("audit_access", "true" if state == EMPTY else _on_days(fresh))
     con.execute(f"CREATE OR REPLACE TEMP TABLE audit_staff_day_fresh AS {staff}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE audit_facility_day_fresh AS {facility}")
