@@ -29,10 +29,12 @@ POOL_MIN_BYTES = 2 * GROUP_BYTES
 
 
 def _flush(con: duckdb.DuckDBPyConnection, buf: RawBuffer) -> int:
-    resources = pl.DataFrame(buf.resources, schema={
+    columns = {name: values for name, values in buf.resources.items() if name != "resource"}
+    resources = pl.DataFrame(columns, schema={
         "file_id": pl.Int64, "line_no": pl.Int32, "bundle_seq": pl.Int64, "entry_index": pl.Int32,
-        "full_url": pl.String, "resource_type": pl.String, "resource": pl.String,
-        "structure_checked": pl.Boolean, "structure_problem": pl.String})
+        "full_url": pl.String, "resource_type": pl.String, "structure_checked": pl.Boolean,
+        "structure_problem": pl.String}).with_columns(
+        resource=pl.Series("resource", buf.resources["resource"].arrow(), dtype=pl.String))
     bundles = pl.DataFrame(buf.bundles, schema={
         "bundle_seq": pl.Int64, "file_id": pl.Int64, "line_no": pl.Int32, "entry_count": pl.Int32,
         "entry_types": pl.List(pl.String), "envelope": pl.String})
@@ -125,7 +127,7 @@ def _read_in_order(groups: list[list[LandedFile]], read, workers: int) -> Iterat
     if workers <= 1:
         yield from map(read, groups)
         return
-    with workers_module.fresh_process_pool(workers, ["pipelines.ingest.raw_read"]) as pool:
+    with workers_module.process_pool(workers) as pool:
         in_flight: deque = deque()
         for group in groups:
             in_flight.append(pool.submit(read, group))

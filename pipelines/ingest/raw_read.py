@@ -7,10 +7,13 @@ Rows are verbatim but for identifying values, sealed before anything leaves this
 (pipelines/ingest/vault.py): a resource's names, identifiers, phones and addresses, a 特定健診 CDA document
 whole, and the raw text of an unreadable line or file whole."""
 
+from array import array
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 
 from pipelines.fhir import structure_schema
 from pipelines.ingest.reader import Unit, read_csv_rows, read_json_units
@@ -49,7 +52,7 @@ class RawBuffer:
     quarantine: list[dict] = field(default_factory=list)
     files: list[LandedFile] = field(default_factory=list)
 
-    def add_resource(self, file_id, line_no, bundle_seq, entry_index, full_url, resource_type, text,
+    def add_resource(self, file_id, line_no, bundle_seq, entry_index, full_url, resource_type, text: bytes,
                      checked: bool = False, problem: str | None = None):
         r = self.resources
         r["file_id"].append(file_id)
@@ -74,7 +77,7 @@ def _add_fhir(buf: RawBuffer, file_id: int, line_no, bundle_seq, entry_index, fu
     problem = structure_schema.structure_problem(payload) if precheck else None
     kept = seal_resource(payload, key) if is_resource else payload
     buf.add_resource(file_id, line_no, bundle_seq, entry_index, full_url, resource_type,
-                     orjson.dumps(kept).decode(), precheck, problem)
+                     orjson.dumps(kept), precheck, problem)
 
 
 def _add_bundle(buf: RawBuffer, file_id: int, unit: Unit, key: bytes, precheck: bool) -> None:
@@ -129,7 +132,7 @@ def _read_archive(buf: RawBuffer, file_id: int, full: Path, path: str, key: byte
         return
     for position, (member, xml) in enumerate(archive.documents, start=1):
         buf.add_resource(file_id, position, None, None, member, CHECKUP_DOCUMENT,
-                         orjson.dumps({"member": member, "cda": seal(xml, key)}).decode())
+                         orjson.dumps({"member": member, "cda": seal(xml, key)}))
 
 
 def _read_file(buf: RawBuffer, landed: LandedFile, inbox: Path, key: bytes, precheck: bool) -> None:
@@ -146,7 +149,7 @@ def _read_file(buf: RawBuffer, landed: LandedFile, inbox: Path, key: bytes, prec
     if kind == "facilities":
         for unit in read_csv_rows(full):
             if unit.ok:
-                buf.add_resource(file_id, unit.line_no, None, None, None, FACILITY_ROW, unit.text.decode())
+                buf.add_resource(file_id, unit.line_no, None, None, None, FACILITY_ROW, unit.text)
             else:
                 _quarantine_unit(buf, file_id, path, kind, unit, key)
         return
@@ -170,4 +173,26 @@ def read_group(files: list[LandedFile], inbox: Path, key: bytes, precheck: bool)
     buf = RawBuffer(files=list(files))
     for landed in files:
         _read_file(buf, landed, inbox, key, precheck)
+    buf.resources["resource"] = PackedTexts.pack(buf.resources["resource"])
     return buf
+
+
+@dataclass(frozen=True)
+class PackedTexts:
+    """UTF-8 texts as one buffer and their offsets (Arrow's string layout): a group's ~14k resource texts cross
+    from a worker process as two bytes objects instead of 14k pickled strings, and become a column without a
+    Python object per row."""
+
+    data: bytes
+    offsets: bytes  # int64 offsets into data, one more than there are texts
+    count: int
+
+    @classmethod
+    def pack(cls, texts: list[bytes]) -> "PackedTexts":
+        offsets = array("q", [0])
+        offsets.extend(accumulate(map(len, texts)))
+        return cls(b"".join(texts), offsets.tobytes(), len(texts))
+
+    def arrow(self) -> pa.Array:
+        return pa.Array.from_buffers(pa.large_string(), self.count,
+                                     [None, pa.py_buffer(self.offsets), pa.py_buffer(self.data)])

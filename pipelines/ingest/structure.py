@@ -19,7 +19,6 @@ resource stages turn them into K-FHIR-STRUCTURE quarantine rows, so each record 
 
 import collections
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -30,7 +29,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pipelines.fhir import structure_schema
 from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.tables import append
-from pipelines.ingest.workers import die_with_parent, worker_count
+from pipelines.ingest.workers import process_pool, worker_count
 from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 CONSUMER = "staging.fhir_structure"
@@ -146,8 +145,7 @@ class _Checker:
         self.workers = worker_count(workers)
         structure_schema.warm_up()  # compiled once here, inherited by forked workers
         threshold = POOL_THRESHOLD if mode == "strict" else FAST_POOL_THRESHOLD
-        self.pool = (ProcessPoolExecutor(max_workers=self.workers, initializer=die_with_parent)
-                     if expected >= threshold else None)
+        self.pool = process_pool(self.workers) if expected >= threshold else None
 
     def __enter__(self):
         return self
