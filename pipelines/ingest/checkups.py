@@ -137,7 +137,8 @@ def _nothing_to_stage(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> bool:
 def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tuple[int, int]:
     """Returns (rows staged, records quarantined)."""
     staged = quarantined = 0
-    for lo, hi in raw_windows(con, get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER)):
+    for lo, hi in raw_windows(con, get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER),
+                              heavy_type=CHECKUP_DOCUMENT):
         with transaction(con):
             if hi > lo and not _nothing_to_stage(con, lo, hi):
                 fhir, groups = _fhir_rows(con, lo, hi)

@@ -16,7 +16,14 @@ import polars as pl
 
 from pipelines.config import load_settings
 from pipelines.ingest import workers as workers_module
-from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW, LandedFile, RawBuffer, read_group
+from pipelines.ingest.raw_read import (
+    CHECKUP_DOCUMENT,
+    FACILITY_ROW,
+    LandedFile,
+    RawBuffer,
+    read_group,
+    unpacked_bytes,
+)
 from pipelines.warehouse import transaction
 
 __all__ = ["CHECKUP_DOCUMENT", "FACILITY_ROW", "RawWriteError", "parse_landed_files"]
@@ -109,11 +116,13 @@ def _flush_or_explain(con: duckdb.DuckDBPyConnection, buf: RawBuffer) -> int:
                             f"{str(exc).splitlines()[0]}") from exc
 
 
-def _groups(pending: list[LandedFile]) -> Iterator[list[LandedFile]]:
+def _groups(pending: list[LandedFile], inbox: Path) -> Iterator[list[LandedFile]]:
+    """Consecutive files of about GROUP_BYTES of text each: counted unpacked, since 16 MiB of 特定健診 ZIPs hold
+    ~100 MiB of CDA documents."""
     group, size = [], 0
     for landed in pending:
         group.append(landed)
-        size += landed.size_bytes
+        size += unpacked_bytes(inbox / landed.path, landed.size_bytes)
         if size >= GROUP_BYTES:
             yield group
             group, size = [], 0
@@ -153,4 +162,4 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
     small = sum(f.size_bytes for f in pending) < POOL_MIN_BYTES
     pool_size = 1 if small else workers_module.worker_count(workers)
     read = partial(read_group, inbox=inbox, key=key, precheck=precheck)
-    return sum(_flush_or_explain(con, buf) for buf in _read_in_order(list(_groups(pending)), read, pool_size))
+    return sum(_flush_or_explain(con, buf) for buf in _read_in_order(list(_groups(pending, inbox)), read, pool_size))

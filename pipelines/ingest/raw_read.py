@@ -7,6 +7,7 @@ Rows are verbatim but for identifying values, sealed before anything leaves this
 (pipelines/ingest/vault.py): a resource's names, identifiers, phones and addresses, a 特定健診 CDA document
 whole, and the raw text of an unreadable line or file whole."""
 
+import zipfile
 from array import array
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -165,6 +166,23 @@ def _read_file(buf: RawBuffer, landed: LandedFile, inbox: Path, key: bytes, prec
             _add_bundle(buf, file_id, unit, key, precheck)
         else:
             _add_fhir(buf, file_id, unit.line_no, None, None, None, expected, unit.obj, key, precheck)
+
+
+def unpacked_bytes(path: Path, size_bytes: int) -> int:
+    """About how many bytes of text a landed file becomes (what a group of files costs in memory): a ZIP's
+    members as its directory states them, a .gz's size as its trailer states it (modulo 4 GiB), otherwise the
+    file's size. Unreadable files count at their size; reading them reports why."""
+    try:
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                return max(size_bytes, sum(member.file_size for member in archive.infolist()))
+        if path.suffix == ".gz" and size_bytes >= 4:
+            with path.open("rb") as file:
+                file.seek(-4, 2)
+                return max(size_bytes, int.from_bytes(file.read(4), "little"))
+    except (OSError, zipfile.BadZipFile, ValueError):
+        pass
+    return size_bytes
 
 
 def read_group(files: list[LandedFile], inbox: Path, key: bytes, precheck: bool) -> RawBuffer:

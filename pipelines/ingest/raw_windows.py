@@ -7,11 +7,35 @@ import duckdb
 
 from pipelines.warehouse import windows
 
+#: a window holds at most this many rows of a `heavy_type` (below): ids alone do not bound memory when one row
+#: is a 特定健診 CDA document (15–60 kB sealed in generated data, 86 kB the largest official example) rather
+#: than a ~1 kB FHIR resource. Counted, not measured: reading the documents' lengths cost as much memory as
+#: staging them (134 MiB for 3,842 documents)
+HEAVY_ROWS_PER_WINDOW = 500
 
-def raw_windows(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+
+def raw_windows(con: duckdb.DuckDBPyConnection, lo: int, hi: int,
+                heavy_type: str | None = None) -> Iterator[tuple[int, int]]:
+    """(lo, hi] in windows of about window_ids() ids, moved forward so no bundle is split; with `heavy_type`
+    (a raw resource_type), also cut so that no window holds more than HEAVY_ROWS_PER_WINDOW of that type's rows."""
     def bundle_end(end: int) -> int:
         row = con.execute("SELECT max(last_raw_id) FROM raw.bundle WHERE first_raw_id <= ? AND last_raw_id > ?",
                           [end, end]).fetchone()
         return row[0] or end
 
-    return windows(lo, hi, align=bundle_end)
+    cuts = _heavy_cuts(con, lo, hi, heavy_type) if heavy_type else []
+    for start, end in windows(lo, hi, align=bundle_end):
+        # a heavy row is never part of a bundle (documents come from archives), so cutting after one is safe
+        for cut in (c for c in cuts if start < c < end):
+            yield start, cut
+            start = cut
+        yield start, end
+
+
+def _heavy_cuts(con: duckdb.DuckDBPyConnection, lo: int, hi: int, resource_type: str) -> list[int]:
+    """The raw id of every HEAVY_ROWS_PER_WINDOW-th `resource_type` row in (lo, hi]."""
+    return [cut for (cut,) in con.execute(
+        """SELECT raw_id FROM (
+               SELECT raw_id, row_number() OVER (ORDER BY raw_id) AS n
+               FROM raw.resource WHERE resource_type = ? AND raw_id > ? AND raw_id <= ?)
+           WHERE n % ? = 0 ORDER BY 1""", [resource_type, lo, hi, HEAVY_ROWS_PER_WINDOW]).fetchall()]

@@ -42,3 +42,33 @@ def test_windows_without_checkups_only_move_the_watermark(tmp_path, monkeypatch)
     assert {r[4] for r in fast["quarantine"]} >= {"K-XML", "K-XML-UNSAFE", "K-CHECKUP"}  # CDA failures staged
     assert fast == full
     assert fingerprints(tmp_path / "fast.duckdb") == fingerprints(tmp_path / "full.duckdb")
+
+
+def test_cda_documents_are_staged_a_bounded_number_per_window(tmp_path, monkeypatch):
+    """Ids alone do not bound a window's memory when its rows are 15–60 kB CDA documents: the checkup stage
+    also cuts windows every HEAVY_ROWS_PER_WINDOW of them, and the warehouse is the one a single window gives."""
+    from pipelines.ingest import raw_windows
+
+    generate(tmp_path / "inbox", facilities=6, patients=24, seed=5, fault_rate=0.1)
+    run_ingest(tmp_path / "inbox", tmp_path / "one.duckdb")[1].close()
+    windows: list[tuple[int, int]] = []
+    real = checkups.raw_windows
+
+    def recording(*args, **kwargs):
+        for window in real(*args, **kwargs):
+            windows.append(window)
+            yield window
+
+    monkeypatch.setattr(raw_windows, "HEAVY_ROWS_PER_WINDOW", 2)
+    monkeypatch.setattr(checkups, "raw_windows", recording)
+    run_ingest(tmp_path / "inbox", tmp_path / "cut.duckdb")[1].close()
+
+    con = connect(tmp_path / "cut.duckdb", read_only=True)
+    documents = [raw_id for (raw_id,) in con.execute(
+        f"SELECT raw_id FROM raw.resource WHERE resource_type = '{checkups.CHECKUP_DOCUMENT}'").fetchall()]
+    con.close()
+    per_window = [sum(lo < raw_id <= hi for raw_id in documents) for lo, hi in windows]
+    assert len(documents) >= 4 and len(windows) >= 3 and max(per_window) == 2 and sum(per_window) == len(documents)
+    assert [hi for _, hi in windows[:-1]] == [lo for lo, _ in windows[1:]]  # contiguous, nothing skipped
+    assert _ledgers(tmp_path / "cut.duckdb") == _ledgers(tmp_path / "one.duckdb")
+    assert fingerprints(tmp_path / "cut.duckdb") == fingerprints(tmp_path / "one.duckdb")
