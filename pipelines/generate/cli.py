@@ -4,9 +4,6 @@ import argparse
 import json
 import sys
 
-from pipelines.generate.generator import check_arguments, generate
-from pipelines.generate.validate import SelfCheckError
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -27,6 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipelines.generate.generator import check_arguments, generate
+    from pipelines.generate.validate import SelfCheckError
+
     try:
         check_arguments(args.facilities, args.patients, args.fault_rate, args.start, args.end)
     except ValueError as exc:
