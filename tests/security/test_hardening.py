@@ -125,36 +125,6 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to see the pool workers")
-def test_sigkill_of_an_ingest_takes_its_structure_pool_workers_with_it(tmp_path):
-    """Strict mode checks structure in a process pool: a kill -9 of the ingest must not leave the workers
-    waiting on their queue for ever (each holds a few hundred MiB)."""
-    import signal
-
-    from pipelines.generate import generate
-
-    inbox = tmp_path / "inbox"
-    generate(inbox, facilities=10, patients=400, seed=5, fault_rate=0.0)  # > POOL_THRESHOLD resources
-    env = os.environ | {"KARTE_STRUCTURE_VALIDATION": "strict"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", "--inbox", str(inbox),
-                             "--warehouse", str(tmp_path / "w.duckdb")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers: list[int] = []
-    deadline = time.monotonic() + 120
-    while not workers and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        workers = _children_of(proc.pid)
-    assert workers, "the strict structure step never started its pool"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    survivors = [w for w in workers if Path(f"/proc/{w}/status").exists()
-                 and "State:\tZ" not in Path(f"/proc/{w}/status").read_text()]
-    assert survivors == []
-
-
 def _descendants_of(pid: int) -> list[int]:
     found, frontier = [], [pid]
     while frontier:
@@ -164,32 +134,47 @@ def _descendants_of(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to see the pool workers")
-def test_sigkill_of_an_ingest_takes_its_raw_reading_workers_with_it(tmp_path):
-    """The raw step reads large batches in a pool of forked workers: a kill -9 of the ingest must end every
-    one of them."""
+def _survivors_of_sigkill_during_pool(tmp_path: Path, command: list[str], env: dict, workers: int) -> list[int]:
+    """Run `command` (an ingest of a generated inbox big enough for a pool) until it has `workers` descendant
+    processes, kill -9 it, and return the descendants still alive 10 s later (zombies count as gone)."""
     import signal
 
     from pipelines.generate import generate
 
     inbox = tmp_path / "inbox"
     generate(inbox, facilities=10, patients=400, seed=5, fault_rate=0.0)
-    force_pool = ("import sys, pipelines.ingest.raw as raw; raw.POOL_MIN_BYTES = 0; raw.GROUP_BYTES = 2**20; "
-                  "from pipelines.cli import main; sys.exit(main(sys.argv[1:]))")
-    proc = subprocess.Popen([sys.executable, "-c", force_pool, "ingest", "--inbox", str(inbox),
-                             "--warehouse", str(tmp_path / "w.duckdb")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*command, "ingest", "--inbox", str(inbox), "--warehouse", str(tmp_path / "w.duckdb")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     processes: list[int] = []
     deadline = time.monotonic() + 120
-    while len(processes) < 2 and proc.poll() is None and time.monotonic() < deadline:
+    while len(processes) < workers and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
         processes = _descendants_of(proc.pid)
-    assert len(processes) >= 2, "the raw step never started its reading pool"
+    assert len(processes) >= workers, "the ingest never started its pool"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{p}").exists() for p in processes) and time.monotonic() < deadline:
         time.sleep(0.1)
-    survivors = [p for p in processes if Path(f"/proc/{p}/status").exists()
-                 and "State:\tZ" not in Path(f"/proc/{p}/status").read_text()]
-    assert survivors == []
+    return [p for p in processes if Path(f"/proc/{p}/status").exists()
+            and "State:\tZ" not in Path(f"/proc/{p}/status").read_text()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to see the pool workers")
+def test_sigkill_of_an_ingest_takes_its_structure_pool_workers_with_it(tmp_path):
+    """Strict mode checks structure in a process pool: a kill -9 of the ingest must not leave the workers
+    waiting on their queue for ever (each holds a few hundred MiB). The raw step reads in one process here."""
+    read_alone = ("import sys, pipelines.ingest.raw as raw; raw.POOL_MIN_BYTES = 2**62; "
+                  "from pipelines.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = os.environ | {"KARTE_STRUCTURE_VALIDATION": "strict"}
+    assert _survivors_of_sigkill_during_pool(tmp_path, [sys.executable, "-c", read_alone], env, workers=1) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to see the pool workers")
+def test_sigkill_of_an_ingest_takes_its_raw_reading_workers_with_it(tmp_path):
+    """The raw step reads large batches in a pool of forked workers: a kill -9 of the ingest must end every
+    one of them."""
+    force_pool = ("import sys, pipelines.ingest.raw as raw; raw.POOL_MIN_BYTES = 0; raw.GROUP_BYTES = 2**20; "
+                  "from pipelines.cli import main; sys.exit(main(sys.argv[1:]))")
+    assert _survivors_of_sigkill_during_pool(tmp_path, [sys.executable, "-c", force_pool], dict(os.environ),
+                                             workers=2) == []
