@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 
 from pipelines.config import load_settings
+from pipelines.ingest import structure
 from pipelines.ingest import workers as workers_module
 from pipelines.ingest.raw_read import (
     CHECKUP_DOCUMENT,
@@ -31,7 +32,8 @@ __all__ = ["CHECKUP_DOCUMENT", "FACILITY_ROW", "RawWriteError", "parse_landed_fi
 #: flush a transaction after this many input bytes, so memory is bounded by the group, not the inbox
 #: (16 MiB of files hold ~14k resources; larger groups bought no speed in `karte bench`)
 GROUP_BYTES = 16 * 1024**2
-#: below this many pending bytes the files are read in this process: starting the workers costs ~0.3 s
+#: below this many pending bytes the files are read in this process: with one or two groups there is nothing
+#: for a second worker to overlap (and an increment's run should not fork at all)
 POOL_MIN_BYTES = 2 * GROUP_BYTES
 
 
@@ -155,7 +157,7 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
     settings = load_settings() if pseudonym_key is None or precheck is None else None
     key = settings.pseudonym_key if pseudonym_key is None else pseudonym_key
     if precheck is None:
-        precheck = settings.structure_validation in ("fast", "sample")
+        precheck = structure.MODES.get(settings.structure_validation) == "fast"
     pending = [LandedFile(*row) for row in con.execute(
         "SELECT file_id, path, kind, size_bytes, batch_id FROM ops.file_manifest WHERE NOT parsed ORDER BY file_id"
     ).fetchall()]
