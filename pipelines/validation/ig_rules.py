@@ -52,9 +52,11 @@ def failures(frame: pl.DataFrame, rules: list[RowRule], key: str) -> pl.DataFram
     if frame.is_empty() or not rules:
         return pl.DataFrame(schema={key: frame.schema.get(key, pl.Int64), "rule_id": pl.String,
                                     "message": pl.String, "rule_order": pl.Int32})
-    # Every rule's verdict in one pass; only the broken rules then filter and format (most rows break none).
-    # Eager on purpose: a lazy concat of these filters hit an intermittent polars panic
-    # ("assertion failed: i < self.len()") in the async executor on multi-window runs.
+    # One chunk: over a frame in several chunks (as DuckDB hands them over) polars 2.1 panics with "assertion
+    # failed: i < self.len()" filtering and formatting the string columns of some windows
+    # (tests/validation/test_multichunk_frames.py). Every rule's verdict in one pass; only the broken rules then
+    # filter and format (most rows break none).
+    frame = frame.rechunk()
     broken = frame.select(rule.fails.fill_null(False).alias(str(order)) for order, rule in enumerate(rules))
     if broken.height != frame.height:  # constant verdicts only: filter rule by rule
         broken = frame.select(pl.repeat(True, frame.height).alias(str(order)) for order in range(len(rules)))
