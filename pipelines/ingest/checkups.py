@@ -22,7 +22,7 @@ from pipelines.ingest.documents import SUPPORTING_COLUMNS
 from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
-from pipelines.ingest.raw import CHECKUP_DOCUMENT
+from pipelines.ingest.raw_read import CHECKUP_DOCUMENT
 from pipelines.ingest.raw_windows import raw_windows
 from pipelines.ingest.tables import append, tables_hold
 from pipelines.ingest.vault import reveal_text

@@ -14,7 +14,7 @@ from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pending import raw_pending
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
-from pipelines.ingest.raw import FACILITY_ROW
+from pipelines.ingest.raw_read import FACILITY_ROW
 from pipelines.ingest.raw_windows import raw_windows
 from pipelines.ingest.tables import append, tables_hold
 from pipelines.ingest.vault import reveal_series

@@ -3,7 +3,7 @@ quarantine row. Files are read in groups (pipelines/ingest/raw_read.py: parse, s
 the schema check), each group written in one transaction, in file order.
 
 Large batches are read by a pool of worker processes, one group each, while this process writes the groups
-they finished: reading is ~80 % of the step's CPU, and the order of writing (hence every raw id) does not depend
+they finished: reading is about three quarters of the step's CPU, and the order of writing (hence every raw id) does not depend
 on which worker finished first."""
 
 from collections import deque
@@ -17,17 +17,8 @@ import polars as pl
 from pipelines.config import load_settings
 from pipelines.ingest import structure
 from pipelines.ingest import workers as workers_module
-from pipelines.ingest.raw_read import (
-    CHECKUP_DOCUMENT,
-    FACILITY_ROW,
-    LandedFile,
-    RawBuffer,
-    read_group,
-    unpacked_bytes,
-)
+from pipelines.ingest.raw_read import LandedFile, RawBuffer, read_group, unpacked_bytes
 from pipelines.warehouse import transaction
-
-__all__ = ["CHECKUP_DOCUMENT", "FACILITY_ROW", "RawWriteError", "parse_landed_files"]
 
 #: flush a transaction after this many input bytes, so memory is bounded by the group, not the inbox
 #: (16 MiB of files hold ~14k resources; larger groups bought no speed in `karte bench`)

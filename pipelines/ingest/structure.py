@@ -104,16 +104,10 @@ def strict_verdict(resource_json: str, _full_check: bool = True) -> tuple[str | 
 
 
 def fast_verdict(resource_json: str, full_check: bool, prechecked: bool = False,
-                 problem: str | None = None) -> tuple[str | None, int]:
-    """(error or None, how it was decided) for one resource in fast mode; `full_check` runs fhir.resources
-    even when the fast check passes. `prechecked`: the fast check already ran (in the raw step) and found
-    `problem`."""
-    return _fast_check(resource_json, full_check, prechecked, problem)[:2]
-
-
-def _fast_check(resource_json: str, full_check: bool, prechecked: bool = False,
-                problem: str | None = None) -> tuple[str | None, int, str | None]:
-    """fast_verdict plus the fast check's own problem (or None)."""
+                 problem: str | None = None) -> tuple[str | None, int, str | None]:
+    """(error or None, how it was decided, the fast check's problem or None) for one resource in fast mode;
+    `full_check` runs fhir.resources even when the fast check passes. `prechecked`: the fast check already ran
+    (in the raw step) and found `problem`."""
     try:
         obj = orjson.loads(resource_json)
     except orjson.JSONDecodeError:
@@ -133,7 +127,7 @@ def _strict_chunk(items: list[tuple]) -> list[tuple[str | None, int, None]]:
 
 
 def _fast_chunk(items: list[tuple]) -> list[tuple[str | None, int, str | None]]:
-    return [_fast_check(*item) for item in items]
+    return [fast_verdict(*item) for item in items]
 
 
 class _Checker:
@@ -179,41 +173,36 @@ def check_structure_fast(texts: list[str], full_check: list[bool],
 _FHIR_ROWS = f"r.resource_type IS NULL OR r.resource_type NOT IN ('{FACILITY_ROW}', '{CHECKUP_DOCUMENT}')"
 
 
-def _fast_window_sql(lo: int, hi: int) -> str:
-    """CTE window_rows: the window's FHIR rows with full_check (fhir.resources must see it), prechecked (the
-    raw step ran the fast check) and that check's problem."""
+def _fast_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
+    """Temp table window_rows: the window's FHIR rows with full_check (fhir.resources must see it), prechecked
+    (the raw step ran the fast check), that check's problem and must_read. Returns how many need no reading
+    (the raw step's fast check passed them and they need no full check)."""
     # A source is a sender (医療機関番号), or the kind of feed for files that carry none (consent, access);
     # its first file with any resource is checked in full, whichever run brought it.
-    return f"""WITH first_file AS (
-                   SELECT min(r.file_id) AS file_id FROM raw.resource r JOIN ops.file_manifest m USING (file_id)
-                   WHERE {_FHIR_ROWS}
-                   GROUP BY coalesce(m.sender, m.kind)),
-               window_rows AS (
-                   SELECT r.raw_id,
-                          hash(r.raw_id) % {SAMPLE_EVERY} = 0 OR r.file_id IN (SELECT file_id FROM first_file)
-                              AS full_check,
-                          c.raw_id IS NOT NULL AS prechecked, c.problem
-                   FROM raw.resource r LEFT JOIN staging.fast_structure_check c USING (raw_id)
-                   WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS}))"""
-
-
-#: fast mode: a row this step must read (the rest passed the raw step's fast check and need no full check)
-_MUST_READ = "w.full_check OR NOT w.prechecked OR w.problem IS NOT NULL"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE window_rows AS
+        WITH first_file AS (
+            SELECT min(r.file_id) AS file_id FROM raw.resource r JOIN ops.file_manifest m USING (file_id)
+            WHERE {_FHIR_ROWS}
+            GROUP BY coalesce(m.sender, m.kind)),
+        flagged AS (
+            SELECT r.raw_id,
+                   hash(r.raw_id) % {SAMPLE_EVERY} = 0 OR r.file_id IN (SELECT file_id FROM first_file) AS full_check,
+                   c.raw_id IS NOT NULL AS prechecked, c.problem
+            FROM raw.resource r LEFT JOIN staging.fast_structure_check c USING (raw_id)
+            WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS}))
+        SELECT *, full_check OR NOT prechecked OR problem IS NOT NULL AS must_read FROM flagged""")
+    return con.execute("SELECT count(*) FILTER (WHERE NOT must_read) FROM window_rows").fetchone()[0]
 
 
 def _selection_sql(mode: str, lo: int, hi: int) -> str:
-    """The window's FHIR rows this step reads: (raw_id, resource, full_check[, prechecked, problem])."""
+    """The window's FHIR rows this step reads: (raw_id, resource, full_check[, prechecked, problem]); in fast
+    mode from window_rows (_fast_window)."""
     if mode == "strict":
         return (f"SELECT r.raw_id, r.resource::VARCHAR AS resource, true AS full_check FROM raw.resource r "
                 f"WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS}) ORDER BY r.raw_id")
-    return f"""{_fast_window_sql(lo, hi)}
-               SELECT w.raw_id, r.resource::VARCHAR AS resource, w.full_check, w.prechecked, w.problem
-               FROM window_rows w JOIN raw.resource r USING (raw_id) WHERE {_MUST_READ} ORDER BY w.raw_id"""
-
-
-def _passed_unread(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
-    return con.execute(f"{_fast_window_sql(lo, hi)} SELECT count(*) FROM window_rows w "
-                       f"WHERE NOT ({_MUST_READ})").fetchone()[0]
+    return """SELECT w.raw_id, r.resource::VARCHAR AS resource, w.full_check, w.prechecked, w.problem
+              FROM window_rows w JOIN raw.resource r USING (raw_id) WHERE w.must_read ORDER BY w.raw_id"""
 
 
 #: resources read from the warehouse at a time: a whole batch as Python strings would cost ~10 kB per resource
@@ -230,7 +219,7 @@ def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> Struc
     passed_unread = 0
     with transaction(con):
         if hi > lo:
-            passed_unread = _passed_unread(con, lo, hi) if mode == "fast" else 0
+            passed_unread = _fast_window(con, lo, hi) if mode == "fast" else 0
             with _Checker(mode, expected=hi - lo - passed_unread) as check:
                 cursor = con.execute(_selection_sql(mode, lo, hi))
                 while block := cursor.fetchmany(READ_BLOCK):
@@ -242,6 +231,7 @@ def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> Struc
                         errors.append(error)
                         how.append(decided)
                         problems.append(problem)
+            con.execute("DROP TABLE IF EXISTS window_rows")
         verdicts = pl.DataFrame({"raw_id": raw_ids, "structure_error": errors, "how": how, "problem": problems,
                                  "checked_here": checked_here},
                                 schema={"raw_id": pl.Int64, "structure_error": pl.String, "how": pl.Int8,

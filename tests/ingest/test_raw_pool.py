@@ -11,6 +11,7 @@ from pipelines.config import load_settings
 from pipelines.generate import generate
 from pipelines.ingest import raw
 from pipelines.ingest.landing import land_files
+from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.run import start_batch
 from pipelines.warehouse import connect
 
@@ -60,7 +61,7 @@ def test_the_fast_check_runs_on_every_fhir_resource_as_sent(inbox, tmp_path):
     patient["name"] = [{"family": ["山田"], "given": ["太郎"]}]  # family is a string, not a list
     first.write_text(json.dumps(bundle, ensure_ascii=False), encoding="utf-8")
     tables = _raw(sent, tmp_path / "w.duckdb", workers=1)
-    fhir = {row[0] for row in tables["raw.resource"] if row[7] not in (raw.FACILITY_ROW, raw.CHECKUP_DOCUMENT)}
+    fhir = {row[0] for row in tables["raw.resource"] if row[7] not in (FACILITY_ROW, CHECKUP_DOCUMENT)}
     assert {raw_id for raw_id, _ in tables["staging.fast_structure_check"]} == fhir
     problems = [p for _, p in tables["staging.fast_structure_check"] if p]
     assert len(problems) == 1 and problems[0].startswith("name.0.family") and "山田" not in problems[0]
