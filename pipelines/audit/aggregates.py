@@ -110,11 +110,10 @@ def _accesses_sql() -> str:
     return f"(SELECT *, {jst_day_sql('recorded')} AS day_jst FROM core.access_event WHERE recorded IS NOT NULL)"
 
 
-def select_day_counts(con: duckdb.DuckDBPyConnection, window: AuditWindow, state: AuditState) -> int:
+def select_day_counts(con: duckdb.DuckDBPyConnection, window: AuditWindow, state: AuditState) -> None:
     """TEMP VIEWs audit_staff_day_all(viewer, staff_id, day_jst, n) and audit_facility_day_all(viewer, day_jst, n)
     over the window's days: the stored counts, with the days that have accesses after the read position recounted
-    from TEMP VIEW audit_access (pipelines/audit/findings.py) — every day when nothing usable is stored. Returns how
-    many stored days were superseded by a recount."""
+    from TEMP VIEW audit_access (pipelines/audit/findings.py) — every day when nothing usable is stored."""
     fresh = [] if state == EMPTY else _fresh_days(con, state)
     staff, facility = _day_counts_sql("audit_access", "true" if state == EMPTY else _on_days(fresh))
     con.execute(f"CREATE OR REPLACE TEMP TABLE audit_staff_day_fresh AS {staff}")
@@ -133,7 +132,6 @@ def select_day_counts(con: duckdb.DuckDBPyConnection, window: AuditWindow, state
                     {stored_staff}SELECT viewer, staff_id, day_jst, n FROM audit_staff_day_fresh""")
     con.execute(f"""CREATE OR REPLACE TEMP VIEW audit_facility_day_all AS
                     {stored_facility}SELECT viewer, day_jst, n FROM audit_facility_day_fresh""")
-    return len(fresh)
 
 
 def _superseded(con: duckdb.DuckDBPyConnection, state: AuditState, alias: str = "",

@@ -20,6 +20,7 @@ from pipelines.checkups.rows import CHECKUP_KEY, ROW_SCHEMA, empty_rows
 from pipelines.ingest.bundles import RAW_CONSUMER
 from pipelines.ingest.documents import SUPPORTING_COLUMNS
 from pipelines.ingest.flatten import flatten
+from pipelines.ingest.pending import raw_pending
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw_read import CHECKUP_DOCUMENT
@@ -123,11 +124,10 @@ def _nothing_to_stage(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> bool:
     """No accepted checkup bundle and no CDA document has a record in (lo, hi], and both tables already have every
     column an empty append would give them: the window only moves the watermark (most windows of a national
     ingest hold no checkup, and parsing nothing still cost a flatten of three views)."""
-    pending = con.execute(
+    pending = raw_pending(con, CHECKUP_DOCUMENT, lo, hi) or con.execute(
         f"""SELECT EXISTS (SELECT 1 FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
-                           WHERE b.accepted AND b.document_category = 'checkup' AND r.raw_id > {lo} AND r.raw_id <= {hi})
-                OR EXISTS (SELECT 1 FROM raw.resource WHERE resource_type = '{CHECKUP_DOCUMENT}'
-                           AND raw_id > {lo} AND raw_id <= {hi})""").fetchone()[0]
+                           WHERE b.accepted AND b.document_category = 'checkup'
+                             AND r.raw_id > {lo} AND r.raw_id <= {hi})""").fetchone()[0]
     return not pending and tables_hold(con, {
         "staging.checkup_result": contracts.contract_columns(contracts.StagedCheckupResult),
         "staging.document_resource": SUPPORTING_COLUMNS,

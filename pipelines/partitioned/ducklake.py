@@ -47,9 +47,9 @@ def _create(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> Non
 
 
 def publish(con: duckdb.DuckDBPyConnection, lake: Path, batch_id: int, staging_schemas: dict[str, Columns],
-            catalog: Path, data_path: Path) -> dict[str, int]:
+            catalog: Path, data_path: Path) -> None:
     """From the warehouse connection `con`: register this batch's staging Parquet and refresh core in the
-    DuckLake catalog, as one snapshot; returns rows per table as the catalog now sees them."""
+    DuckLake catalog, as one snapshot."""
     dest = phase_dir(lake, batch_id, "staging")
     attach_catalog(con, catalog, data_path)
     try:
@@ -68,8 +68,5 @@ def publish(con: duckdb.DuckDBPyConnection, lake: Path, batch_id: int, staging_s
                 _create(con, table, table_columns(con, table))
                 con.execute(f"DELETE FROM lake.{table}")
                 con.execute(f"INSERT INTO lake.{table} SELECT * FROM {table}")
-        tables = [f"{s}.{t}" for s, t in con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'lake' ORDER BY 1, 2").fetchall()]
-        return {t: con.execute(f"SELECT count(*) FROM lake.{t}").fetchone()[0] for t in tables}
     finally:
         con.execute("DETACH lake")

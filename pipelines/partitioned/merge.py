@@ -79,10 +79,23 @@ def _stage_frame(con: duckdb.DuckDBPyConnection, name: str, like: str, files: li
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {source}")
 
 
+class MissingShardError(RuntimeError):
+    """A planned shard brought no map result: merging would mark its files parsed without their rows."""
+
+
+def _every_shard_mapped(plan: Plan, results: list[MapResult]) -> None:
+    missing = sorted({s.index for s in plan.shards} - {r.shard.index for r in results})
+    if missing:
+        raise MissingShardError(
+            f"shards {missing} of batch {plan.batch_id} were planned but not mapped (a fixed-shard graph with fewer "
+            f"map ops than the plan's {len(plan.shards)} shards?); nothing was merged, the next run retries")
+
+
 def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResult]) -> int:
     """Raw rows of every shard into the warehouse with single-process ids; returns the rows written."""
     dest = phase_dir(Path(plan.lake), plan.batch_id, "raw")
     con.execute("SET enable_progress_bar = false")  # bulk loads would draw one on the run's terminal
+    _every_shard_mapped(plan, results)
     _schemas(results)  # shards must agree on the layout
     file_ids = sorted(f for shard in plan.shards for f in shard.file_ids)
     if file_ids and con.execute("SELECT bool_and(parsed) FROM ops.file_manifest WHERE file_id IN ?",

@@ -90,7 +90,7 @@ def build_report(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> AuditRe
     accesses = con.execute("SELECT count(*) FROM audit_access").fetchone()[0]
     footer = {"as_of": window.as_of.isoformat(), "window": window.label(), "code_version": provenance.code_version(),
               "generated_at": provenance.generated_at(), **provenance.warehouse_snapshot(con),
-              "access_log": verdict.message(), "access_log_verification": verdict.scope(),
+              "access_log": verdict.message(),  # ends with which verification it was
               "audit_aggregates": aggregates.describe(con, aggregates.stored_state(con))}
     return AuditReport(window, verdict, accesses, summary_cube(con), case_list(con), footer)
 

@@ -12,7 +12,7 @@ import pytest
 from pipelines.config import load_settings
 from pipelines.generate import generate
 from pipelines.partitioned.mapper import parse_shard, stage_shard
-from pipelines.partitioned.merge import merge_raw, merge_staging, plan_run
+from pipelines.partitioned.merge import MissingShardError, merge_raw, merge_staging, plan_run
 from pipelines.partitioned.plan import Partition, assign_shards, pending_partitions
 from pipelines.partitioned.run import run_partitioned
 from pipelines.warehouse import connect
@@ -120,6 +120,11 @@ def test_steps_in_one_process_equal_single_process_and_a_repeated_merge_loads_no
         plan = plan_run(con, settings, tmp_path / "lake", shards=2)
     parsed = [parse_shard(settings, shard) for shard in plan.shards]
     with connect(settings.warehouse) as con:
+        # a shard whose map result went missing (more planned shards than map ops) stops the merge whole:
+        # marking its files parsed without their rows would lose them for good
+        with pytest.raises(MissingShardError, match=r"shards \[1\]"):
+            merge_raw(con, plan, parsed[:1])
+        assert not con.execute("SELECT bool_or(parsed) FROM ops.file_manifest").fetchone()[0]
         assert merge_raw(con, plan, parsed) > 0
     staged = [stage_shard(settings, shard) for shard in plan.shards]
     with connect(settings.warehouse) as con:
