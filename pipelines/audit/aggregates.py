@@ -28,7 +28,7 @@ import duckdb
 
 from pipelines.audit import consent_rules
 from pipelines.audit.window import AuditWindow
-from pipelines.reports.jst import jst_day_sql
+from pipelines.reports.jst import jst_day_sql, jst_midnight_sql
 
 STATE_TABLES = ("audit_staff_day", "audit_facility_day", "audit_uncovered", "audit_state")
 
@@ -72,10 +72,6 @@ def describe(con: duckdb.DuckDBPyConnection, state: AuditState) -> str:
             f"UTC); {newer} later accesses counted for this report")
 
 
-def _jst_midnight(day: date) -> str:
-    return f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+09:00'"
-
-
 def _fresh_days(con: duckdb.DuckDBPyConnection, state: AuditState, through_raw_id: int | None = None) -> list[date]:
     """JST days that hold an access after the read position (up to through_raw_id)."""
     upto = "" if through_raw_id is None else f"AND raw_id <= {int(through_raw_id)}"
@@ -89,7 +85,7 @@ def _on_days(days: list[date]) -> str:
     DuckDB skips the row groups outside them)."""
     if not days:
         return "false"
-    return (f"recorded >= {_jst_midnight(days[0])} AND recorded < {_jst_midnight(days[-1] + timedelta(days=1))} "
+    return (f"recorded >= {jst_midnight_sql(days[0])} AND recorded < {jst_midnight_sql(days[-1] + timedelta(days=1))} "
             f"AND {_day_in(days)}")
 
 

@@ -10,6 +10,8 @@ from datetime import date, timedelta
 
 import duckdb
 
+from pipelines.reports.jst import jst_midnight_sql
+
 
 class AuditWindowError(ValueError):
     """Dates that do not make a window (one-line message for the CLI)."""
@@ -27,22 +29,18 @@ class AuditWindow:
         if self.date_from is not None and self.date_from > (self.date_to or self.as_of):
             raise AuditWindowError(f"--from {self.date_from} is after the end of the window {self.date_to or self.as_of}")
 
-    @staticmethod
-    def _jst_midnight(day: date) -> str:
-        return f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+09:00'"
-
     @property
     def as_of_end_sql(self) -> str:
         """The first instant after as_of (SQL literal)."""
-        return self._jst_midnight(self.as_of + timedelta(days=1))
+        return jst_midnight_sql(self.as_of + timedelta(days=1))
 
     @property
     def start_sql(self) -> str:
-        return self._jst_midnight(self.date_from) if self.date_from else "'-infinity'::TIMESTAMPTZ"
+        return jst_midnight_sql(self.date_from) if self.date_from else "'-infinity'::TIMESTAMPTZ"
 
     @property
     def end_sql(self) -> str:
-        return self._jst_midnight((self.date_to or self.as_of) + timedelta(days=1))
+        return jst_midnight_sql((self.date_to or self.as_of) + timedelta(days=1))
 
     def label(self) -> str:
         first = self.date_from.isoformat() if self.date_from else "first access"

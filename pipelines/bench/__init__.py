@@ -5,6 +5,29 @@ Sections: ``views`` (pipelines/bench/views.py — the compiled staging view agai
 section under their own key with ``report.write_sections``; writing one section keeps the others in the file.
 """
 
+import json
+import os
+import subprocess
+import sys
+
+#: prefix of the one stdout line on which a benchmark child process prints its figures (JSON)
+FIGURES = "KARTE-BENCH "
+
+
+def child_figures(code: str, *args: str, what: str, env: dict | None = None) -> dict:
+    """Run `code` (`python -c`) with `args` in a fresh process and return the figures it printed on its FIGURES
+    line: whatever else the run prints (warnings, notes) is ignored. A failed child raises RuntimeError naming
+    `what` and the child's last error line."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False,
+                          env=None if env is None else {**os.environ, **env})
+    if done.returncode:
+        raise RuntimeError(f"{what} failed: {done.stderr.strip().splitlines()[-1:]}")
+    marked = [line for line in done.stdout.splitlines() if line.startswith(FIGURES)]
+    if not marked:
+        raise RuntimeError(f"{what} printed no figures: {done.stdout[-300:]!r}")
+    return json.loads(marked[-1].removeprefix(FIGURES))
+
+
 #: Observation resources the views benchmark flattens by default (`make bench`).
 DEFAULT_RESOURCES = 1_000_000
 #: the national scale the 'reports' section times the adoption and audit reports at (`pipelines/bench/scale.py`)

@@ -12,7 +12,6 @@ Targets (issue 7): re-run < 2 s; 1 % new data < 3 % of the full load; 4 × input
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipelines.bench import child_figures
 from pipelines.generate import generate
 from pipelines.ingest.landing import INBOX_FOLDERS
 
@@ -75,15 +75,7 @@ class IncrementalBench:
 
 
 def _ingest(inbox: Path, warehouse: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(inbox), str(warehouse)],
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"ingest of {inbox} failed: {out.stderr.strip().splitlines()[-1:]}")
-    # the ingest may print (warnings, notes): the figures are on the one marked line
-    marked = [line for line in out.stdout.splitlines() if line.startswith("KARTE-BENCH ")]
-    if not marked:
-        raise RuntimeError(f"ingest of {inbox} printed no figures: {out.stdout[-300:]!r}")
-    return json.loads(marked[-1].removeprefix("KARTE-BENCH "))
+    return child_figures(_CHILD, str(inbox), str(warehouse), what=f"ingest of {inbox}")
 
 
 def _command_seconds(inbox: Path, warehouse: Path) -> float:

@@ -14,10 +14,6 @@ and the ratios Karte / parse limit, Karte / naive and fast / strict.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +23,7 @@ import duckdb
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
+from pipelines.bench import child_figures
 from pipelines.fhir.structure_schema import structure_problem, warm_up
 from pipelines.generate import generate
 from pipelines.ingest.reader import read_bytes
@@ -55,7 +52,7 @@ for name, step in processing_steps(settings):
         structure = {**dataclasses.asdict(out), "cpu_seconds": cpu() - c}
 summary = summarise(con, 1)
 peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-print(json.dumps({"seconds": time.perf_counter() - started, "steps": steps, "records_in": summary.records_in,
+print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "steps": steps, "records_in": summary.records_in,
                   "structure": structure, "peak_kib": peak}))
 """
 
@@ -164,12 +161,8 @@ def naive_rate(inbox: Path, sample: int) -> float:
 
 def karte_ingest(inbox: Path, warehouse: Path, structure_mode: str = "fast") -> tuple[dict, float]:
     """(the child's timings, its peak RSS in MiB) for one ingest into a fresh `warehouse`."""
-    env = {**os.environ, "KARTE_STRUCTURE_VALIDATION": structure_mode}
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(inbox), str(warehouse)], capture_output=True,
-                          text=True, check=False, env=env)
-    if done.returncode:
-        raise RuntimeError(f"ingest benchmark child failed: {done.stderr.strip().splitlines()[-1:]}")
-    child = json.loads(done.stdout.strip().splitlines()[-1])
+    child = child_figures(_CHILD, str(inbox), str(warehouse), what="ingest benchmark child",
+                          env={"KARTE_STRUCTURE_VALIDATION": structure_mode})
     return child, child["peak_kib"] / 1024
 
 

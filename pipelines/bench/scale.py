@@ -56,11 +56,12 @@ import duckdb
 
 from pipelines.audit.aggregates import refresh_aggregates
 from pipelines.audit.chain import chain_new_rows, verify_chain
-from pipelines.bench import NATIONAL_ACCESS_EVENTS, NATIONAL_FACILITIES
+from pipelines.bench import NATIONAL_ACCESS_EVENTS, NATIONAL_FACILITIES, child_figures
 from pipelines.config import REFERENCE_DIR
 from pipelines.consent.intervals import INTERVALS_SQL
 from pipelines.fhir.systems import INFORMATION_KINDS
 from pipelines.ingest.facility_registry import BED_BAND_SQL
+from pipelines.reports.jst import jst_midnight_sql
 from pipelines.warehouse import connect
 
 TARGET_SECONDS = 10.0
@@ -503,7 +504,7 @@ def audit_state(con: duckdb.DuckDBPyConnection, backlog_days: int = AUDIT_BACKLO
     whole chain verified in full (it must pass) with the checkpoint on the last row before the last
     `backlog_days` JST days, and the aggregates refreshed up to that row. The report then verifies and counts
     those days' accesses itself — what arrived since the last nightly run."""
-    cutoff = f"TIMESTAMPTZ '{END - timedelta(days=backlog_days - 1)} 00:00:00+09:00'"
+    cutoff = jst_midnight_sql(END - timedelta(days=backlog_days - 1))
     seq, raw_id = con.execute(f"SELECT max(chain_seq), max(raw_id) FROM core.access_event WHERE recorded < {cutoff}"
                               ).fetchone()
     verdict = verify_chain(con, full=True)
@@ -579,7 +580,7 @@ try:  # this process's own high-water mark (ru_maxrss would also count the paren
     peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
 except (OSError, StopIteration):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "cli": json.loads(printed.getvalue().splitlines()[-1]),
+print("KARTE-BENCH", json.dumps({"seconds": seconds, "cpu_seconds": cpu, "cli": json.loads(printed.getvalue().splitlines()[-1]),
                   "peak_rss_mib": peak}))
 """
 #: the warehouse is built in a child too, so the timed reports never share the machine with its memory
@@ -641,11 +642,7 @@ def _report_rows(name: str, out: Path, cli: dict) -> dict:
 
 def time_report(name: str, warehouse: Path, out: Path) -> dict:
     """One `karte report <name>` in a fresh process (its own timing, CPU and peak RSS) and the rows it wrote."""
-    done = subprocess.run([sys.executable, "-c", _CHILD, name, str(warehouse), str(out)], capture_output=True,
-                          text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"report benchmark child ({name}) failed: {done.stderr.strip().splitlines()[-1:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = child_figures(_CHILD, name, str(warehouse), str(out), what=f"report benchmark child ({name})")
     result["rows"] = _report_rows(name, out, result["cli"])
     return result
 

@@ -10,6 +10,11 @@ _MICROS_PER_DAY = 86_400_000_000
 _JST_OFFSET_MICROS = 9 * 3_600_000_000
 
 
+def jst_midnight_sql(day) -> str:
+    """SQL TIMESTAMPTZ literal: the first instant of the Japan day `day` (a date)."""
+    return f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+09:00'"
+
+
 def jst_day_sql(instant: str) -> str:
     """SQL DATE: the Japan day of the TIMESTAMPTZ expression `instant` (NULL stays NULL)."""
     return (f"CASE WHEN {instant} >= TIMESTAMPTZ '1970-01-01 00:00:00+00' "

@@ -26,7 +26,7 @@ import duckdb
 
 from pipelines.fhir.systems import INFORMATION_KINDS
 from pipelines.ingest.facility_registry import BED_BAND_SQL
-from pipelines.reports.jst import jst_day_sql
+from pipelines.reports.jst import jst_day_sql, jst_midnight_sql
 
 #: inbox kinds that are not a facility's own submissions (their records are not in the quality measure)
 NOT_SUBMISSIONS = ("consent", "access", "facilities")
@@ -107,7 +107,7 @@ def build_view_months(con: duckdb.DuckDBPyConnection, as_of) -> None:
         SELECT institution_number, year(day) * 12 + month(day) - 1 AS month_index, min(day) AS first_day,
                max(day) AS last_day
         FROM (SELECT viewer AS institution_number, {day} AS day FROM core.access_event
-              WHERE coalesce(outcome, '0') = '0' AND recorded < TIMESTAMPTZ '{as_of + timedelta(days=1)} 00:00:00+09:00')
+              WHERE coalesce(outcome, '0') = '0' AND recorded < {jst_midnight_sql(as_of + timedelta(days=1))})
         GROUP BY ALL
     """)
 
