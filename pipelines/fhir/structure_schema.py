@@ -33,8 +33,8 @@ from collections.abc import Callable
 from pipelines.config import REFERENCE_DIR
 from pipelines.views.fhir_model import unwrap_annotation
 
-__all__ = ["NO_RESOURCE", "SCHEMA_PATH", "derive_schema", "load_schema", "structure_problem", "warm_up",
-           "write_schema"]
+__all__ = ["NO_RESOURCE", "SCHEMA_PATH", "derive_schema", "load_schema", "structure_problem", "walk_problem",
+           "warm_up", "write_schema"]
 
 SCHEMA_PATH = REFERENCE_DIR / "fhir" / "structure_schema.r4b.json"
 NO_RESOURCE = "entry has no resource with a known FHIR resourceType"
@@ -428,7 +428,16 @@ def _resource_types() -> dict[str, _Type]:
 
 def structure_problem(resource: object) -> str | None:
     """Why `resource` (the parsed JSON of one resource) is not valid FHIR R4 structure, or None.
-    Only the first problem is named: ``path.to.element: what was expected``."""
+    Only the first problem is named: ``path.to.element: what was expected``. Most resources are accepted by
+    the compiled check (structure_compiled.accepts: never where walk_problem would find a problem); the rest
+    are walked, which gives the verdict and message of record."""
+    if structure_compiled.accepts(resource):
+        return None
+    return walk_problem(resource)
+
+
+def walk_problem(resource: object) -> str | None:
+    """structure_problem by the Python walk alone (the compiled check's tests compare the two)."""
     resource_type = resource.get("resourceType") if type(resource) is dict else None
     target = _resource_types().get(resource_type) if type(resource_type) is str else None
     if target is None:
@@ -443,6 +452,11 @@ def structure_problem(resource: object) -> str | None:
 
 
 def warm_up() -> None:
-    """Compile every type now (before forking workers, so each inherits the tables)."""
+    """Compile every type now, and the compiled check's types (before forking workers, so each inherits them)."""
     for t in _types().values():
         t.elements or t.compile()
+    structure_compiled.compiled_types()
+
+
+# Last: structure_compiled reads this module's patterns when it is imported.
+from pipelines.fhir import structure_compiled

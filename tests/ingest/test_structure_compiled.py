@@ -1,0 +1,199 @@
+"""The compiled fast-accept (pipelines/fhir/structure_compiled.py) in front of the Python structure check: it
+accepts only what the Python walk accepts (soundness, on the mutation corpus of test_structure_schema and on
+hand-made cases for every rule it reads more strictly), it accepts nearly everything valid (else the fast path
+silently becomes the slow one), and structure_problem's verdicts and messages are the walk's."""
+
+import random
+
+import pytest
+
+from pipelines.fhir import structure_compiled
+from pipelines.fhir.structure_compiled import accepts
+from pipelines.fhir.structure_schema import structure_problem, walk_problem, warm_up
+from tests.ingest.test_structure_schema import (
+    BAD,
+    OBSERVATION,
+    _example_resources,
+    _with,
+    generated_resources,  # noqa: F401 (the fixture, shared)
+    mutate,
+)
+
+
+def _mutants(resources: list[dict], count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [mutate(rng.choice(resources), rng) for _ in range(count)]
+
+
+def _assert_sound_and_unchanged(mutants: list[dict]) -> int:
+    """Compiled accept ⇒ the walk finds nothing; structure_problem says what the walk says. Returns how many
+    mutants the compiled check accepted."""
+    accepted = 0
+    for mutant in mutants:
+        walked = walk_problem(mutant)
+        if accepts(mutant):
+            accepted += 1
+            assert walked is None, f"compiled check accepts what the walk rejects: {walked}"
+        assert structure_problem(mutant) == walked
+    return accepted
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Soundness on the mutation corpus
+# ---------------------------------------------------------------------------------------------------------
+
+def test_mutated_generated_resources(generated_resources):  # noqa: F811 (the imported fixture)
+    mutants = _mutants(generated_resources, 4000, seed=71)
+    accepted = _assert_sound_and_unchanged(mutants)
+    valid = sum(walk_problem(m) is None for m in mutants)
+    assert valid > 800 and accepted > 0.8 * valid, (accepted, valid)  # both sides of the check exercised
+
+
+def test_mutated_official_examples(examples):
+    mutants = _mutants([resource for _, resource in _example_resources()], 3000, seed=72)
+    assert _assert_sound_and_unchanged(mutants) > 500
+
+
+@pytest.mark.parametrize(("what", "change", "path"), BAD, ids=[b[0] for b in BAD])
+def test_hand_made_bad_resources_are_not_accepted(what, change, path):
+    resource = _with(change)
+    assert not accepts(resource), what
+    assert structure_problem(resource).split(": ", 1)[0] == path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Each rule read more strictly than the walk: not accepted here, the walk's verdict stands
+# ---------------------------------------------------------------------------------------------------------
+
+def _set(path: str, value):
+    """A change that sets OBSERVATION's element at a dotted path (list indexes as numbers)."""
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+
+    def change(resource):
+        node = resource
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return change
+
+
+def _bundle_with(entry_resource) -> dict:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": entry_resource}]}
+
+
+EXT = {"extension": [{"url": "http://example.org/reason", "valueCode": "unknown"}]}
+DEEP = {"resourceType": "Patient"}
+for _ in range(2000):  # deeper than Python's recursion limit: the walk says so, the compiled check must not crash
+    DEEP = {"resourceType": "Patient", "contained": [DEEP]}
+
+STRICTER = [
+    # (what, resource, whether the walk accepts it)
+    ("null for an element", _with(_set("note", None)), True),
+    ("null for a nested element", _with(_set("code.text", None)), True),
+    ("required value given only as an extension", _with(lambda r: (r.pop("status"), r.update(_status=EXT))), True),
+    ("required value null, with an extension", _with(lambda r: r.update(status=None, _status=EXT)), True),
+    ("two types for value[x]", _with(_set("valueString", "30")), False),
+    ("two types for effective[x]", _with(_set("effectivePeriod", {"start": "2025-01-15"})), False),
+    ("February 29 of a leap year", _with(_set("effectiveDateTime", "2024-02-29T10:00:00+09:00")), True),
+    ("February 29 of a common year", _with(_set("effectiveDateTime", "2025-02-29")), False),
+    ("February 30", _with(_set("effectiveDateTime", "2024-02-30")), False),
+    ("April 31", _with(_set("issued", "2024-04-31T10:00:00+09:00")), False),
+    ("a code with a leading space", _with(_set("status", " final")), False),
+    ("a code with an ideographic space around it", _with(_set("code.coding.0.code", "\u3000血清")), False),
+    ("an id with an underscore", _with(_set("id", "obs_1")), False),
+    ("an id of 256 characters", _with(_set("id", "a" * 256)), False),
+    ("a bad oid", {"resourceType": "Patient", "extension": [
+        {"url": "http://example.org/x", "valueOid": "urn:oid:1.02"}]}, False),
+    ("an instant without seconds", _with(_set("meta.lastUpdated", "2025-01-15T19:23+09:00")), False),
+    ("an instant without a zone", _with(_set("meta.lastUpdated", "2025-01-15T19:23:00")), False),
+    ("an integer above 32 bits", _with(lambda r: r.update(valueQuantity=None, valueInteger=2**31)), False),
+    ("a bool for an integer", _with(lambda r: r.update(valueQuantity=None, valueInteger=True)), False),
+    ("5.0 for an integer", _with(lambda r: r.update(valueQuantity=None, valueInteger=5.0)), False),
+    ("a bool for a decimal", _with(_set("valueQuantity.value", True)), False),
+    ("1 for a boolean", _with(_set("code.coding.0.userSelected", 1)), False),
+    ("a string for a boolean", _with(_set("code.coding.0.userSelected", "true")), False),
+    ("an unknown element", _with(_set("colour", "red")), False),
+    ("an unknown element in a contained resource", _with(_set("contained.0.colour", "red")), False),
+    ("a contained resource of an unknown type", _with(_set("contained.0.resourceType", "Sample")), False),
+    ("a contained data type", _with(_set("contained.0.resourceType", "CodeableConcept")), False),
+    ("a contained resource without resourceType", _with(lambda r: r["contained"].append({"id": "bare"})), True),
+    ("a complex type carrying its own name", _with(_set("code.resourceType", "CodeableConcept")), True),
+    ("an entry of an unknown type", _bundle_with({"resourceType": "Sample"}), False),
+    ("an entry that is a data type", _bundle_with({"resourceType": "CodeableConcept", "text": "x"}), False),
+    ("an entry that is a bad Observation", _bundle_with({**OBSERVATION, "status": 5}), False),
+    ("a blank string of one space", _with(_set("code.text", " ")), True),
+    ("a blank string of an ideographic space", _with(_set("code.text", "\u3000")), False),
+    ("an empty string", _with(_set("code.text", "")), False),
+    ("an empty _element object", _with(_set("_status", {})), False),
+    ("base64 with a newline", {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk=\n"}, True),
+    ("base64 without its padding", {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk"}, False),
+    ("fhir_comments null", _with(_set("fhir_comments", None)), True),
+    ("nested too deep for Python", DEEP, False),
+]
+
+
+@pytest.mark.parametrize(("what", "resource", "walk_accepts"), STRICTER, ids=[s[0] for s in STRICTER])
+def test_stricter_than_the_walk_only_falls_back(what, resource, walk_accepts):
+    assert not accepts(resource), what
+    assert (walk_problem(resource) is None) is walk_accepts
+    assert structure_problem(resource) == walk_problem(resource)
+
+
+def test_japanese_text_is_accepted():
+    resource = _with(lambda r: (r["code"].update(text="血清クレアチニン　（酵素法）"),
+                                r["contained"][0]["type"].update(text="　血清"),  # a string may start with U+3000
+                                r.update(note=[{"text": "再検査を推奨します。\n担当：山田"}])))
+    assert accepts(resource)
+    assert walk_problem(resource) is None
+
+
+def test_valid_forms_the_compiled_types_must_take():
+    """Shapes valid FHIR uses that a careless compiled type would refuse (sending them all to the slow path)."""
+    for change in (_set("valueQuantity.value", 30.5), _set("valueQuantity.value", 30),
+                   _set("effectiveDateTime", "2025"), _set("effectiveDateTime", "2025-01"),
+                   _set("effectiveDateTime", "2024-12-31T23:59:60.123Z"), _set("issued", "2025-01-31T00:00:00-05:00"),
+                   _set("code.coding.0._display", {"id": "d"}), _set("category", []), _set("code", {}),
+                   _set("fhir_comments", ["from the sender"]), _set("fhir_comments", "from the sender"),
+                   lambda r: (r.pop("valueQuantity"), r.update(valueInteger=-5)),
+                   lambda r: r["contained"].append({"resourceType": "Patient", "name": [
+                       {"given": [None, "花子"], "_given": [{"id": "a"}, None]}]})):
+        resource = _with(change)
+        assert walk_problem(resource) is None
+        assert accepts(resource), resource
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Effectiveness: the fast path takes (nearly) every valid resource
+# ---------------------------------------------------------------------------------------------------------
+
+def test_accepts_the_generated_resources(generated_resources):  # noqa: F811 (the imported fixture)
+    valid = [r for r in generated_resources if walk_problem(r) is None]
+    accepted = sum(accepts(r) for r in valid)
+    assert len(valid) == len(generated_resources) > 500
+    assert accepted / len(valid) >= 0.995, f"{accepted} of {len(valid)}"
+
+
+def test_accepts_the_official_examples(examples):
+    valid = [r for _, r in _example_resources() if walk_problem(r) is None]
+    accepted = sum(accepts(r) for r in valid)
+    assert len(valid) > 60
+    assert accepted / len(valid) >= 0.98, f"{accepted} of {len(valid)}"
+
+
+def test_warm_up_builds_the_compiled_types():
+    warm_up()
+    assert structure_compiled.compiled_types.cache_info().currsize == 1
+    assert "Observation" in structure_compiled.compiled_types()
+    assert "CodeableConcept" not in structure_compiled.compiled_types()  # resources only
+
+
+def test_seen_values_stay_bounded_and_never_hold_strings():
+    warm_up()
+    string_type = structure_compiled._P["string"]
+    assert string_type.seen is None  # names and identifier values are not kept
+    code_type = structure_compiled._P["code"]
+    for i in range(structure_compiled.SEEN_LIMIT + 10):
+        structure_compiled._check_text(code_type, f"c{i}")
+    assert len(code_type.seen) <= structure_compiled.SEEN_LIMIT
+    with pytest.raises(ValueError):
+        structure_compiled._check_text(code_type, " c1")
