@@ -37,7 +37,7 @@ import re
 import typing
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType  # noqa: F401 (UnsetType: named in the Struct annotations)
+from msgspec import UNSET, Meta, UnsetType
 
 from pipelines.fhir import structure_schema as schema
 
@@ -147,16 +147,27 @@ def _annotation(type_spec: str) -> str:
     return f"list[{inner}]" if many else inner
 
 
-def _choice_check(groups: list[tuple[int, int, bool]]):
-    """__post_init__ for a type with choice groups: fields lo:hi are one group's types, at most one given (or
-    exactly one, if required). Null is refused, so a field is given exactly when it is not UNSET."""
+@functools.cache
+def _ref(annotation: str) -> typing.ForwardRef:
+    # one ForwardRef per distinct annotation (~1,000 for 11,600 fields): each compiles its text once
+    return typing.ForwardRef(annotation, is_argument=False, is_class=True)
+
+
+def _choice_check(groups: list[tuple[range, bool]], fields: int, required: int, any_required: bool):
+    """__post_init__ for a type with choice groups: of each group's fields (positions in the Struct) at most
+    one is given, exactly one if the group is required. Null is refused, so a field is given exactly when it
+    is not UNSET, and the `required` fields (no default) always are. `groups` is filled once the Struct exists
+    (its field order is msgspec's)."""
     astuple = msgspec.structs.astuple
 
     def __post_init__(self):
         values = astuple(self)
-        for lo, hi, required in groups:
-            given = hi - lo - values[lo:hi].count(UNSET)
-            if given > 1 or (required and given == 0):
+        # most Extensions: url and one value, nothing else: no group can hold two (one count, in C)
+        if not any_required and fields - values.count(UNSET) - required <= 1:
+            return
+        for positions, is_required in groups:
+            given = len(positions) - values[positions.start:positions.stop].count(UNSET)
+            if given > 1 or (is_required and given == 0):
                 raise ValueError("choice")
     return __post_init__
 
@@ -180,22 +191,27 @@ def _define(name: str, spec: dict) -> type:
         if attr != key:
             rename[attr] = key
         annotation = _annotation(spec["elements"][key])
-        fields.append((attr, annotation) if key in required else (attr, annotation + " | UnsetType", UNSET))
-    fields.append(("fhir_comments", "str | list[str] | UnsetType", UNSET))
-    namespace = {}
+        fields.append((attr, _ref(annotation)) if key in required
+                      else (attr, _ref(annotation + " | UnsetType"), UNSET))
+    fields.append(("fhir_comments", str | list[str] | UnsetType, UNSET))
+    namespace, groups = {}, []
     if spec["choices"]:
-        groups, lo = [], len(keys) - len(in_choice)
-        for _, is_required, group in spec["choices"]:
-            groups.append((lo, lo + len(group), is_required))
-            lo += len(group)
-        namespace["__post_init__"] = _choice_check(groups)
+        namespace["__post_init__"] = _choice_check(groups, len(fields), sum(len(f) == 2 for f in fields),
+                                                   any(is_required for _, is_required, _ in spec["choices"]))
     if spec.get("one_of_required"):
         if spec["choices"]:
             raise RuntimeError(f"{name}: both choice groups and one_of_required")
         namespace["__post_init__"] = _one_of_required([_attr(key) for key in spec["one_of_required"]])
     tag = {"tag_field": "resourceType", "tag": name} if spec["resource"] else {}
-    return msgspec.defstruct(name, fields, module=__name__, namespace=namespace, rename=rename or None,
-                             kw_only=True, forbid_unknown_fields=True, gc=False, **tag)
+    struct = msgspec.defstruct(name, fields, module=__name__, namespace=namespace, rename=rename or None,
+                               kw_only=True, forbid_unknown_fields=True, gc=False, **tag)
+    order = {attr: i for i, attr in enumerate(struct.__struct_fields__)}
+    for _, is_required, group in spec["choices"]:
+        positions = sorted(order[_attr(key)] for key in group)
+        if positions != list(range(positions[0], positions[-1] + 1)):
+            raise RuntimeError(f"{name}: the fields of a choice group are not adjacent")
+        groups.append((range(positions[0], positions[-1] + 1), is_required))
+    return struct
 
 
 @functools.cache

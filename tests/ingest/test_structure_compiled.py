@@ -197,3 +197,92 @@ def test_seen_values_stay_bounded_and_never_hold_strings():
     assert len(code_type.seen) <= structure_compiled.SEEN_LIMIT
     with pytest.raises(ValueError):
         structure_compiled._check_text(code_type, " c1")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Primitive by primitive: the compiled check of a value never takes what structure_schema.PRIMITIVES refuses
+# ---------------------------------------------------------------------------------------------------------
+
+WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()] + ["\x00", "\u200b"]
+FRAGMENTS = ["2024", "2025", "1900", "0000", "-", "01", "02", "12", "13", "28", "29", "30", "31", "32", "T", "10:00:00",
+             "23:59:60", "24:00:00", ".5", "Z", "+09:00", "-14:00", "+14:00", "urn:oid:", "1.2", ".0", ".05", "urn:uuid:",
+             "0f0e4a1c-9b2d-4c3e-8f7a-1b2c3d4e5f60", "4", "aGk=", "aGk", "==", "/+", "final", "a", "血清", "_", "$", ""]
+
+
+VALID = {"string": "血清", "code": "final", "id": "obs-1.A", "oid": "urn:oid:1.2.392.100495", "time": "23:59:60.5",
+         "uuid": "urn:uuid:0f0e4a1c-9b2d-4c3e-8f7a-1b2c3d4e5f60", "base64Binary": "aGk=", "date": "2024-02-28",
+         "dateTime": "2024-12-31T23:59:59.999+14:00", "instant": "2025-01-15T19:23:00Z"}
+
+
+def _candidates(kind: str, rng: random.Random, count: int) -> list[str]:
+    """Values assembled from fragments, and the kind's valid value with a random piece cut out or put in."""
+    pieces = FRAGMENTS + WHITESPACE
+    made = ["".join(rng.choice(pieces) if rng.random() < 0.15 else rng.choice(FRAGMENTS)
+                    for _ in range(rng.randint(0, 6))) for _ in range(count)]
+    valid = VALID[kind]
+    for _ in range(count):
+        i, j = sorted(rng.randrange(len(valid) + 1) for _ in range(2))
+        made.append(valid[:i] + rng.choice(["", rng.choice(pieces)]) + valid[j:])
+    return made
+
+
+@pytest.mark.parametrize("kind", sorted(structure_compiled.TEXT_FORMATS))
+def test_text_formats_are_at_least_as_strict(kind):
+    warm_up()
+    text_type = structure_compiled._P[kind]
+    python_accepts = schema_primitives()[kind][0]
+    candidates = _candidates(kind, random.Random(kind), 3000) + WHITESPACE + [w + "a" for w in WHITESPACE]
+    structure_compiled._check_text(text_type, VALID[kind])  # taken
+    taken = 0
+    for value in candidates:
+        try:
+            structure_compiled._check_text(text_type, value)
+        except ValueError:
+            continue
+        taken += 1
+        assert python_accepts(value), f"{kind}: compiled takes {value!r}"
+    assert taken > 10  # the near misses test both sides
+
+
+def test_calendar_days_exactly_except_february_29():
+    warm_up()
+    from datetime import date
+    for kind, suffix in (("date", ""), ("dateTime", ""), ("dateTime", "T12:00:00+09:00"), ("instant", "T12:00:00Z")):
+        python_accepts = schema_primitives()[kind][0]
+        text_type = structure_compiled._P[kind]
+        for year in (1900, 2000, 2023, 2024):
+            for month in range(14):
+                for day in range(33):
+                    value = f"{year}-{month:02d}-{day:02d}{suffix}"
+                    try:
+                        structure_compiled._check_text(text_type, value)
+                        taken = True
+                    except ValueError:
+                        taken = False
+                    try:
+                        real = date(year, month, day) is not None
+                    except ValueError:
+                        real = False
+                    assert not taken or python_accepts(value), value
+                    assert taken == (real and (month, day) != (2, 29)), value
+
+
+NATIVE_VALUES = [0, 1, -1, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**70, 5.0, 2.5, True, False, "5", "true", None, [],
+                 {}]
+
+
+@pytest.mark.parametrize("kind", sorted(structure_compiled.NATIVE_TYPES))
+def test_native_types_are_at_least_as_strict(kind):
+    import msgspec
+    python_accepts = schema_primitives()[kind][0]
+    for value in NATIVE_VALUES + ["", " ", "x"]:
+        try:
+            msgspec.convert(value, structure_compiled.NATIVE_TYPES[kind])
+        except msgspec.ValidationError:
+            continue
+        assert python_accepts(value), f"{kind}: compiled takes {value!r}"
+
+
+def schema_primitives():
+    from pipelines.fhir.structure_schema import PRIMITIVES
+    return PRIMITIVES
