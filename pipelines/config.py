@@ -27,6 +27,8 @@ class Settings:
     #: MiB); at 256MB both reach it (734 → 829 MiB) and the ingest took the same time (7.7 vs 7.2 s, 28.4 vs
     #: 27.7 s at 4×). Operators with memory to spare may raise it; DuckDB spills what does not fit.
     ingest_memory_limit: str = "256MB"
+    #: ingest steps run at once where they are independent (pipelines/ingest/schedule.py); 1 runs them in order
+    ingest_lanes: int = 2
 
 
 class ConfigError(RuntimeError):
@@ -51,4 +53,14 @@ def load_settings(
         uses_development_key=not key,
         structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "fast"),
         ingest_memory_limit=os.environ.get("KARTE_INGEST_MEMORY_LIMIT", "256MB"),
+        ingest_lanes=_positive_int("KARTE_INGEST_LANES", 2),
     )
+
+
+def _positive_int(variable: str, default: int) -> int:
+    text = os.environ.get(variable)
+    if text is None:
+        return default
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ConfigError(f"{variable} must be a whole number of at least 1, not {text!r}")
+    return int(text)

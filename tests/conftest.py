@@ -34,7 +34,7 @@ def write_bundles(inbox: Path, bundles: dict[str, dict]) -> Path:
     return inbox
 
 
-def run_ingest(inbox: Path, warehouse: Path, **env) -> tuple[dict, object]:
+def run_ingest(inbox: Path, warehouse: Path) -> tuple[dict, object]:
     """Ingest `inbox` into `warehouse`; returns (summary dict, open connection)."""
     settings = load_settings(warehouse=warehouse, inbox=inbox)
     con = connect(settings.warehouse)

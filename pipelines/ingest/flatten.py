@@ -7,6 +7,7 @@ covers everything the SQL depends on — the view file, the carried columns, the
 fhir.resources / pydantic versions — so an entry is never stale: a changed view or compiler misses and recompiles.
 """
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -75,11 +76,22 @@ def _compiled_for(con: duckdb.DuckDBPyConnection, name: str, carry: tuple[str, .
         row = _compiled(name, carry)
         if not con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()"
                            ).fetchone()[0]:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_TABLE} (key VARCHAR PRIMARY KEY, view VARCHAR, "
-                        "before_source VARCHAR, after_source VARCHAR)")
-            con.execute(f"INSERT OR REPLACE INTO {CACHE_TABLE} VALUES (?, ?, ?, ?)", [key, name, *row])
+            _store(con, key, name, row)
     _ready[name, carry] = tuple(row)
     return _ready[name, carry]
+
+
+def _store(con: duckdb.DuckDBPyConnection, key: str, name: str, row: tuple[str, str]) -> None:
+    """Keep compiled SQL in the warehouse, outside the caller's transaction: a cache entry need not roll back
+    with a step, and two steps running at once (pipelines/ingest/schedule.py) may store the same entry, in
+    which case the second simply loses."""
+    with contextlib.closing(con.cursor()) as own:
+        try:
+            own.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_TABLE} (key VARCHAR PRIMARY KEY, view VARCHAR, "
+                        "before_source VARCHAR, after_source VARCHAR)")  # also in schema.sql; here for bare tests
+            own.execute(f"INSERT OR REPLACE INTO {CACHE_TABLE} VALUES (?, ?, ?, ?)", [key, name, *row])
+        except duckdb.TransactionException:
+            pass
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """One ingest run end to end (what `karte ingest` and the Dagster job both do), step by step.
 
 Each step reads from its watermark and commits its writes with its new watermark in one transaction,
-so a run killed anywhere leaves a warehouse the next run simply continues.
+so a run killed anywhere leaves a warehouse the next run simply continues. Independent steps run two at a
+time (pipelines/ingest/schedule.py, `step_dependencies` below).
 """
 
 import os
@@ -15,12 +16,15 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.consent import intervals
 from pipelines.ingest import checkups, structure
+from pipelines.ingest.bundles import CONSUMER as BUNDLE_STEP
 from pipelines.ingest.bundles import stage_bundles
+from pipelines.ingest.documents import CONSUMER as DOCUMENT_STEP
 from pipelines.ingest.documents import stage_documents
 from pipelines.ingest.landing import LandingResult, land_files
 from pipelines.ingest.lines import LINE_STAGES, stage_lines
 from pipelines.ingest.raw import parse_landed_files
 from pipelines.ingest.resources import clinical_stages, stage_resources
+from pipelines.ingest.schedule import run_steps
 from pipelines.ingest.upsert import CORE_TABLES, upsert
 from pipelines.warehouse import cap_memory, transaction
 
@@ -66,7 +70,7 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
     """Everything after landing, in dependency order: (name, step)."""
     key = settings.pseudonym_key
     steps: list[tuple[str, Callable]] = [
-        ("raw.resource", lambda con: parse_landed_files(con, settings.inbox, key)),
+        (RAW_STEP, lambda con: parse_landed_files(con, settings.inbox, key)),
         ("staging.fhir_structure", lambda con: structure.stage_structure(con, settings.structure_validation)),
         ("staging.bundle", lambda con: stage_bundles(con, key)),
         ("staging.document", stage_documents),
@@ -79,6 +83,36 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
     return steps
 
 
+RAW_STEP = "raw.resource"
+
+
+def step_dependencies() -> dict[str, tuple[str, ...]]:
+    """The steps each step waits for: the step whose watermark bounds what it reads, and beyond that the
+    steps that share a table with it:
+    - the clinical stages skip raw ids that already have an outcome, so the steps that record outcomes for
+      resources of their types come after them: checkup staging (the Observations of eCheckup bundles) and
+      the document upsert (a document's supporting entries, of any type);
+    - document and checkup staging both append to staging.document_resource (the first creates it), and the
+      document upsert reads what both appended;
+    - the checkup upsert adds to core.patient the examinees it does not know, so it waits for core.patient.
+    processing_steps' order respects all of this (tests/ingest/test_schedule.py), so it is also a valid serial
+    run."""
+    clinical = tuple(s.consumer for s in clinical_stages())
+    after = {
+        structure.CONSUMER: (RAW_STEP,),
+        BUNDLE_STEP: (structure.CONSUMER,),
+        DOCUMENT_STEP: (BUNDLE_STEP,),
+        **dict.fromkeys(clinical, (BUNDLE_STEP,)),
+        checkups.CONSUMER: (BUNDLE_STEP, DOCUMENT_STEP, *clinical),
+        **{s.consumer: (structure.CONSUMER,) for s in LINE_STAGES},
+        **{t.consumer: (BUNDLE_STEP if t.table == "patient" else t.staging_table,) for t in CORE_TABLES},
+        intervals.CONSUMER: (intervals.UPSTREAM,),
+    }
+    after["core.document"] += (checkups.CONSUMER,)
+    after["core.checkup_result"] += ("core.patient",)
+    return after
+
+
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
            progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
     """Run every step; `progress(step, done, total)` is called before each step (for a progress bar)."""
@@ -89,11 +123,10 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
         progress("landing", 0, len(steps) + 1)
     landing = land_files(con, settings.inbox, batch_id)
     _maybe_crash("landing")
-    for done, (name, step) in enumerate(steps, start=1):
-        if progress:
-            progress(name, done, len(steps) + 1)
-        step(con)
-        _maybe_crash(name)
+    started = iter(range(1, len(steps) + 1))
+    run_steps(con, steps, step_dependencies(), lanes=settings.ingest_lanes,
+              on_start=(lambda name: progress(name, next(started), len(steps) + 1)) if progress else None,
+              on_done=lambda name, _: _maybe_crash(name))
     return run_summary(con, batch_id, settings, landing)
 
 

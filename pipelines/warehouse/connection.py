@@ -35,14 +35,30 @@ def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckD
         raise WarehouseError(f"cannot open warehouse {path}: {text.splitlines()[0]}") from exc
     except duckdb.Error as exc:
         raise WarehouseError(f"{path} is not a usable DuckDB warehouse: {str(exc).splitlines()[0]}") from exc
-    # Instants are stored with their offset; UTC as the session zone keeps derived values machine-independent.
-    con.execute("SET TimeZone = 'UTC'")
+    _set_session(con)
     if not read_only:
         con.execute(SCHEMA_SQL)
         from pipelines.warehouse.tables import create_tables
 
         create_tables(con)
     return con
+
+
+def _set_session(con: duckdb.DuckDBPyConnection) -> None:
+    # Instants are stored with their offset; UTC as the session zone keeps derived values machine-independent.
+    con.execute("SET TimeZone = 'UTC'")
+
+
+@contextlib.contextmanager
+def worker_connection(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Another connection to `con`'s database, for a step on another thread: its own transactions and temp
+    tables, the same session settings (DuckDB keeps the time zone per connection, the memory cap per database)."""
+    own = con.cursor()
+    try:
+        _set_session(own)
+        yield own
+    finally:
+        own.close()
 
 
 def cap_memory(con: duckdb.DuckDBPyConnection, limit: str) -> duckdb.DuckDBPyConnection:

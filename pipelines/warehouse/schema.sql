@@ -60,6 +60,15 @@ CREATE TABLE IF NOT EXISTS ops.watermark (
     last_id      BIGINT NOT NULL
 );
 
+-- grain: one row per (staging view file, carried columns, view compiler) key: compiled SQL a later process reuses
+-- (pipelines/ingest/flatten.py)
+CREATE TABLE IF NOT EXISTS ops.compiled_view (
+    key           VARCHAR PRIMARY KEY,
+    view          VARCHAR,
+    before_source VARCHAR,
+    after_source  VARCHAR
+);
+
 -- grain: one row per rejected unit (file, line, bundle or resource) and rule
 CREATE TABLE IF NOT EXISTS ops.quarantine (
     batch_id          BIGINT NOT NULL,

@@ -1,0 +1,120 @@
+"""Two ingest steps at a time: the schedule keeps every dependency, overlaps what is independent, stops cleanly
+on a failure, and gives the warehouse a one-lane run gives."""
+
+import threading
+import time
+
+import duckdb
+import pytest
+
+from pipelines.config import load_settings
+from pipelines.ingest.run import processing_steps, step_dependencies
+from pipelines.ingest.schedule import ScheduleError, check_order, run_steps
+from tests.conftest import run_ingest
+from tests.ingest.test_idempotent import fingerprints
+
+WAIT = 10  # seconds a step waits for the other lane before the test fails instead of hanging
+
+
+def test_the_serial_order_respects_every_dependency():
+    steps = processing_steps(load_settings())
+    names = {name for name, _ in steps}
+    after = step_dependencies()
+    check_order(steps, after)
+    assert set(after) == names - {"raw.resource"}
+    # the hidden couplings named in step_dependencies' docstring
+    assert {"staging.observation", "staging.condition", "staging.document"} <= set(after["staging.checkup_result"])
+    assert "staging.checkup_result" in after["core.document"]
+    assert "core.patient" in after["core.checkup_result"]
+
+
+def test_an_order_that_breaks_a_dependency_is_refused():
+    steps = [("b", lambda con: None), ("a", lambda con: None)]
+    with pytest.raises(ScheduleError, match="step b depends on a"):
+        run_steps(duckdb.connect(), steps, {"b": ("a",)})
+
+
+def test_independent_steps_overlap_and_dependent_ones_wait(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    both_running = threading.Barrier(2, timeout=WAIT)
+    log: list[str] = []
+
+    def meets_the_other_lane(name):
+        def step(own):
+            log.append(f"start {name}")
+            both_running.wait()  # raises BrokenBarrierError unless the other lane runs at the same time
+            own.execute(f"CREATE TABLE {name} AS SELECT 1 AS x")
+            log.append(f"end {name}")
+        return step
+
+    def reads_both(own):
+        log.append("start c")
+        assert own.execute("SELECT (SELECT x FROM a) + (SELECT x FROM b)").fetchone() == (2,)
+
+    steps = [("first", lambda c: log.append("first")), ("a", meets_the_other_lane("a")),
+             ("b", meets_the_other_lane("b")), ("c", reads_both)]
+    after = {"a": ("first",), "b": ("first",), "c": ("a", "b")}
+    run_steps(con, steps, after, lanes=2)
+    assert log[0] == "first" and log[-1] == "start c"
+    assert set(log[1:3]) == {"start a", "start b"}  # both began before either ended
+
+
+def test_a_failing_step_lets_the_other_lane_finish_and_starts_nothing_new(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    other_started, failing = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def fails(own):
+        other_started.wait(WAIT)
+        failing.set()
+        raise RuntimeError("disk full")
+
+    def slow(own):
+        other_started.set()
+        failing.wait(WAIT)
+        time.sleep(0.3)  # still running when the scheduler learns of the failure
+        own.execute("CREATE TABLE finished AS SELECT 1 AS x")
+        ran.append("slow")
+
+    # "later" depends on nothing: only the failure keeps it from taking the lane "fails" freed
+    steps = [("fails", fails), ("slow", slow), ("later", lambda own: ran.append("later"))]
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_steps(con, steps, {}, lanes=2)
+    assert ran == ["slow"]
+    assert con.execute("SELECT x FROM finished").fetchone() == (1,)
+
+
+def test_a_step_on_another_lane_has_the_warehouse_session(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("SET TimeZone = 'Asia/Tokyo'")  # what a JST machine's default would be
+    zones = []
+
+    def zone(own):
+        zones.append(own.execute("SELECT current_setting('TimeZone')").fetchone()[0])
+
+    run_steps(con, [("x", zone), ("y", zone)], {}, lanes=2)
+    assert zones == ["UTC", "UTC"]
+
+
+def test_two_lanes_give_the_warehouse_one_lane_gives(tmp_path, monkeypatch):
+    from pipelines.generate import generate
+
+    inbox = tmp_path / "inbox"
+    # faults included: quarantine rows and outcomes are written from both lanes
+    generate(inbox, facilities=8, patients=120, seed=11, fault_rate=0.05)
+    monkeypatch.setenv("KARTE_INGEST_LANES", "1")
+    run_ingest(inbox, tmp_path / "one.duckdb")[1].close()
+    monkeypatch.setenv("KARTE_INGEST_LANES", "2")
+    summary, con = run_ingest(inbox, tmp_path / "two.duckdb")
+    con.close()
+    assert summary["records_quarantined"] > 0 and summary["records_loaded"] > 0
+    assert fingerprints(tmp_path / "two.duckdb") == fingerprints(tmp_path / "one.duckdb")
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", ""])
+def test_a_lane_count_that_is_not_a_positive_number_is_a_clear_error(monkeypatch, value):
+    from pipelines.config import ConfigError
+
+    monkeypatch.setenv("KARTE_INGEST_LANES", value)
+    with pytest.raises(ConfigError, match="KARTE_INGEST_LANES must be a whole number of at least 1"):
+        load_settings()
