@@ -57,3 +57,11 @@ def _layout() -> duckdb.DuckDBPyConnection:
 def declared_schema(table: str) -> dict:
     """Definition-time metadata: the column schema of a table declared in the DDL (UI shows it unrun)."""
     return {"dagster/column_schema": table_schema(_layout(), table)}
+
+
+def step_upstream_keys(step: str) -> list[list[str]]:
+    """The asset keys of the ingest steps `step` waits for in `karte ingest` (step names are schema.table, as
+    the asset keys are), so the Dagster job and the CLI run the steps in a compatible order."""
+    from pipelines.ingest.run import step_dependencies
+
+    return [upstream.split(".") for upstream in step_dependencies()[step]]

@@ -5,7 +5,7 @@ from contextlib import closing
 
 import dagster as dg
 
-from assets.metadata import contract_schema, table_exists, table_metadata
+from assets.metadata import contract_schema, step_upstream_keys, table_exists, table_metadata
 from pipelines.ingest import checkups, structure
 from pipelines.ingest.bundles import stage_bundles
 from pipelines.ingest.documents import stage_documents
@@ -82,11 +82,13 @@ def contract_check(con, table: str, model, asset_key, key: str = "raw_id") -> dg
                                          "example": failing["message"].head(3).to_list()})
 
 
-def _stage_asset(table: str, contract, upstream: list[str], stage_fn) -> dg.AssetsDefinition:
-    """A staging table asset: run its stage, report the table, re-check its contract (blocking)."""
+def _stage_asset(table: str, contract, stage_fn) -> dg.AssetsDefinition:
+    """A staging table asset: run its stage, report the table, re-check its contract (blocking). It depends on
+    what the step depends on in `karte ingest` (step_dependencies: upstream and shared tables alike)."""
     key = ["staging", table]
 
-    @dg.asset(key=key, group_name=GROUP, kinds={"duckdb"}, deps=[upstream], description=contract.__doc__,
+    @dg.asset(key=key, group_name=GROUP, kinds={"duckdb"}, deps=step_upstream_keys(f"staging.{table}"),
+              description=contract.__doc__,
               metadata={"dagster/column_schema": contract_schema(contract)},
               check_specs=[dg.AssetCheckSpec("meets_contract", asset=key, blocking=True)])
     def _asset(karte: KarteWarehouse):
@@ -101,15 +103,15 @@ def _stage_asset(table: str, contract, upstream: list[str], stage_fn) -> dg.Asse
 
 
 def _clinical_asset(stage: ResourceStage) -> dg.AssetsDefinition:
-    return _stage_asset(stage.table, stage.contract, BUNDLE, lambda con, key: stage_resources(con, stage, key))
+    return _stage_asset(stage.table, stage.contract, lambda con, key: stage_resources(con, stage, key))
 
 
 def _line_asset(stage: LineStage) -> dg.AssetsDefinition:
-    return _stage_asset(stage.table, stage.contract, STRUCTURE, lambda con, key: stage_lines(con, stage, key))
+    return _stage_asset(stage.table, stage.contract, lambda con, key: stage_lines(con, stage, key))
 
 
 clinical_assets = [_clinical_asset(s) for s in clinical_stages()]
-checkup_asset = _stage_asset("checkup_result", contracts.StagedCheckupResult, BUNDLE,
+checkup_asset = _stage_asset("checkup_result", contracts.StagedCheckupResult,
                              lambda con, key: checkups.stage_checkups(con, key))
 line_assets = [_line_asset(s) for s in LINE_STAGES]
 staging_assets = [fhir_structure, bundle, document, *clinical_assets, checkup_asset, *line_assets]
