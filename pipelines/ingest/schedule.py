@@ -5,8 +5,8 @@ bench sample the steps after raw used 1.1 of the 2 cores. Each step still reads 
 with it in one transaction (pipelines/ingest/run.py), so running two independent steps at once changes neither
 what a step writes nor what a killed run leaves behind; it only needs to know which steps are independent.
 
-A step runs once every step it depends on (`after`) has committed. Until two steps are ready at once, steps run
-on the calling thread: the raw and structure steps fork worker processes, which must not happen while another
+A step runs once every step it depends on (`after`) has committed. Until two steps are ready at once (always,
+with one lane), steps run on the calling thread: the raw and structure steps fork worker processes, which must not happen while another
 thread holds locks. Each concurrent step gets its own DuckDB connection to the same database (temp tables,
 registered frames and the session time zone are per connection); DuckDB's optimistic concurrency lets two
 transactions write different rows of one table (ops.watermark, ops.record_outcome) at once.
@@ -59,7 +59,7 @@ def run_steps(con: duckdb.DuckDBPyConnection, steps: Sequence[Step], after: Mapp
     try:
         while pending or running:
             startable = ready()
-            if not running and len(startable) == 1 and pool is None:
+            if pool is None and not running and (lanes == 1 or len(startable) == 1):
                 name, step = startable[0]
                 pending.remove(startable[0])
                 if on_start:

@@ -139,3 +139,12 @@ def test_the_dagster_assets_give_the_warehouse_karte_ingest_gives(tmp_path):
                             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     assert result.success
     assert fingerprints(tmp_path / "dagster.duckdb") == fingerprints(tmp_path / "cli.duckdb")
+
+
+def test_one_lane_runs_every_step_in_order_on_the_calling_thread():
+    con = duckdb.connect()
+    seen = []
+    steps = [(name, lambda own, name=name: seen.append((name, threading.current_thread().name, own is con)))
+             for name in ("a", "b", "c", "d")]
+    run_steps(con, steps, {"c": ("a",), "d": ("a",)}, lanes=1)
+    assert seen == [(name, threading.main_thread().name, True) for name in ("a", "b", "c", "d")]
