@@ -4,12 +4,14 @@ hand-made cases for every rule it reads more strictly), it accepts nearly everyt
 silently becomes the slow one), and structure_problem's verdicts and messages are the walk's."""
 
 import random
+from datetime import date
 
+import msgspec
 import pytest
 
 from pipelines.fhir import structure_compiled
 from pipelines.fhir.structure_compiled import accepts
-from pipelines.fhir.structure_schema import structure_problem, walk_problem, warm_up
+from pipelines.fhir.structure_schema import PRIMITIVES, structure_problem, walk_problem, warm_up
 from tests.ingest.test_structure_schema import (
     BAD,
     OBSERVATION,
@@ -230,7 +232,7 @@ def _candidates(kind: str, rng: random.Random, count: int) -> list[str]:
 def test_text_formats_are_at_least_as_strict(kind):
     warm_up()
     text_type = structure_compiled._P[kind]
-    python_accepts = schema_primitives()[kind][0]
+    python_accepts = PRIMITIVES[kind][0]
     candidates = _candidates(kind, random.Random(kind), 3000) + WHITESPACE + [w + "a" for w in WHITESPACE]
     structure_compiled._check_text(text_type, VALID[kind])  # taken
     taken = 0
@@ -246,9 +248,8 @@ def test_text_formats_are_at_least_as_strict(kind):
 
 def test_calendar_days_exactly_except_february_29():
     warm_up()
-    from datetime import date
     for kind, suffix in (("date", ""), ("dateTime", ""), ("dateTime", "T12:00:00+09:00"), ("instant", "T12:00:00Z")):
-        python_accepts = schema_primitives()[kind][0]
+        python_accepts = PRIMITIVES[kind][0]
         text_type = structure_compiled._P[kind]
         for year in (1900, 2000, 2023, 2024):
             for month in range(14):
@@ -273,16 +274,10 @@ NATIVE_VALUES = [0, 1, -1, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**70, 5.0,
 
 @pytest.mark.parametrize("kind", sorted(structure_compiled.NATIVE_TYPES))
 def test_native_types_are_at_least_as_strict(kind):
-    import msgspec
-    python_accepts = schema_primitives()[kind][0]
+    python_accepts = PRIMITIVES[kind][0]
     for value in NATIVE_VALUES + ["", " ", "x"]:
         try:
             msgspec.convert(value, structure_compiled.NATIVE_TYPES[kind])
         except msgspec.ValidationError:
             continue
         assert python_accepts(value), f"{kind}: compiled takes {value!r}"
-
-
-def schema_primitives():
-    from pipelines.fhir.structure_schema import PRIMITIVES
-    return PRIMITIVES
