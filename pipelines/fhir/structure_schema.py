@@ -429,9 +429,9 @@ def _resource_types() -> dict[str, _Type]:
 def structure_problem(resource: object) -> str | None:
     """Why `resource` (the parsed JSON of one resource) is not valid FHIR R4 structure, or None.
     Only the first problem is named: ``path.to.element: what was expected``. Most resources are accepted by
-    the compiled check (structure_compiled.accepts: never where walk_problem would find a problem); the rest
-    are walked, which gives the verdict and message of record."""
-    if structure_compiled.accepts(resource):
+    the compiled check (structure_compiled.accepts: never where walk_problem would find a problem) once a
+    large batch has built it (warm_up); the rest are walked, which gives the verdict and message of record."""
+    if structure_compiled.built() and structure_compiled.accepts(resource):
         return None
     return walk_problem(resource)
 

@@ -281,3 +281,22 @@ def test_native_types_are_at_least_as_strict(kind):
         except msgspec.ValidationError:
             continue
         assert python_accepts(value), f"{kind}: compiled takes {value!r}"
+
+
+def test_the_compiled_check_is_built_only_for_a_batch_that_repays_it(tmp_path):
+    """A small increment walks (building the types costs more than it saves); warm_up, which the raw step calls
+    for a large batch before its pool forks, turns the compiled check on."""
+    import subprocess
+    import sys
+
+    code = """
+from pipelines.fhir import structure_compiled, structure_schema
+patient = {"resourceType": "Patient", "gender": "female", "name": [{"text": "山田 花子"}]}
+assert structure_schema.structure_problem(patient) is None
+print(structure_compiled.built())
+structure_schema.warm_up()
+assert structure_schema.structure_problem(patient) is None
+print(structure_compiled.built())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
