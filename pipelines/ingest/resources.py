@@ -150,7 +150,10 @@ def clinical_stages() -> list[ResourceStage]:
                       lambda: ig_rules.observation_rules(set(term.core_labo), set(term.infection_labo)),
                       _classify_observation, contracts.StagedObservation,
                       # In documents only lab-profiled Observations are 検査/感染症; the rest are supporting.
-                      route=f"b.is_clins OR json_extract_string(r.resource, '$.meta.profile') LIKE '%{LAB_PROFILE}%'"),
+                      # A checkup document's Observations are checkup staging's alone (whatever their profile),
+                      # so the two stages never claim one record and may run at once.
+                      route=f"b.document_category IS DISTINCT FROM 'checkup' AND (b.is_clins OR "
+                            f"json_extract_string(r.resource, '$.meta.profile') LIKE '%{LAB_PROFILE}%')"),
         ResourceStage("medication_request", "MedicationRequest",
                       lambda: ig_rules.medication_rules(set(term.general_order_codes)),
                       _classify_medication, contracts.StagedMedicationRequest),

@@ -74,9 +74,10 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
         ("staging.fhir_structure", lambda con: structure.stage_structure(con, settings.structure_validation)),
         ("staging.bundle", lambda con: stage_bundles(con, key)),
         ("staging.document", stage_documents),
+        # early: with two lanes the checkup steps are the longest chain left (staging, then its upsert)
+        (checkups.CONSUMER, lambda con: checkups.stage_checkups(con, key)),
     ]
     steps += [(s.consumer, lambda con, s=s: stage_resources(con, s, key)) for s in clinical_stages()]
-    steps.append((checkups.CONSUMER, lambda con: checkups.stage_checkups(con, key)))
     steps += [(s.consumer, lambda con, s=s: stage_lines(con, s, key)) for s in LINE_STAGES]
     steps += [(t.consumer, lambda con, t=t: upsert(con, t)) for t in CORE_TABLES]
     steps.append((intervals.CONSUMER, intervals.derive_consent_intervals))
@@ -89,11 +90,10 @@ RAW_STEP = "raw.resource"
 def step_dependencies() -> dict[str, tuple[str, ...]]:
     """The steps each step waits for: the step whose watermark bounds what it reads, and beyond that the
     steps that share a table with it:
-    - the clinical stages skip raw ids that already have an outcome, so the steps that record outcomes for
-      resources of their types come after them: checkup staging (the Observations of eCheckup bundles) and
-      the document upsert (a document's supporting entries, of any type);
-    - document and checkup staging both append to staging.document_resource (the first creates it), and the
-      document upsert reads what both appended;
+    - the clinical stages skip raw ids that already have an outcome, so the document upsert, which records
+      outcomes for a document's supporting entries of any type, comes after them (checkup staging records
+      outcomes only for checkup documents' Observations, which the observation stage does not read);
+    - the document upsert reads what document and checkup staging both append to staging.document_resource;
     - the checkup upsert adds to core.patient the examinees it does not know, so it waits for core.patient.
     processing_steps' order respects all of this (tests/ingest/test_schedule.py), so it is also a valid serial
     run."""
@@ -103,12 +103,12 @@ def step_dependencies() -> dict[str, tuple[str, ...]]:
         BUNDLE_STEP: (structure.CONSUMER,),
         DOCUMENT_STEP: (BUNDLE_STEP,),
         **dict.fromkeys(clinical, (BUNDLE_STEP,)),
-        checkups.CONSUMER: (BUNDLE_STEP, DOCUMENT_STEP, *clinical),
+        checkups.CONSUMER: (BUNDLE_STEP,),
         **{s.consumer: (structure.CONSUMER,) for s in LINE_STAGES},
         **{t.consumer: (BUNDLE_STEP if t.table == "patient" else t.staging_table,) for t in CORE_TABLES},
         intervals.CONSUMER: (intervals.UPSTREAM,),
     }
-    after["core.document"] += (checkups.CONSUMER,)
+    after["core.document"] += (*clinical, checkups.CONSUMER)
     after["core.checkup_result"] += ("core.patient",)
     return after
 

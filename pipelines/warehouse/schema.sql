@@ -139,6 +139,18 @@ CREATE TABLE IF NOT EXISTS staging.fast_structure_check (
     problem VARCHAR
 );
 
+-- grain: one row per supporting entry of an accepted document (neither its header, its Patient nor clinical
+-- data; a checkup report's group Observations). Declared, not made by its first write: document staging and
+-- checkup staging both append to it and may run at the same time (pipelines/ingest/schedule.py).
+CREATE TABLE IF NOT EXISTS staging.document_resource (
+    raw_id        BIGINT,
+    bundle_key    BIGINT,
+    file_id       BIGINT,
+    document_key  VARCHAR,
+    resource_type VARCHAR,
+    profile       VARCHAR
+);
+
 -- grain: one row per raw record that failed the fhir.resources structure check
 CREATE TABLE IF NOT EXISTS staging.structure_failure (
     raw_id          BIGINT PRIMARY KEY,
