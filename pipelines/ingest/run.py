@@ -123,9 +123,13 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
         progress("landing", 0, len(steps) + 1)
     landing = land_files(con, settings.inbox, batch_id)
     _maybe_crash("landing")
-    started = iter(range(1, len(steps) + 1))
-    run_steps(con, steps, step_dependencies(), lanes=settings.ingest_lanes,
-              on_start=(lambda name: progress(name, next(started), len(steps) + 1)) if progress else None,
+    started: set[str] = set()  # a step retried alone (schedule.py) is counted once
+
+    def on_start(name: str) -> None:
+        started.add(name)
+        progress(name, len(started), len(steps) + 1)
+
+    run_steps(con, steps, step_dependencies(), lanes=settings.ingest_lanes, on_start=on_start if progress else None,
               on_done=lambda name, _: _maybe_crash(name))
     return run_summary(con, batch_id, settings, landing)
 

@@ -147,3 +147,44 @@ def test_one_lane_runs_every_step_in_order_on_the_calling_thread():
              for name in ("a", "b", "c", "d")]
     run_steps(con, steps, {"c": ("a",), "d": ("a",)}, lanes=1)
     assert seen == [(name, threading.main_thread().name, True) for name in ("a", "b", "c", "d")]
+
+
+def test_a_step_that_runs_out_of_memory_beside_another_is_run_again_alone(tmp_path, caplog):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    both_running = threading.Barrier(2, timeout=WAIT)
+    attempts, threads = [], {}
+
+    def crowded(own):
+        attempts.append(threading.current_thread().name)
+        if len(attempts) == 1:
+            both_running.wait()
+            own.execute("BEGIN")
+            own.execute("CREATE TABLE half_done AS SELECT 1 AS x")
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        own.execute("CREATE TABLE crowded AS SELECT 1 AS x")
+
+    def beside(own):
+        both_running.wait()
+        own.execute("CREATE TABLE beside AS SELECT 1 AS x")
+
+    def later(name):
+        return lambda own: threads.setdefault(name, threading.current_thread().name)
+
+    steps = [("first", lambda own: None), ("crowded", crowded), ("beside", beside), ("x", later("x")),
+             ("y", later("y"))]
+    with caplog.at_level("WARNING"):
+        run_steps(con, steps, {"crowded": ("first",), "beside": ("first",), "x": ("crowded",), "y": ("crowded",)},
+                  lanes=2)
+    assert len(attempts) == 2 and attempts[1] == threading.main_thread().name  # again, alone
+    assert con.execute("SELECT (SELECT x FROM crowded) + (SELECT x FROM beside)").fetchone() == (2,)
+    assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'half_done'").fetchone()[0]
+    assert threads == {"x": threading.main_thread().name, "y": threading.main_thread().name}  # one lane from then on
+    assert "crowded ran out of DuckDB memory beside another step" in caplog.text
+
+
+def test_running_out_of_memory_alone_is_still_an_error(tmp_path):
+    def out_of_memory(own):
+        raise duckdb.OutOfMemoryException("Out of Memory Error")
+
+    with pytest.raises(duckdb.OutOfMemoryException):
+        run_steps(duckdb.connect(), [("a", lambda own: None), ("b", out_of_memory)], {}, lanes=1)
