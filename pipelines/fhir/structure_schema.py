@@ -451,11 +451,13 @@ def walk_problem(resource: object) -> str | None:
     return None
 
 
-def warm_up() -> None:
-    """Compile every type now, and the compiled check's types (before forking workers, so each inherits them)."""
+def warm_up(compiled: bool = True) -> None:
+    """Compile every type now (before forking workers, so each inherits them), and with `compiled` the compiled
+    check's types, which only a batch of structure_compiled.WORTH_BUILDING resources or more repays."""
     for t in _types().values():
         t.elements or t.compile()
-    structure_compiled.compiled_types()
+    if compiled:
+        structure_compiled.compiled_types()
 
 
 # Last: structure_compiled reads this module's patterns when it is imported.

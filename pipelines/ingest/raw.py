@@ -156,7 +156,8 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
     small = sum(f.size_bytes for f in pending) < POOL_MIN_BYTES
     pool_size = 1 if small else workers_module.worker_count(workers)
     if precheck and not small:
-        # the compiled structure check (0.14 s to build, repaid past ~15k resources), before the pool forks
+        # the compiled structure check (32 MiB of bundles hold well over WORTH_BUILDING resources), built
+        # before the pool forks so every worker inherits it
         structure_schema.warm_up()
     read = partial(read_group, inbox=inbox, key=key, precheck=precheck)
     return sum(_flush_or_explain(con, buf) for buf in _read_in_order(list(_groups(pending, inbox)), read, pool_size))

@@ -26,7 +26,7 @@ import orjson
 import polars as pl
 from fhir.resources.R4B import get_fhir_model_class
 
-from pipelines.fhir import structure_schema
+from pipelines.fhir import structure_compiled, structure_schema
 from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.tables import append
 from pipelines.ingest.workers import process_pool, worker_count
@@ -137,7 +137,8 @@ class _Checker:
     def __init__(self, mode: str, expected: int, workers: int | None = None):
         self.work = _strict_chunk if mode == "strict" else _fast_chunk
         self.workers = worker_count(workers)
-        structure_schema.warm_up()  # compiled once here, inherited by forked workers
+        # compiled once here, inherited by forked workers
+        structure_schema.warm_up(compiled=expected >= structure_compiled.WORTH_BUILDING)
         threshold = POOL_THRESHOLD if mode == "strict" else FAST_POOL_THRESHOLD
         self.pool = process_pool(self.workers) if expected >= threshold else None
 
