@@ -6,6 +6,7 @@ import dagster as dg
 import duckdb
 import pandera.polars as pa
 
+from pipelines.ingest.run import step_dependencies
 from pipelines.warehouse.connection import SCHEMA_SQL
 from pipelines.warehouse.tables import CORE_SQL
 
@@ -62,6 +63,9 @@ def declared_schema(table: str) -> dict:
 def step_upstream_keys(step: str) -> list[list[str]]:
     """The asset keys of the ingest steps `step` waits for in `karte ingest` (step names are schema.table, as
     the asset keys are), so the Dagster job and the CLI run the steps in a compatible order."""
-    from pipelines.ingest.run import step_dependencies
+    return [upstream.split(".") for upstream in _step_dependencies()[step]]
 
-    return [upstream.split(".") for upstream in step_dependencies()[step]]
+
+@functools.cache
+def _step_dependencies() -> dict[str, tuple[str, ...]]:
+    return step_dependencies()

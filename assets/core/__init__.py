@@ -22,15 +22,6 @@ def every_row_has_patient(con, table: str) -> dg.AssetCheckResult:
                                passed=orphans == 0, metadata={"orphan_rows": orphans})
 
 
-def _deps(*groups: list[list[str]]) -> list[list[str]]:
-    """Every key of the groups once, in order."""
-    keys: list[list[str]] = []
-    for key in (k for group in groups for k in group):
-        if key not in keys:
-            keys.append(key)
-    return keys
-
-
 def _core_asset(spec: CoreTable) -> dg.AssetsDefinition:
     key = ["core", spec.table]
     staging_key = ["staging", spec.staging or spec.table]
@@ -42,8 +33,9 @@ def _core_asset(spec: CoreTable) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[dg.AssetSpec(key, group_name=GROUP, kinds={"duckdb"}, metadata=declared_schema(f"core.{spec.table}"),
                             # clinical tables after core.patient, so the integrity check sees their patients
-                            deps=_deps([staging_key], [["core", "patient"]] if spec.table in CLINICAL else [],
-                                       step_upstream_keys(spec.consumer)),
+                            deps=[list(k) for k in dict.fromkeys(map(tuple, [
+                                staging_key, *step_upstream_keys(spec.consumer),
+                                *([["core", "patient"]] if spec.table in CLINICAL else [])]))],
                             description=f"core.{spec.table}: one row per {' × '.join(spec.identity)}.")]
         + [dg.AssetSpec(k, group_name=GROUP, kinds={"duckdb"}, deps=[["staging", k[1]]],
                         metadata=declared_schema(f"core.{k[1]}"),

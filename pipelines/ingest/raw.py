@@ -74,7 +74,7 @@ def _flush(con: duckdb.DuckDBPyConnection, buf: RawBuffer) -> int:
             """
         )
         con.execute("INSERT INTO staging.fast_structure_check SELECT raw_id, structure_problem FROM resources "
-                    "WHERE structure_checked ORDER BY raw_id")
+                    "WHERE structure_checked")
         con.execute(
             """
             INSERT INTO raw.bundle

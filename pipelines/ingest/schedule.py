@@ -52,6 +52,7 @@ def run_steps(con: duckdb.DuckDBPyConnection, steps: Sequence[Step], after: Mapp
     pending = list(steps)
     done: set[str] = set()
     running: dict[Future, str] = {}
+    beside: set[Future] = set()  # steps that ran while another did: only they may have run out of memory for it
     pool: ThreadPoolExecutor | None = None
 
     def ready() -> list[Step]:
@@ -80,10 +81,12 @@ def run_steps(con: duckdb.DuckDBPyConnection, steps: Sequence[Step], after: Mapp
                 if on_start:
                     on_start(name)
                 running[pool.submit(_on_own_connection, con, step)] = name
-            failures, crowded = _collect(wait(running, return_when=FIRST_COMPLETED)[0], running, finished)
+            if len(running) > 1:
+                beside.update(running)
+            failures, crowded = _collect(wait(running, return_when=FIRST_COMPLETED)[0], running, beside, finished)
             if failures or crowded:
                 # the other lane's step commits or rolls back whole before anything else happens
-                more_failures, more_crowded = _collect(wait(running)[0], running, finished)
+                more_failures, more_crowded = _collect(wait(running)[0], running, beside, finished)
                 failures += more_failures
                 crowded += more_crowded
             if failures:
@@ -99,7 +102,8 @@ def run_steps(con: duckdb.DuckDBPyConnection, steps: Sequence[Step], after: Mapp
             pool.shutdown(wait=True)
 
 
-def _collect(completed, running: dict[Future, str], finished) -> tuple[list[BaseException], list[str]]:
+def _collect(completed, running: dict[Future, str], beside: set[Future],
+             finished) -> tuple[list[BaseException], list[str]]:
     """Hand each completed step to `finished`; return (failures, steps that ran out of memory beside another)."""
     failures, crowded = [], []
     for future in completed:
@@ -107,7 +111,7 @@ def _collect(completed, running: dict[Future, str], finished) -> tuple[list[Base
         error = future.exception()
         if error is None:
             finished(name, future.result())
-        elif isinstance(error, duckdb.OutOfMemoryException):
+        elif isinstance(error, duckdb.OutOfMemoryException) and future in beside:
             crowded.append(name)
         else:
             failures.append(error)

@@ -134,11 +134,13 @@ class _Checker:
     """Verdicts for blocks of (resource JSON, full check) in one process, or over a process pool (order kept)
     when the batch is at least `threshold` resources."""
 
-    def __init__(self, mode: str, expected: int, workers: int | None = None):
+    def __init__(self, mode: str, expected: int, workers: int | None = None, walked: int | None = None):
         self.work = _strict_chunk if mode == "strict" else _fast_chunk
         self.workers = worker_count(workers)
-        # compiled once here, inherited by forked workers
-        structure_schema.warm_up(compiled=expected >= structure_compiled.WORTH_BUILDING)
+        # compiled once here, inherited by forked workers; the compiled check only for a batch whose fast checks
+        # (`walked`, default all `expected`; none in strict mode) repay building it
+        walked = 0 if mode == "strict" else expected if walked is None else walked
+        structure_schema.warm_up(compiled=walked >= structure_compiled.WORTH_BUILDING)
         threshold = POOL_THRESHOLD if mode == "strict" else FAST_POOL_THRESHOLD
         self.pool = process_pool(self.workers) if expected >= threshold else None
 
@@ -174,10 +176,11 @@ def check_structure_fast(texts: list[str], full_check: list[bool],
 _FHIR_ROWS = f"r.resource_type IS NULL OR r.resource_type NOT IN ('{FACILITY_ROW}', '{CHECKUP_DOCUMENT}')"
 
 
-def _fast_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
+def _fast_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[int, int]:
     """Temp table window_rows: the window's FHIR rows with full_check (fhir.resources must see it), prechecked
     (the raw step ran the fast check), that check's problem and must_read. Returns how many need no reading
-    (the raw step's fast check passed them and they need no full check)."""
+    (the raw step's fast check passed them and they need no full check) and how many need the fast check here
+    (the raw step did not run it)."""
     # A source is a sender (医療機関番号), or the kind of feed for files that carry none (consent, access);
     # its first file with any resource is checked in full, whichever run brought it.
     con.execute(f"""
@@ -193,7 +196,8 @@ def _fast_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
             FROM raw.resource r LEFT JOIN staging.fast_structure_check c USING (raw_id)
             WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS}))
         SELECT *, full_check OR NOT prechecked OR problem IS NOT NULL AS must_read FROM flagged""")
-    return con.execute("SELECT count(*) FILTER (WHERE NOT must_read) FROM window_rows").fetchone()[0]
+    return con.execute("SELECT count(*) FILTER (WHERE NOT must_read), count(*) FILTER (WHERE NOT prechecked) "
+                       "FROM window_rows").fetchone()
 
 
 def _selection_sql(mode: str, lo: int, hi: int) -> str:
@@ -220,8 +224,8 @@ def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> Struc
     passed_unread = 0
     with transaction(con):
         if hi > lo:
-            passed_unread = _fast_window(con, lo, hi) if mode == "fast" else 0
-            with _Checker(mode, expected=hi - lo - passed_unread) as check:
+            passed_unread, unchecked = _fast_window(con, lo, hi) if mode == "fast" else (0, 0)
+            with _Checker(mode, expected=hi - lo - passed_unread, walked=unchecked) as check:
                 cursor = con.execute(_selection_sql(mode, lo, hi))
                 while block := cursor.fetchmany(READ_BLOCK):
                     raw_ids += [row[0] for row in block]

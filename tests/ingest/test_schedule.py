@@ -95,19 +95,25 @@ def test_a_step_on_another_lane_has_the_warehouse_session(tmp_path):
     assert zones == ["UTC", "UTC"]
 
 
-def test_two_lanes_give_the_warehouse_one_lane_gives(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def faulty_inbox(tmp_path_factory):
+    """A generated inbox with faults (quarantine rows and outcomes are written from both lanes) and the
+    warehouse two lanes make of it."""
     from pipelines.generate import generate
 
-    inbox = tmp_path / "inbox"
-    # faults included: quarantine rows and outcomes are written from both lanes
-    generate(inbox, facilities=8, patients=120, seed=11, fault_rate=0.05)
-    monkeypatch.setenv("KARTE_INGEST_LANES", "1")
-    run_ingest(inbox, tmp_path / "one.duckdb")[1].close()
-    monkeypatch.setenv("KARTE_INGEST_LANES", "2")
-    summary, con = run_ingest(inbox, tmp_path / "two.duckdb")
+    base = tmp_path_factory.mktemp("lanes")
+    generate(base / "inbox", facilities=8, patients=120, seed=11, fault_rate=0.05)
+    summary, con = run_ingest(base / "inbox", base / "two.duckdb")  # the default: two lanes
     con.close()
     assert summary["records_quarantined"] > 0 and summary["records_loaded"] > 0
-    assert fingerprints(tmp_path / "two.duckdb") == fingerprints(tmp_path / "one.duckdb")
+    return base / "inbox", fingerprints(base / "two.duckdb")
+
+
+def test_two_lanes_give_the_warehouse_one_lane_gives(faulty_inbox, tmp_path, monkeypatch):
+    inbox, two_lanes = faulty_inbox
+    monkeypatch.setenv("KARTE_INGEST_LANES", "1")
+    run_ingest(inbox, tmp_path / "one.duckdb")[1].close()
+    assert fingerprints(tmp_path / "one.duckdb") == two_lanes
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1", ""])
@@ -119,25 +125,22 @@ def test_a_lane_count_that_is_not_a_positive_number_is_a_clear_error(monkeypatch
         load_settings()
 
 
-def test_the_dagster_assets_give_the_warehouse_karte_ingest_gives(tmp_path):
+def test_the_dagster_assets_give_the_warehouse_karte_ingest_gives(faulty_inbox, tmp_path):
     """The asset graph runs the steps in its own topological order: its dependencies come from the same
     step_dependencies, so the order cannot change what is written."""
     import dagster as dg
 
     from pipelines.definitions import all_assets
-    from pipelines.generate import generate
     from pipelines.resources import KarteWarehouse
 
-    inbox = tmp_path / "inbox"
-    generate(inbox, facilities=8, patients=120, seed=11, fault_rate=0.05)
-    run_ingest(inbox, tmp_path / "cli.duckdb")[1].close()
+    inbox, karte_ingest = faulty_inbox
     karte = KarteWarehouse(warehouse=str(tmp_path / "dagster.duckdb"), inbox=str(inbox),
                            reports=str(tmp_path / "reports"))
     result = dg.materialize(all_assets, resources={"karte": karte},
                             selection=dg.AssetSelection.groups("landing", "raw", "staging", "core"),
                             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     assert result.success
-    assert fingerprints(tmp_path / "dagster.duckdb") == fingerprints(tmp_path / "cli.duckdb")
+    assert fingerprints(tmp_path / "dagster.duckdb") == karte_ingest
 
 
 def test_one_lane_runs_every_step_in_order_on_the_calling_thread():
@@ -182,9 +185,19 @@ def test_a_step_that_runs_out_of_memory_beside_another_is_run_again_alone(tmp_pa
     assert "crowded ran out of DuckDB memory beside another step" in caplog.text
 
 
-def test_running_out_of_memory_alone_is_still_an_error(tmp_path):
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_running_out_of_memory_alone_is_still_an_error(tmp_path, lanes):
+    attempts = []
+
     def out_of_memory(own):
+        attempts.append(1)
         raise duckdb.OutOfMemoryException("Out of Memory Error")
 
+    # with two lanes, x and y run side by side on pool threads, then "c" runs on one alone: nothing to blame
+    threads = []
+    steps = [("x", lambda own: None), ("y", lambda own: None),
+             ("c", lambda own: threads.append(threading.current_thread().name) or out_of_memory(own))]
     with pytest.raises(duckdb.OutOfMemoryException):
-        run_steps(duckdb.connect(), [("a", lambda own: None), ("b", out_of_memory)], {}, lanes=1)
+        run_steps(duckdb.connect(str(tmp_path / "w.duckdb")), steps, {"c": ("x", "y")}, lanes=lanes)
+    assert attempts == [1]
+    assert (threads[0] == threading.main_thread().name) == (lanes == 1)
