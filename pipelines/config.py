@@ -22,11 +22,13 @@ class Settings:
     uses_development_key: bool
     structure_validation: str  # fast | strict — how base FHIR structure is checked (pipelines/ingest/structure.py)
     #: DuckDB's buffer pool during ingest (it otherwise grows to 80 % of RAM caching what it wrote): with the
-    #: step windows and raw groups, this is what keeps peak memory independent of the inbox size. 256MB: at
-    #: 512MB the 46k-record bench sample stayed below the cap and 4× its input filled it (peak RSS 810 → 1,109
-    #: MiB); at 256MB both reach it (734 → 829 MiB) and the ingest took the same time (7.7 vs 7.2 s, 28.4 vs
-    #: 27.7 s at 4×). Operators with memory to spare may raise it; DuckDB spills what does not fit.
-    ingest_memory_limit: str = "256MB"
+    #: step windows and raw groups, this is what keeps peak memory independent of the inbox size. The two
+    #: ingest lanes share it. 384MB: at 256MB, 4× and 16× the 46k-record bench sample ran out of it in two steps
+    #: running side by side (they were run again alone, schedule.py); at 384MB 16× ran on two lanes throughout
+    #: (peak RSS 1,311 MiB, 109 s) and 1× and 4× took the same time as at 256MB (peak 782 and 1,033 MiB, against
+    #: 741–779 and 911–975). 128MB runs out with two lanes. Operators with memory to spare may raise it; DuckDB
+    #: spills what it can.
+    ingest_memory_limit: str = "384MB"
     #: ingest steps run at once where they are independent (pipelines/ingest/schedule.py); 1 runs them in order
     ingest_lanes: int = 2
 
@@ -52,7 +54,7 @@ def load_settings(
         pseudonym_key=(key or DEVELOPMENT_PSEUDONYM_KEY).encode("utf-8"),
         uses_development_key=not key,
         structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "fast"),
-        ingest_memory_limit=os.environ.get("KARTE_INGEST_MEMORY_LIMIT", "256MB"),
+        ingest_memory_limit=os.environ.get("KARTE_INGEST_MEMORY_LIMIT", "384MB"),
         ingest_lanes=_positive_int("KARTE_INGEST_LANES", 2),
     )
 

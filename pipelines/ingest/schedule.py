@@ -12,7 +12,7 @@ registered frames and the session time zone are per connection); DuckDB's optimi
 transactions write different rows of one table (ops.watermark, ops.record_outcome) at once.
 
 The two lanes share DuckDB's memory cap (Settings.ingest_memory_limit). Where a step runs out of it beside
-another (measured: 16 × the bench sample at 256 MB), its transaction rolls back, the other step finishes, and
+another (measured: 4 × and 16 × the bench sample at a 256 MB cap), its transaction rolls back, the other step finishes, and
 the rest of the run goes on one step at a time, starting with that step: slower, never a failed run.
 """
 
