@@ -38,6 +38,17 @@ def _clear_values(resource: object) -> str:
     return orjson.dumps(resource).decode()
 
 
+def test_a_whole_text_is_sealed_without_being_cached():
+    """A CDA document is sealed once: keeping each (document and token) in the seal cache made the raw step's
+    memory grow with the number of documents."""
+    document = "<ClinicalDocument>" + "山田 花子 " * 2000 + "</ClinicalDocument>"
+    cache = vault.vault_for(KEY).seal
+    before = cache.cache_info().currsize
+    token = vault.seal(document, KEY)
+    assert cache.cache_info().currsize == before
+    assert vault.reveal_text(token, KEY) == document and vault.seal(document, KEY) == token
+
+
 def test_tokens_are_deterministic_authenticated_and_keyed():
     token = vault.seal(MEMBER, KEY)
     assert token.startswith(vault.PREFIX) and token == vault.seal(MEMBER, KEY)
