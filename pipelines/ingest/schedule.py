@@ -6,14 +6,15 @@ with it in one transaction (pipelines/ingest/run.py), so running two independent
 what a step writes nor what a killed run leaves behind; it only needs to know which steps are independent.
 
 A step runs once every step it depends on (`after`) has committed. Until two steps are ready at once (always,
-with one lane), steps run on the calling thread: the raw and structure steps fork worker processes, which must not happen while another
-thread holds locks. Each concurrent step gets its own DuckDB connection to the same database (temp tables,
-registered frames and the session time zone are per connection); DuckDB's optimistic concurrency lets two
-transactions write different rows of one table (ops.watermark, ops.record_outcome) at once.
+with one lane), steps run on the calling thread: the raw and structure steps fork worker processes, which must
+not happen while another thread holds locks. Each concurrent step gets its own DuckDB connection to the same
+database (temp tables, registered frames and the session time zone are per connection); DuckDB's optimistic
+concurrency lets two transactions write different rows of one table (ops.watermark, ops.record_outcome) at once.
 
 The two lanes share DuckDB's memory cap (Settings.ingest_memory_limit). Where a step runs out of it beside
-another (measured: 4 × and 16 × the bench sample at a 256 MB cap), its transaction rolls back, the other step finishes, and
-the rest of the run goes on one step at a time, starting with that step: slower, never a failed run.
+another (measured: 4 × and 16 × the bench sample at a 256 MB cap; the default is now 384 MB), its transaction
+rolls back, the other step finishes, and the rest of the run goes on one step at a time, starting with that
+step: slower, never a failed run.
 """
 
 import logging
