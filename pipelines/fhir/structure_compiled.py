@@ -41,7 +41,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from pipelines.fhir import structure_schema as schema
 
-__all__ = ["accepts", "compiled_types"]
+__all__ = ["WORTH_BUILDING", "accepts", "built", "compiled_types"]
 
 # Namespaces the Struct annotations are evaluated in (msgspec resolves them, lazily, in this module's globals):
 # the Struct per FHIR type ("*": the union of all resource types) and the type of each primitive.
@@ -214,10 +214,16 @@ def _define(name: str, spec: dict) -> type:
     return struct
 
 
-@functools.cache
+#: compiled_types() once built (None until then)
+_RESOURCES: dict[str, type] | None = None
+
+
 def compiled_types() -> dict[str, type]:
     """resourceType → its Struct; every FHIR type of the schema defined and resolved by msgspec (once per
     process, ~0.14 CPU-s; warm_up() does it before workers fork)."""
+    global _RESOURCES
+    if _RESOURCES is not None:
+        return _RESOURCES
     types = schema.load_schema()["types"]
     if set(schema.PRIMITIVES) != set(NATIVE_TYPES) | set(TEXT_FORMATS):
         raise RuntimeError("the compiled primitives are not the Python check's (structure_schema.PRIMITIVES)")
@@ -230,13 +236,8 @@ def compiled_types() -> dict[str, type]:
         msgspec.convert({"resourceType": "Bundle"}, _T["*"], dec_hook=_check_text)
     except msgspec.ValidationError:  # Bundle.type is missing: the conversion only had to resolve the types
         pass
-    global _RESOURCES
     _RESOURCES = resources
     return resources
-
-
-#: compiled_types() once built: read on the hot path without the cache's lock
-_RESOURCES: dict[str, type] | None = None
 
 
 #: resources a batch needs for building the types (~0.14 CPU-s) to pay: the compiled check saves ~10 µs each
@@ -255,7 +256,7 @@ def accepts(resource: object) -> bool:
     if type(resource) is not dict:
         return False
     resource_type = resource.get("resourceType")
-    target = (_RESOURCES or compiled_types()).get(resource_type) if type(resource_type) is str else None
+    target = compiled_types().get(resource_type) if type(resource_type) is str else None
     if target is None:
         return False
     try:

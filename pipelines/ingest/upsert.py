@@ -112,21 +112,15 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
 
 
 def _record_upsert_outcomes(con: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int) -> dict[str, int]:
-    """Each incoming record's outcome in one statement: tombstoned or loaded (a winner), else duplicate. Counted
-    in DuckDB: a row per record handed to Python (RETURNING) cost memory in proportion to the batch."""
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE upsert_outcome AS
-        SELECT r.raw_id, r.batch_id, o.outcome FROM raw.resource r JOIN (
-            SELECT DISTINCT raw_id, CASE WHEN is_tombstoned THEN 'tombstoned' ELSE 'loaded' END AS outcome FROM winner
-            UNION ALL
-            SELECT DISTINCT raw_id, 'duplicate' FROM incoming WHERE raw_id NOT IN (SELECT raw_id FROM winner)
-        ) o USING (raw_id)
-        WHERE r.raw_id > {lo} AND r.raw_id <= {hi}
-        """)
-    con.execute("INSERT INTO ops.record_outcome SELECT raw_id, batch_id, outcome, ? FROM upsert_outcome", [table])
-    counts = {"loaded": 0, "duplicate": 0, "tombstoned": 0}
-    return counts | dict(con.execute("SELECT outcome, count(*) FROM upsert_outcome GROUP BY ALL").fetchall())
+    """Each incoming record's outcome: tombstoned or loaded (a winner), else duplicate."""
+    window = (lo, hi)
+    return {
+        "loaded": record_outcomes(con, "SELECT raw_id FROM winner WHERE NOT is_tombstoned", "loaded", table, window),
+        "tombstoned": record_outcomes(con, "SELECT raw_id FROM winner WHERE is_tombstoned", "tombstoned", table,
+                                      window),
+        "duplicate": record_outcomes(con, "SELECT raw_id FROM incoming WHERE raw_id NOT IN (SELECT raw_id FROM winner)",
+                                     "duplicate", table, window),
+    }
 
 
 def _apply_document_children(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
