@@ -244,7 +244,10 @@ def _first_chain_break(con: duckdb.DuckDBPyConnection, since: Checkpoint | None
     seqs, raw_ids = stored["chain_seq"], stored["raw_id"]
     # Rows are stored in insertion order, which is chain order unless someone inserted or copied rows by hand:
     # then (and only then) they are sorted — the integers here, and the re-hashed rows by DuckDB.
-    in_order = bool(np.all(np.diff(seqs) > 0))
+    # (DuckDB keeps insertion order only with preserve_insertion_order on; without it, scans of different row
+    # groups interleave, so the rows are always sorted)
+    in_order = bool(con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+                    and np.all(np.diff(seqs) > 0))
     if not in_order:
         order = np.lexsort((raw_ids, seqs))
         seqs, raw_ids = seqs[order], raw_ids[order]

@@ -20,6 +20,7 @@ import polars as pl
 
 from pipelines.ingest.tables import table_columns
 from pipelines.views import compile_view, load_view
+from pipelines.warehouse import sibling_cursor
 
 STAGING_VIEWS = Path(__file__).resolve().parent.parent / "views" / "staging"
 #: grain: one row per (view file, carry, compiler) key
@@ -85,7 +86,7 @@ def _store(con: duckdb.DuckDBPyConnection, key: str, name: str, row: tuple[str, 
     """Keep compiled SQL in the warehouse, outside the caller's transaction: a cache entry need not roll back
     with a step, and two steps running at once (pipelines/ingest/schedule.py) may store the same entry, in
     which case the second simply loses."""
-    with contextlib.closing(con.cursor()) as own:
+    with contextlib.closing(sibling_cursor(con)) as own:
         try:
             own.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_TABLE} (key VARCHAR PRIMARY KEY, view VARCHAR, "
                         "before_source VARCHAR, after_source VARCHAR)")  # also in schema.sql; here for bare tests

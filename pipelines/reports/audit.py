@@ -28,6 +28,7 @@ from pipelines.audit.window import AuditWindow, resolve_window
 from pipelines.config import REFERENCE_DIR
 from pipelines.reports.adoption import provenance
 from pipelines.reports.xlsx import write_xlsx
+from pipelines.warehouse import sibling_cursor
 
 SMALL_CELL = 10  # counts of people below this are suppressed in analyst outputs
 SUPPRESSED = "<10"
@@ -82,8 +83,7 @@ def build_report(con: duckdb.DuckDBPyConnection, window: AuditWindow) -> AuditRe
     The chain is verified on a second connection in a second thread while the findings are computed: its
     hashing is Python (hashlib) and the findings are DuckDB, which releases the GIL, so the two overlap. The
     verification is incremental (rows after the newest checkpoint; docs/audit.md) and the report says so."""
-    with closing(con.cursor()) as chain_con, ThreadPoolExecutor(max_workers=1) as pool:
-        chain_con.execute("SET TimeZone = 'UTC'")
+    with closing(sibling_cursor(con)) as chain_con, ThreadPoolExecutor(max_workers=1) as pool:
         checking = pool.submit(verify_chain, chain_con)
         compute_findings(con, window)
         verdict = checking.result()

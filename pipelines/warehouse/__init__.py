@@ -1,7 +1,14 @@
 """The DuckDB warehouse: connection, layout, bookkeeping."""
 
-from pipelines.warehouse.connection import WarehouseError, cap_memory, connect, transaction, worker_connection
+from pipelines.warehouse.connection import (
+                                            WarehouseError,
+                                            cap_memory,
+                                            connect,
+                                            sibling_cursor,
+                                            transaction,
+                                            worker_connection,
+)
 from pipelines.warehouse.watermark import get_watermark, set_watermark, windows
 
-__all__ = ["WarehouseError", "cap_memory", "connect", "get_watermark", "set_watermark", "transaction", "windows",
-           "worker_connection"]
+__all__ = ["WarehouseError", "cap_memory", "connect", "get_watermark", "set_watermark", "sibling_cursor",
+           "transaction", "windows", "worker_connection"]
