@@ -7,7 +7,7 @@ they finished: reading is about three quarters of the step's CPU, and the order 
 on which worker finished first."""
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -126,16 +126,21 @@ def _groups(pending: list[LandedFile], inbox: Path) -> Iterator[list[LandedFile]
         yield group
 
 
-def _read_in_order(groups: list[list[LandedFile]], read, workers: int) -> Iterator[RawBuffer]:
+def _read_in_order(groups: list[list[LandedFile]], read, workers: int,
+                   forked: Callable[[], object] = lambda: None) -> Iterator[RawBuffer]:
     """Each group's buffer, in order. With a pool, at most one group per worker waits to be written beyond
-    those being read, so memory follows the group size, not the batch."""
+    those being read, so memory follows the group size, not the batch. `forked()` is called once no worker
+    process will be forked any more (at once without a pool)."""
     if workers <= 1:
+        forked()
         yield from map(read, groups)
         return
     with workers_module.process_pool(workers) as pool:
         in_flight: deque = deque()
         for group in groups:
             in_flight.append(pool.submit(read, group))
+            if len(in_flight) == 1:
+                forked()  # a fork-context pool starts all its workers at the first submit
             if len(in_flight) > workers:
                 yield in_flight.popleft().result()
         while in_flight:
@@ -162,4 +167,6 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
         # before the pool forks so every worker inherits it
         structure_schema.warm_up()
     read = partial(read_group, inbox=inbox, key=key, precheck=precheck)
-    return sum(_flush_or_explain(con, buf) for buf in _read_in_order(list(_groups(pending, inbox)), read, pool_size))
+    # the structure step comes next; its fhir.resources models import meanwhile, beside this step's writes
+    buffers = _read_in_order(list(_groups(pending, inbox)), read, pool_size, forked=structure.preload_models)
+    return sum(_flush_or_explain(con, buf) for buf in buffers)

@@ -18,6 +18,7 @@ resource stages turn them into K-FHIR-STRUCTURE quarantine rows, so each record 
 """
 
 import collections
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -52,6 +53,33 @@ FAST_PASS = 0  # the fast check passed it; fhir.resources did not run
 CONFIRMED = 1  # fhir.resources ran and agreed with the fast check (pass or reject)
 OVERRULED = 2  # the fast check rejected it, fhir.resources accepted it: it passes
 MISSED = 3  # the fast check passed it, fhir.resources (sample / first file) rejected it: it fails
+
+
+#: the resource types JP-CLINS documents and feeds carry (docs/domain_spec.md). Importing their fhir.resources
+#: models costs ~0.12 s in a fresh process, and the first validations another ~0.06 s of nested imports: time
+#: this step would spend on the run's critical path while the other core idles, so the raw step has them
+#: imported on a thread meanwhile (preload_models).
+PRELOADED_TYPES = ("Patient", "Observation", "Condition", "AllergyIntolerance", "MedicationRequest", "Composition",
+                   "Encounter", "Organization", "Practitioner", "Coverage", "DocumentReference", "Consent",
+                   "AuditEvent")
+_preloading: threading.Thread | None = None
+
+
+def preload_models() -> None:
+    """Start importing PRELOADED_TYPES' models on a background thread (once per process). Call it after any
+    process pool of the caller has forked: a fork in the middle of an import leaves the child a half-imported
+    module. fhir.resources is only used once the thread is done (_models_ready), so two threads never import
+    its circular modules at once."""
+    global _preloading
+    if _preloading is None:
+        _preloading = threading.Thread(target=lambda: [get_fhir_model_class(t) for t in PRELOADED_TYPES],
+                                       name="karte-fhir-models", daemon=True)
+        _preloading.start()
+
+
+def _models_ready() -> None:
+    if _preloading is not None:
+        _preloading.join()
 
 
 @dataclass(frozen=True)
@@ -135,6 +163,7 @@ class _Checker:
     when the batch is at least `threshold` resources."""
 
     def __init__(self, mode: str, expected: int, workers: int | None = None, walked: int | None = None):
+        _models_ready()  # before fhir.resources runs here, and before the pool forks
         self.work = _strict_chunk if mode == "strict" else _fast_chunk
         self.workers = worker_count(workers)
         # compiled once here, inherited by forked workers; the compiled check only for a batch whose fast checks

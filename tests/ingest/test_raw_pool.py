@@ -68,3 +68,16 @@ def test_the_fast_check_runs_on_every_fhir_resource_as_sent(inbox, tmp_path):
     assert {raw_id for raw_id, _ in tables["staging.fast_structure_check"]} == fhir
     problems = [p for _, p in tables["staging.fast_structure_check"] if p]
     assert len(problems) == 1 and problems[0].startswith("name.0.family") and "山田" not in problems[0]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_forked_is_called_once_after_every_worker_has_started(workers):
+    """The structure step's models are imported on a thread from this call: a fork after it could copy a
+    half-imported module into a worker."""
+    import multiprocessing
+
+    seen = []
+    buffers = list(raw._read_in_order([[1], [2], [3]], sum, workers,
+                                      forked=lambda: seen.append(len(multiprocessing.active_children()))))
+    assert buffers == [1, 2, 3]
+    assert seen == [0 if workers == 1 else workers]
