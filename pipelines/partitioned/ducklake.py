@@ -49,7 +49,8 @@ def _create(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> Non
 def publish(con: duckdb.DuckDBPyConnection, lake: Path, batch_id: int, staging_schemas: dict[str, Columns],
             catalog: Path, data_path: Path) -> None:
     """From the warehouse connection `con`: register this batch's staging Parquet and refresh core in the
-    DuckLake catalog, as one snapshot."""
+    DuckLake catalog, as one snapshot. Idempotent, so a re-executed merge publishes again safely: a file
+    already registered is not added twice, and core is replaced whole."""
     dest = phase_dir(lake, batch_id, "staging")
     attach_catalog(con, catalog, data_path)
     try:
@@ -62,8 +63,11 @@ def publish(con: duckdb.DuckDBPyConnection, lake: Path, batch_id: int, staging_s
                     continue
                 _create(con, table, columns)
                 schema, name = table.split(".")
+                registered = {row[0] for row in con.execute(
+                    "SELECT data_file FROM ducklake_list_files('lake', ?, schema => ?)", [name, schema]).fetchall()}
                 for path in parquet_files(dest, table):
-                    con.execute("CALL ducklake_add_data_files('lake', ?, ?, schema => ?)", [name, path, schema])
+                    if path not in registered:
+                        con.execute("CALL ducklake_add_data_files('lake', ?, ?, schema => ?)", [name, path, schema])
             for table in core:
                 _create(con, table, table_columns(con, table))
                 con.execute(f"DELETE FROM lake.{table}")

@@ -170,7 +170,7 @@ def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan
         step(con)
     summary = run_summary(con, plan.batch_id, settings, LandingResult(
         plan.files_seen, plan.files_new, plan.files_skipped_duplicate))
-    if plan.ducklake and not already:
+    if plan.ducklake:  # also when re-executed: the first execution may have failed while publishing
         from pipelines.partitioned.ducklake import publish
 
         catalog = Path(plan.ducklake)

@@ -137,6 +137,37 @@ def test_steps_in_one_process_equal_single_process_and_a_repeated_merge_loads_no
     assert fingerprints(settings.warehouse) == single
 
 
+def test_a_merge_re_executed_after_a_failed_publish_publishes_each_file_once(sample, tmp_path, monkeypatch):
+    """The merge commits the warehouse, then publishes: a publish that fails leaves the warehouse merged, and
+    the re-executed merge (which loads nothing) must still publish — and publishing again adds nothing."""
+    from pipelines.partitioned import ducklake
+
+    inbox, single, _ = sample
+    settings = _settings(tmp_path, inbox)
+    catalog = tmp_path / "share" / "karte.ducklake"
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, tmp_path / "lake", shards=2, ducklake=catalog)
+    parsed = [parse_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_raw(con, plan, parsed)
+    staged = [stage_shard(settings, shard) for shard in plan.shards]
+    real_publish = ducklake.publish
+
+    def failing_publish(*args, **kwargs):
+        raise OSError("disk full while publishing")
+
+    monkeypatch.setattr(ducklake, "publish", failing_publish)
+    with connect(settings.warehouse) as con, pytest.raises(OSError, match="disk full"):
+        merge_staging(con, settings, plan, staged)
+    assert fingerprints(settings.warehouse) == single
+    monkeypatch.setattr(ducklake, "publish", real_publish)
+    expected = {t: n for t, n in _row_counts(settings.warehouse).items() if n}
+    for _ in range(2):
+        with connect(settings.warehouse) as con:
+            merge_staging(con, settings, plan, staged)
+        assert {t: n for t, n in _lake_counts(catalog).items() if n} == expected  # every row once, none missing
+
+
 def test_structure_sample_and_first_files_are_the_single_process_ones(sample, tmp_path, monkeypatch):
     """fhir.resources (patched) rejects every Condition the fast check passes, so which resources it sees —
     each source's first file and the 1-in-50 sample by raw id — decides what is quarantined. A later day's
