@@ -71,12 +71,14 @@ def _compiled_for(con: duckdb.DuckDBPyConnection, name: str, carry: tuple[str, .
     if (name, carry) in _ready:
         return _ready[name, carry]
     key = cache_key(name, carry)
+    # a warehouse has the table (schema.sql); a bare DuckDB file (some tests) or an older read-only one has none
+    cached = bool(table_columns(con, CACHE_TABLE))
     row = con.execute(f"SELECT before_source, after_source FROM {CACHE_TABLE} WHERE key = ?", [key]).fetchone() \
-        if table_columns(con, CACHE_TABLE) else None
+        if cached else None
     if row is None:
         row = _compiled(name, carry)
-        if not con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()"
-                           ).fetchone()[0]:
+        if cached and not con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = "
+                                      "current_database()").fetchone()[0]:
             _store(con, key, name, row)
     _ready[name, carry] = tuple(row)
     return _ready[name, carry]
@@ -88,8 +90,6 @@ def _store(con: duckdb.DuckDBPyConnection, key: str, name: str, row: tuple[str, 
     which case the second simply loses."""
     with contextlib.closing(sibling_cursor(con)) as own:
         try:
-            own.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_TABLE} (key VARCHAR PRIMARY KEY, view VARCHAR, "
-                        "before_source VARCHAR, after_source VARCHAR)")  # also in schema.sql; here for bare tests
             own.execute(f"INSERT OR REPLACE INTO {CACHE_TABLE} VALUES (?, ?, ?, ?)", [key, name, *row])
         except duckdb.TransactionException:
             pass

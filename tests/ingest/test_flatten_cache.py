@@ -8,6 +8,7 @@ import pytest
 from pipelines.ingest import flatten as flatten_module
 from pipelines.ingest.flatten import STAGING_VIEWS, flatten_sql, staging_view, view_column_names
 from pipelines.views import compile_view, view_columns
+from pipelines.warehouse import connect
 
 VIEWS = sorted(p.stem for p in STAGING_VIEWS.glob("*.json"))
 
@@ -40,8 +41,7 @@ def fresh_process(monkeypatch):
 
 
 def test_the_warehouse_keeps_the_compiled_sql_for_the_next_process(tmp_path, fresh_process, monkeypatch):
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("CREATE SCHEMA ops")
+    con = connect(tmp_path / "w.duckdb")
     first = flatten_module.flatten(con, "consent", SOURCE, ["raw_id"])
     assert first["resource_id"].to_list() == ["c-1"]
     key = flatten_module.cache_key("consent", ("raw_id",))
@@ -57,8 +57,7 @@ def test_the_warehouse_keeps_the_compiled_sql_for_the_next_process(tmp_path, fre
 
 
 def test_sql_held_under_another_key_is_never_used(tmp_path, fresh_process):
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("CREATE SCHEMA ops")
+    con = connect(tmp_path / "w.duckdb")
     flatten_module.flatten(con, "consent", SOURCE, ["raw_id"])
     # what an older compiler (another key) left behind, however wrong, is not read
     con.execute(f"UPDATE {flatten_module.CACHE_TABLE} SET key = 'older', before_source = 'SELECT 1/0 FROM '")
@@ -69,7 +68,13 @@ def test_sql_held_under_another_key_is_never_used(tmp_path, fresh_process):
 
 def test_a_read_only_warehouse_is_only_read(tmp_path, fresh_process):
     path = tmp_path / "w.duckdb"
-    duckdb.connect(str(path)).execute("CREATE SCHEMA ops").close()
-    con = duckdb.connect(str(path), read_only=True)
+    connect(path).close()
+    con = connect(path, read_only=True)
+    assert flatten_module.flatten(con, "consent", SOURCE, ["raw_id"])["resource_id"].to_list() == ["c-1"]
+    assert con.execute(f"SELECT count(*) FROM {flatten_module.CACHE_TABLE}").fetchone() == (0,)
+
+
+def test_a_bare_duckdb_file_gets_no_cache_table(tmp_path, fresh_process):
+    con = duckdb.connect(str(tmp_path / "bare.duckdb"))
     assert flatten_module.flatten(con, "consent", SOURCE, ["raw_id"])["resource_id"].to_list() == ["c-1"]
     assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'compiled_view'").fetchone()[0]
