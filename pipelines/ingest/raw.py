@@ -128,10 +128,9 @@ def _groups(pending: list[LandedFile], inbox: Path) -> Iterator[list[LandedFile]
 def _read_in_order(groups: list[list[LandedFile]], read, workers: int,
                    forked: Callable[[], object] = lambda: None) -> Iterator[RawBuffer]:
     """Each group's buffer, in order. With a pool, at most one group per worker waits to be written beyond
-    those being read, so memory follows the group size, not the batch. `forked()` is called once no worker
-    process will be forked any more (at once without a pool)."""
+    those being read, so memory follows the group size, not the batch; `forked()` is called once the pool's
+    workers have started (never without a pool)."""
     if workers <= 1:
-        forked()
         yield from map(read, groups)
         return
     with workers_module.process_pool(workers) as pool:
@@ -166,6 +165,7 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
         # before the pool forks so every worker inherits it
         structure_schema.warm_up()
     read = partial(read_group, inbox=inbox, key=key, precheck=precheck)
-    # the structure step comes next; its fhir.resources models import meanwhile, beside this step's writes
+    # the structure step comes next; in a large batch its fhir.resources models import meanwhile, beside this
+    # step's writes (an increment reads in this process, where the import would only compete with reading)
     buffers = _read_in_order(list(_groups(pending, inbox)), read, pool_size, forked=structure.preload_models)
     return sum(_flush_or_explain(con, buf) for buf in buffers)
