@@ -1,12 +1,12 @@
 """The DuckDB warehouse: connection, layout, bookkeeping."""
 
 from pipelines.warehouse.connection import (
-                                            WarehouseError,
-                                            cap_memory,
-                                            connect,
-                                            sibling_cursor,
-                                            transaction,
-                                            worker_connection,
+    WarehouseError,
+    cap_memory,
+    connect,
+    sibling_cursor,
+    transaction,
+    worker_connection,
 )
 from pipelines.warehouse.watermark import get_watermark, set_watermark, windows
 
