@@ -235,3 +235,28 @@ def test_default_as_of_is_the_latest_data_day(sample, truth):
     days += [d for r in truth.registry.values() for d in (_day(r["applied_on"]), _day(r["connected_on"])) if d]
     assert latest.as_of == max(days)
     assert latest.inputs["as_of_basis"] == "latest data day in the warehouse"
+
+
+def test_records_of_a_file_no_run_finished_count_as_received_not_passed(warehouse_copy):
+    """A run killed mid-way leaves a file whose records have no outcome yet (its reported_batch_id unset): they
+    were received, and have not passed."""
+    from pipelines.reports.adoption.facts import build_facts
+
+    with connect(warehouse_copy) as con:
+        file_id, sender, records = con.execute(
+            """SELECT r.file_id, m.sender, count(*) FROM raw.resource r JOIN ops.file_manifest m USING (file_id)
+               WHERE m.kind = 'fhir' AND m.sender IS NOT NULL GROUP BY ALL ORDER BY 3 DESC, 1 LIMIT 1""").fetchone()
+        build_facts(con)
+        before = con.execute("SELECT sum(received), sum(passed) FROM adoption_records_day WHERE institution_number = ?",
+                             [sender]).fetchone()
+        lost = con.execute(f"""SELECT count(*) FILTER (WHERE outcome IN ('loaded', 'duplicate', 'tombstoned'))
+                               FROM ops.record_outcome WHERE raw_id IN (SELECT raw_id FROM raw.resource
+                                                                       WHERE file_id = {file_id})""").fetchone()[0]
+        con.execute(f"DELETE FROM ops.record_outcome WHERE raw_id IN (SELECT raw_id FROM raw.resource "
+                    f"WHERE file_id = {file_id})")
+        con.execute(f"UPDATE ops.file_manifest SET reported_batch_id = NULL WHERE file_id = {file_id}")
+        build_facts(con)
+        after = con.execute("SELECT sum(received), sum(passed) FROM adoption_records_day WHERE institution_number = ?",
+                            [sender]).fetchone()
+    assert records > 0 and lost > 0
+    assert after == (before[0], before[1] - lost)

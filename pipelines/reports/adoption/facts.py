@@ -149,15 +149,27 @@ def _records_days(con: duckdb.DuckDBPyConnection) -> None:
     # the bundle's declared institution where the file name carries none (bundle_key is staging.bundle's key)
     declared = ("LEFT JOIN staging.bundle s ON s.bundle_key = r.bundle_key" if _exists(con, "staging", "bundle")
                 else "LEFT JOIN (SELECT NULL::BIGINT AS bundle_key, NULL::VARCHAR AS institution_number) s ON false")
+    # The records that did not pass, rather than every record's outcome: a few percent of the rows, so the join
+    # with every raw record probes a small table (national scale: 0.55 → 0.25 s for that join). A record has
+    # no outcome yet only in a file no run has finished (ops.file_manifest.reported_batch_id): those files are
+    # searched for them, and only when there are any (DuckDB ran the anti join over every record first: 1.4 s).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE adoption_not_passed AS "
+                f"SELECT raw_id FROM ops.record_outcome WHERE outcome NOT IN ({passed})")
+    con.execute("CREATE OR REPLACE TEMP TABLE adoption_unfinished_file AS "
+                "SELECT file_id FROM ops.file_manifest WHERE reported_batch_id IS NULL")
+    if con.execute("SELECT count(*) FROM adoption_unfinished_file").fetchone()[0]:
+        con.execute("""INSERT INTO adoption_not_passed
+                       SELECT r.raw_id FROM raw.resource r SEMI JOIN adoption_unfinished_file USING (file_id)
+                       ANTI JOIN ops.record_outcome o USING (raw_id)""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_records_day AS
         SELECT institution_number, day, sum(received)::BIGINT AS received, sum(passed)::BIGINT AS passed
         FROM (
             SELECT coalesce(f.sender, s.institution_number) AS institution_number, coalesce(b.day, f.day) AS day,
-                   1 AS received, (o.outcome IN ({passed}))::INT AS passed
+                   1 AS received, (n.raw_id IS NULL)::INT AS passed
             FROM raw.resource r JOIN adoption_file_day f USING (file_id)
             LEFT JOIN adoption_bundle_day b ON b.bundle_key = r.bundle_key
-            LEFT JOIN ops.record_outcome o ON o.raw_id = r.raw_id
+            LEFT JOIN adoption_not_passed n ON n.raw_id = r.raw_id
             {declared}
             WHERE f.kind NOT IN ({not_submissions})
             UNION ALL
