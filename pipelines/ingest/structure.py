@@ -247,6 +247,7 @@ def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> Struc
     if mode not in MODES:
         raise ValueError(f"KARTE_STRUCTURE_VALIDATION must be fast or strict, not {mode!r}")
     mode = MODES[mode]
+    _models_ready()  # also when there is nothing to check: no later step may import fhir.resources beside it
     lo = get_watermark(con, CONSUMER)
     hi = con.execute("SELECT coalesce(max(raw_id), 0) FROM raw.resource").fetchone()[0]
     raw_ids, errors, how, problems, checked_here = [], [], [], [], []
