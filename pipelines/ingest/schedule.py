@@ -20,10 +20,11 @@ step: slower, never a failed run.
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 
 import duckdb
 
-from pipelines.warehouse import worker_connection
+from pipelines.warehouse import sibling_cursor
 
 Step = tuple[str, Callable[[duckdb.DuckDBPyConnection], object]]
 log = logging.getLogger(__name__)
@@ -120,5 +121,5 @@ def _collect(completed, running: dict[Future, str], beside: set[Future],
 
 
 def _on_own_connection(con: duckdb.DuckDBPyConnection, step: Callable[[duckdb.DuckDBPyConnection], object]):
-    with worker_connection(con) as own:
+    with closing(sibling_cursor(con)) as own:
         return step(own)

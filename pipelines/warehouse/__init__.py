@@ -6,9 +6,8 @@ from pipelines.warehouse.connection import (
     connect,
     sibling_cursor,
     transaction,
-    worker_connection,
 )
 from pipelines.warehouse.watermark import get_watermark, set_watermark, windows
 
 __all__ = ["WarehouseError", "cap_memory", "connect", "get_watermark", "set_watermark", "sibling_cursor",
-           "transaction", "windows", "worker_connection"]
+           "transaction", "windows"]

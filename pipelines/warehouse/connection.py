@@ -52,23 +52,13 @@ def _set_session(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def sibling_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Another connection to `con`'s database (con.cursor()) with the same session settings: its own
-    transactions and temp tables. Close it before `con` (closing `con` closes it). Safe to call on another
-    thread while `con` runs a query: it runs nothing on `con`."""
+    """Another connection to `con`'s database (con.cursor()) with the same session settings (DuckDB keeps the
+    time zone per connection, the memory cap per database): its own transactions and temp tables, for work on
+    another thread. Close it before `con` (closing `con` closes it). Safe to call on another thread while `con`
+    runs a query: it runs nothing on `con`."""
     own = con.cursor()
     _set_session(own)
     return own
-
-
-@contextlib.contextmanager
-def worker_connection(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Another connection to `con`'s database, for a step on another thread: its own transactions and temp
-    tables, the same session settings (DuckDB keeps the time zone per connection, the memory cap per database)."""
-    own = sibling_cursor(con)
-    try:
-        yield own
-    finally:
-        own.close()
 
 
 def cap_memory(con: duckdb.DuckDBPyConnection, limit: str) -> duckdb.DuckDBPyConnection:
