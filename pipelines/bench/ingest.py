@@ -8,12 +8,16 @@
    (KARTE_STRUCTURE_VALIDATION, docs/structure.md), each on a fresh warehouse;
 4. the structure checkers on their own, in resources per CPU-second, parse included: the fast schema check
    over every resource and fhir.resources `model_validate` over a sample;
+5. the per-resource floor: what the raw step must do to every resource in Python besides parsing it (the fast
+   structure check, sealing identifying values, serialising the sealed resource), each timed on one core, and
+   the best Karte / parse limit ratio that work alone allows on this machine's cores;
 
 and the ratios Karte / parse limit, Karte / naive and fast / strict.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +32,7 @@ from pipelines.fhir.structure_schema import structure_problem, warm_up
 from pipelines.generate import generate
 from pipelines.ingest.reader import read_bytes
 from pipelines.ingest.structure import fhir_resources_error
+from pipelines.ingest.vault import seal_resource
 
 #: the child process: land + every step with its time, the structure step's counts and the peak RSS of the
 #: child and its pool workers, as JSON on stdout
@@ -99,6 +104,10 @@ class IngestBench:
     fhir_resources_sample: int
     fhir_resources_per_second: int
     ratio_fast_check_to_fhir_resources: float
+    # the per-resource floor (raw_work_floor): one core's seconds per stage and the ratio bound it sets
+    floor_seconds: dict
+    floor_cores: int
+    floor_ratio_bound: float
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -148,6 +157,42 @@ def parse_limit(inbox: Path) -> tuple[int, int, float]:
     return resources, sum(map(len, blobs)), time.perf_counter() - started
 
 
+#: any key seals at the same cost; the floor needs no configured one
+_FLOOR_KEY = b"karte-bench-floor"
+FLOOR_STAGES = ("parse", "structure check", "seal", "serialise")
+
+
+def raw_work_floor(inbox: Path, repeat: int = 3) -> tuple[dict[str, float], float]:
+    """(seconds per stage, ratio bound): one core's time for each thing the raw step does to every bundle entry
+    (FLOOR_STAGES, with Karte's own functions, bundle by bundle as parse_limit reads them), the pass with the
+    median total of `repeat`; and the best Karte / parse limit ratio that this work allows when it is spread
+    perfectly over every core and nothing else costs anything — an upper bound for the target ratio."""
+    blobs = list(_bundles(inbox))
+    warm_up()
+    passes = []
+    for _ in range(repeat):
+        spent = dict.fromkeys(FLOOR_STAGES, 0.0)
+        for blob in blobs:
+            started = time.perf_counter()
+            entries = [e["resource"] for e in orjson.loads(blob).get("entry", [])]
+            checked = time.perf_counter()
+            for entry in entries:
+                structure_problem(entry)
+            sealed_at = time.perf_counter()
+            sealed = [seal_resource(entry, _FLOOR_KEY) for entry in entries]
+            serialised_at = time.perf_counter()
+            for entry in sealed:
+                orjson.dumps(entry)
+            done = time.perf_counter()
+            for stage, seconds in zip(FLOOR_STAGES, (checked - started, sealed_at - checked,
+                                                     serialised_at - sealed_at, done - serialised_at), strict=True):
+                spent[stage] += seconds
+        passes.append(spent)
+    floor = sorted(passes, key=lambda p: sum(p.values()))[len(passes) // 2]
+    bound = (os.cpu_count() or 1) * floor["parse"] / sum(floor.values())
+    return floor, bound
+
+
 def naive_rate(inbox: Path, sample: int) -> float:
     """Resources/s of the textbook loader: validate each with fhir.resources, insert it row by row."""
     resources = []
@@ -190,6 +235,8 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         say("structure checkers")
         texts = resource_texts(inbox)
         fast_check_rate, fhir_rate = checker_rates(texts, naive_sample)
+        say("per-resource floor")
+        floor, floor_bound = raw_work_floor(inbox)
         say("Karte ingest, strict structure mode")
         strict, strict_peak_mib = karte_ingest(inbox, Path(tmp) / "strict.duckdb", "strict")
         runs = []
@@ -220,6 +267,8 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         fast_check_resources=len(texts), fast_check_resources_per_second=round(fast_check_rate),
         fhir_resources_sample=min(naive_sample, len(texts)), fhir_resources_per_second=round(fhir_rate),
         ratio_fast_check_to_fhir_resources=round(fast_check_rate / fhir_rate, 1),
+        floor_seconds={k: round(v, 3) for k, v in floor.items()}, floor_cores=os.cpu_count() or 1,
+        floor_ratio_bound=round(floor_bound, 2),
     )
 
 
@@ -254,4 +303,11 @@ def table(b: dict) -> str:
          f"{b['fast_check_resources_per_second']:>8,} resources/s, fhir.resources "
          f"{b['fhir_resources_per_second']:,} resources/s (ratio {b['ratio_fast_check_to_fhir_resources']})"),
     ]
+    if "floor_seconds" in b:  # reports written before the floor was measured lack it
+        floor = b["floor_seconds"]
+        lines.append(
+            "  per-resource floor, 1 core: " + ", ".join(
+                f"{k} {v:.2f}s ({v / floor['parse']:.1f}x)" for k, v in floor.items())
+            + f"; that work alone caps Karte / parse limit at {b['floor_ratio_bound']} on "
+            f"{b['floor_cores']} cores")
     return "\n".join(lines)

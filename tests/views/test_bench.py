@@ -43,4 +43,11 @@ def test_ingest_bench_smoke(tmp_path):
     assert result["fhir_resources"] > 0 and result["karte_records"] >= result["fhir_resources"]
     assert result["ratio_karte_to_parse_limit"] > 0 and result["ratio_karte_to_naive"] > 0
     assert "staging.fhir_structure" in result["karte_steps"] and result["karte_peak_rss_mib"] > 0
-    assert "parse limit" in table(result)
+    floor = result["floor_seconds"]
+    assert list(floor) == ["parse", "structure check", "seal", "serialise"] and all(v > 0 for v in floor.values())
+    # the bound is the cores' share of the parse in the whole per-resource work: below the cores, above nothing
+    assert 0 < result["floor_ratio_bound"] < result["floor_cores"]
+    printed = table(result)
+    assert "parse limit" in printed and "per-resource floor" in printed
+    earlier = {k: v for k, v in result.items() if not k.startswith("floor_")}  # a report from before the floor
+    assert "parse limit" in table(earlier) and "per-resource floor" not in table(earlier)
