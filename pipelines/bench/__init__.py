@@ -3,6 +3,7 @@
 Sections: ``views`` (pipelines/bench/views.py — the compiled staging view against hand-written SQL) and
 ``machine`` (pipelines/bench/report.py — what the numbers were measured on). Other subjects add their own
 section under their own key with ``report.write_sections``; writing one section keeps the others in the file.
+Every run is also appended to the history beside the report (``report.append_history``): `karte bench --history`.
 """
 
 import json

@@ -79,13 +79,28 @@ def _at_least(minimum: int):
     return parse
 
 
-#: section name → (runner(args, progress) → JSON-able dict, printer(section) → text); run in this order
+def _headline(module: str):
+    """The section's one-line summary for the history, imported when a history is printed."""
+    def headline(section: dict) -> str:
+        from importlib import import_module
+
+        return import_module(f"pipelines.bench.{module}").headline(section)
+    return headline
+
+
+def _views_headline(v: dict) -> str:
+    return (f"compiled / hand-written {v['ratio_compiled_to_hand_written']:.2f} "
+            f"({v['resources']:,} Observations, best {v['compiled_seconds']:.2f} s)")
+
+
+#: section name → (runner(args, progress) → JSON-able dict, printer(section) → text, headline(section) → one
+#: line for the history); run in this order
 SECTIONS = {
-    "views": (_views, lambda section: _views_table(section)),
-    "ingest": (_ingest, _ingest_table),
-    "incremental": (_incremental, _incremental_table),
-    "parallel": (_parallel, _parallel_table),
-    "reports": (_reports, _reports_table),
+    "views": (_views, lambda section: _views_table(section), _views_headline),
+    "ingest": (_ingest, _ingest_table, _headline("ingest")),
+    "incremental": (_incremental, _incremental_table, _headline("incremental")),
+    "parallel": (_parallel, _parallel_table, _headline("parallel")),
+    "reports": (_reports, _reports_table, _headline("scale")),
 }
 
 
@@ -113,27 +128,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "the same sizes (default: a temporary one)")
     p.add_argument("--out", help="report file (default $KARTE_REPORTS/bench.json, i.e. data/reports/bench.json)")
     p.add_argument("--json", action="store_true", help="print the report sections as one JSON object")
+    p.add_argument("--history", type=int, nargs="?", const=10, metavar="N",
+                   help="measure nothing: print the headline figures of the last N runs (default 10) from the "
+                        "history beside the report (bench_history.jsonl; --only: one section)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.bench.report import machine_info, write_sections
+    from pipelines.bench.report import append_history, machine_info, write_sections
 
-    if args.resources < 1 or args.repeat < 1 or args.patients < 10:
-        print("karte bench: error: --resources and --repeat must be at least 1, --patients at least 10",
+    if args.resources < 1 or args.repeat < 1 or args.patients < 10 or (args.history is not None and args.history < 1):
+        print("karte bench: error: --resources, --repeat and --history must be at least 1, --patients at least 10",
               file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out) if args.out else load_settings().reports / "bench.json"
+    if args.history is not None:
+        return _print_history(out, args.history, args.only, args.json)
     progress = None
     if not args.json and sys.stderr.isatty():
         def progress(step: str) -> None:
             print(f"bench: {step}…", file=sys.stderr, flush=True)
     try:
-        sections = {name: runner(args, progress) for name, (runner, _) in SECTIONS.items()
+        sections = {name: runner(args, progress) for name, (runner, _, _) in SECTIONS.items()
                     if args.only in (None, name)}
         sections["machine"] = machine_info()
         path = write_sections(out, sections)
+        append_history(out, sections)
     except (OSError, RuntimeError) as exc:
         print(f"karte bench: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -145,10 +166,43 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_history(report: Path, last: int, only: str | None, as_json: bool) -> int:
+    """The headline figures of the last `last` runs (of section `only`), oldest first."""
+    from pipelines.bench.report import history_path, read_history
+
+    runs, unreadable = read_history(report)
+    if only:
+        runs = [run for run in runs if only in run["sections"]]
+    runs = runs[-last:]
+    if as_json:
+        print(json.dumps({"runs": runs, "unreadable_lines": unreadable}, ensure_ascii=False))
+        return EXIT_OK
+    if not runs:
+        print(f"no benchmark runs recorded in {history_path(report)}" + (f" for section {only}" if only else ""))
+        return EXIT_OK
+    lines = [f"benchmark history: {history_path(report)} (last {len(runs)} runs, oldest first)"]
+    for run in runs:
+        machine = run["sections"].get("machine", {})
+        where = f"{machine.get('cpu_count', '?')} cores, DuckDB {machine.get('duckdb', '?')}"
+        lines.append(f"{run.get('measured_at') or '?'}  {run.get('revision') or 'no revision'}  ({where})")
+        for name, (_, _, headline) in SECTIONS.items():
+            if name in run["sections"] and only in (None, name):
+                try:
+                    text = headline(run["sections"][name])
+                except (KeyError, TypeError, ValueError):
+                    text = "(written by a release that recorded other figures)"
+                lines.append(f"  {name:<12} {text}")
+    if unreadable:
+        lines.append(f"({unreadable} unreadable line(s) skipped)")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def _table(sections: dict) -> str:
     m = sections["machine"]
     machine = f"machine: {m['cpu_count']} cores, {m['memory_gib']} GiB, Python {m['python']}, DuckDB {m['duckdb']}"
-    return "\n".join([machine] + [printer(sections[name]) for name, (_, printer) in SECTIONS.items() if name in sections])
+    return "\n".join([machine] + [printer(sections[name]) for name, (_, printer, _) in SECTIONS.items()
+                                   if name in sections])
 
 
 def _views_table(v: dict) -> str:

@@ -126,6 +126,12 @@ def run_incremental_bench(patients: int = 1500, scale: int = 4,
         increment_within_target=share < INCREMENT_TARGET_SHARE, rss_within_target=rss_ratio < RSS_TARGET_RATIO)
 
 
+def headline(b: dict) -> str:
+    """The figures the targets are about, on one line (`karte bench --history`)."""
+    return (f"re-run {b['rerun_seconds']:.2f} s, +1 % data {b['increment_share']:.1%} of the full load "
+            f"({b['full_seconds']:.2f} s), 4 × input {b['rss_ratio']:.2f}× peak RSS")
+
+
 def table(b: dict) -> str:
     def verdict(ok: bool) -> str:
         return "meets target" if ok else "MISSES target"

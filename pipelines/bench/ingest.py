@@ -272,6 +272,13 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
     )
 
 
+def headline(b: dict) -> str:
+    """The figures the targets are about, on one line (`karte bench --history`)."""
+    bound = f" (floor allows {b['floor_ratio_bound']})" if "floor_ratio_bound" in b else ""
+    return (f"Karte / parse limit {b['ratio_karte_to_parse_limit']}{bound}, Karte / naive {b['ratio_karte_to_naive']}; "
+            f"{b['karte_records']:,} records in {b['karte_seconds']} s, peak RSS {b['karte_peak_rss_mib']:,} MiB")
+
+
 def table(b: dict) -> str:
     slowest = sorted(b["karte_steps"].items(), key=lambda kv: -kv[1])[:4]
     fast = b["karte_structure"] or {}

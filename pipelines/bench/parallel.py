@@ -67,6 +67,12 @@ def run_parallel_bench(patients: int = 1500, workers: int = 2, shard_counts: tup
     return bench
 
 
+def headline(b: dict) -> str:
+    """The figures on one line (`karte bench --history`)."""
+    return f"single {b['single_seconds']:.2f} s; " + ", ".join(
+        f"{shards} shards ×{speedup:.2f}" for shards, speedup in b["speedup"].items())
+
+
 def table(b: dict) -> str:
     lines = [(f"parallel benchmark: {b['patients']:,} patients ({b['records']:,} records), "
              f"{b['workers']} worker processes, wall clock on a shared machine"),

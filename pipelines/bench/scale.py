@@ -712,6 +712,12 @@ def run_scale_bench(facilities: int = NATIONAL_FACILITIES, access_events: int = 
         adoption=timings["adoption"].summary(), audit=timings["audit"].summary())
 
 
+def headline(b: dict) -> str:
+    """The figures the targets are about, on one line (`karte bench --history`)."""
+    return (f"adoption {b['adoption']['median_seconds']:.2f} s, audit {b['audit']['median_seconds']:.2f} s "
+            f"(medians; {b['facilities']:,} facilities, {b['access_events']:,} access events)")
+
+
 def table(b: dict) -> str:
     """The printed lines of the 'reports' section."""
     rows = b["warehouse_rows"]

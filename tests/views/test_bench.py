@@ -24,11 +24,53 @@ def test_bench_writes_its_sections_and_keeps_others(tmp_path, capsys):
     assert {"cpu_count", "duckdb", "python"} <= report["machine"].keys()
     table = _table(report)  # what the command prints without --json
     assert "compiled staging observation view" in table and "ratio compiled / hand-written" in table
+    history = (tmp_path / "bench_history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(history) == 1  # the run is also recorded, with the code it measured
+    run = json.loads(history[0])
+    assert run["sections"]["views"] == views and run["measured_at"] == report["machine"]["measured_at"]
+    assert run["revision"] is None or len(run["revision"].removesuffix("+changes")) == 12
+    assert main(["bench", "--history", "--out", str(out)]) == 0
+    assert f"views        compiled / hand-written {views['ratio_compiled_to_hand_written']:.2f}" in capsys.readouterr().out
 
 
 def test_bad_arguments_exit_2(capsys):
     assert main(["bench", "--resources", "0"]) == 2
     assert "--resources" in capsys.readouterr().err
+    assert main(["bench", "--history", "0"]) == 2
+    assert "--history" in capsys.readouterr().err
+
+
+def _run(measured_at: str, **sections) -> dict:
+    return {"machine": {"measured_at": measured_at, "cpu_count": 2, "duckdb": "1.5.5"}, **sections}
+
+
+INCREMENTAL = {"rerun_seconds": 0.21, "increment_share": 0.169, "full_seconds": 6.4, "rss_ratio": 1.31}
+REPORTS = {"adoption": {"median_seconds": 8.75}, "audit": {"median_seconds": 8.21}, "facilities": 180000,
+           "access_events": 10_000_000}
+
+
+def test_history_prints_each_runs_headline_figures_oldest_first(tmp_path, capsys):
+    from pipelines.bench.report import append_history
+
+    report = tmp_path / "bench.json"
+    append_history(report, _run("2026-11-25T10:00:00+00:00", incremental=INCREMENTAL))
+    append_history(report, _run("2026-11-26T10:00:00+00:00", reports=REPORTS, incremental={"old_figure": 1}))
+    with (tmp_path / "bench_history.jsonl").open("a", encoding="utf-8") as history:
+        history.write('{"measured_at": "2026-11-27T0')  # a run killed while writing its line
+    assert main(["bench", "--history", "--out", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("2026-11-25T10:00") < printed.index("2026-11-26T10:00")
+    assert "+1 % data 16.9% of the full load (6.40 s), 4 × input 1.31× peak RSS" in printed
+    assert "adoption 8.75 s, audit 8.21 s" in printed
+    assert "(written by a release that recorded other figures)" in printed  # an older section's shape
+    assert "1 unreadable line(s) skipped" in printed
+
+    assert main(["bench", "--history", "1", "--only", "incremental", "--out", str(report), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["measured_at"] for r in runs["runs"]] == ["2026-11-26T10:00:00+00:00"] and runs["unreadable_lines"] == 1
+
+    assert main(["bench", "--history", "--only", "views", "--out", str(report)]) == 0
+    assert "no benchmark runs recorded" in capsys.readouterr().out
 
 
 def test_hand_written_sql_reads_only_the_bench_table():
@@ -37,7 +79,7 @@ def test_hand_written_sql_reads_only_the_bench_table():
 
 def test_ingest_bench_smoke(tmp_path):
     """The ingest section runs end to end on a tiny sample and reports every figure (no timing asserts)."""
-    from pipelines.bench.ingest import run_ingest_bench, table
+    from pipelines.bench.ingest import headline, run_ingest_bench, table
 
     result = run_ingest_bench(patients=30, naive_sample=50).as_dict()
     assert result["fhir_resources"] > 0 and result["karte_records"] >= result["fhir_resources"]
@@ -51,3 +93,4 @@ def test_ingest_bench_smoke(tmp_path):
     assert "parse limit" in printed and "per-resource floor" in printed
     earlier = {k: v for k, v in result.items() if not k.startswith("floor_")}  # a report from before the floor
     assert "parse limit" in table(earlier) and "per-resource floor" not in table(earlier)
+    assert f"(floor allows {result['floor_ratio_bound']})" in headline(result) and "(floor" not in headline(earlier)
