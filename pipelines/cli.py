@@ -39,6 +39,11 @@ def _print_summary(summary: dict, reports: list[Path] | None = None) -> None:
     for rule, n in s["quarantined_by_rule"].items():
         print(f"  quarantined {n:>4}  {rule}")
     print(f"warehouse: {s['warehouse']}")
+    if s.get("files_archived") or s.get("files_removed_as_copies") or s.get("files_kept_in_inbox"):
+        print(f"archive: {s['files_archived']} files moved, {s['files_removed_as_copies']} copies of archived files "
+              f"removed, {len(s['files_kept_in_inbox'])} kept in the inbox")
+        for path, why in s["files_kept_in_inbox"][:10]:
+            print(f"  kept {path}: {why}")
     for path in reports or []:
         print(f"report: {path}")
     if s.get("uses_development_key"):
@@ -63,13 +68,14 @@ class _StepBar:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.ingest.archive import ArchiveConfigError
     from pipelines.ingest.landing import InboxError
     from pipelines.ingest.raw import RawWriteError
     from pipelines.ingest.run import ingest
     from pipelines.ingest.vault import VaultError
     from pipelines.warehouse import WarehouseError, connect
 
-    settings = load_settings(warehouse=args.warehouse, inbox=args.inbox)
+    settings = load_settings(warehouse=args.warehouse, inbox=args.inbox, archive=args.archive)
     bar = _StepBar() if sys.stderr.isatty() and not args.json else None
     try:
         con = connect(settings.warehouse)
@@ -79,7 +85,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             con.close()
             if bar:
                 bar.close()
-    except (InboxError, WarehouseError, RawWriteError, VaultError) as exc:
+    except (InboxError, WarehouseError, RawWriteError, VaultError, ArchiveConfigError) as exc:
         raise CliError(str(exc)) from exc
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
@@ -90,9 +96,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialise every asset through Dagster (the same job the schedule runs), then summarise."""
+    from pipelines.ingest.archive import ArchiveConfigError, check_archive
     from pipelines.jobs import run_all_assets
 
-    settings = load_settings(warehouse=args.warehouse, inbox=args.inbox)
+    settings = load_settings(warehouse=args.warehouse, inbox=args.inbox, archive=args.archive)
+    try:
+        if settings.archive is not None:
+            check_archive(settings.inbox, settings.archive)
+    except ArchiveConfigError as exc:
+        raise CliError(str(exc)) from exc
     result = run_all_assets(settings)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
@@ -235,12 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="load new inbox files into the warehouse (no Dagster needed)")
     p.add_argument("--inbox", help="inbox folder (default $KARTE_INBOX or data/inbox)")
+    p.add_argument("--archive", help="move the inbox files a run finishes into this folder, so later runs scan only "
+                                     "what is new (default $KARTE_ARCHIVE; unset: files stay in the inbox)")
     _warehouse_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("run", help="materialise every Dagster asset (ingest, checks, reports) in-process")
     p.add_argument("--inbox", help="inbox folder (default $KARTE_INBOX or data/inbox)")
+    p.add_argument("--archive", help="move the inbox files the run finishes into this folder (default $KARTE_ARCHIVE)")
     _warehouse_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     p.set_defaults(func=cmd_run)

@@ -31,6 +31,8 @@ class Settings:
     ingest_memory_limit: str = "384MB"
     #: ingest steps run at once where they are independent (pipelines/ingest/schedule.py); 1 runs them in order
     ingest_lanes: int = 2
+    #: where a run moves the inbox files it finished (pipelines/ingest/archive.py); None keeps them in the inbox
+    archive: Path | None = None
 
 
 class ConfigError(RuntimeError):
@@ -41,6 +43,7 @@ def load_settings(
     warehouse: str | os.PathLike | None = None,
     inbox: str | os.PathLike | None = None,
     reports: str | os.PathLike | None = None,
+    archive: str | os.PathLike | None = None,
 ) -> Settings:
     key = os.environ.get("KARTE_PSEUDONYM_KEY")
     if os.environ.get("KARTE_ENV") == "production" and (not key or key == DEVELOPMENT_PSEUDONYM_KEY):
@@ -56,6 +59,8 @@ def load_settings(
         structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "fast"),
         ingest_memory_limit=os.environ.get("KARTE_INGEST_MEMORY_LIMIT", "384MB"),
         ingest_lanes=_positive_int("KARTE_INGEST_LANES", 2),
+        archive=Path(archive) if archive else (Path(os.environ["KARTE_ARCHIVE"]) if os.environ.get("KARTE_ARCHIVE")
+                                               else None),
     )
 
 

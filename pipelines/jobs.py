@@ -65,7 +65,7 @@ def run_all_assets(settings: Settings) -> dict:
     from pipelines.definitions import all_assets
 
     resource = KarteWarehouse(warehouse=str(settings.warehouse), inbox=str(settings.inbox),
-                              reports=str(settings.reports))
+                              reports=str(settings.reports), archive=str(settings.archive or ""))
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = dg.materialize(all_assets, resources={"karte": resource}, raise_on_error=False, run_config=quiet)
     summary, reports = {}, []

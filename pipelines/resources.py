@@ -15,9 +15,11 @@ class KarteWarehouse(dg.ConfigurableResource):
     warehouse: str = ""
     inbox: str = ""
     reports: str = ""
+    archive: str = ""
 
     def settings(self) -> Settings:
-        return load_settings(warehouse=self.warehouse or None, inbox=self.inbox or None, reports=self.reports or None)
+        return load_settings(warehouse=self.warehouse or None, inbox=self.inbox or None, reports=self.reports or None,
+                             archive=self.archive or None)
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         os.umask(0o077)  # what the run creates (warehouse, reports) is owner-only, as from the CLI

@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.core import core_assets
 from pipelines.ingest import checks
-from pipelines.ingest.run import summarise
+from pipelines.ingest.run import archive_into_summary, summarise
 from pipelines.resources import KarteWarehouse
 
 KEY = ["ops", "run_summary"]
@@ -21,7 +21,8 @@ KEY = ["ops", "run_summary"]
                  dg.AssetCheckSpec("no_raw_identifiers", asset=KEY, blocking=True)],
 )
 def run_summary(karte: KarteWarehouse):
-    """ops.batch: one row per run; this asset reports the latest run's counts (files and records)."""
+    """ops.batch: one row per run; this asset reports the latest run's counts (files and records), and with an
+    archive (KARTE_ARCHIVE) moves the files the run finished out of the inbox."""
     settings = karte.settings()
     with closing(karte.connect()) as con:
         batch_id = con.execute("SELECT max(batch_id) FROM ops.batch").fetchone()[0]
@@ -33,6 +34,8 @@ def run_summary(karte: KarteWarehouse):
         summary.files_seen = summary.files_ingested + summary.files_skipped_duplicate
         summary.warehouse = str(settings.warehouse)
         summary.uses_development_key = settings.uses_development_key
+        if settings.archive is not None:
+            archive_into_summary(con, settings, batch_id, summary)
         missing = checks.records_without_outcome(con)
         hits = checks.raw_identifier_hits(con, pseudonym_key=settings.pseudonym_key)  # every schema
         yield dg.MaterializeResult(metadata={"summary": dg.MetadataValue.json(summary.as_dict()),

@@ -16,6 +16,7 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.consent import intervals
 from pipelines.ingest import checkups, structure
+from pipelines.ingest.archive import archive_finished_files, check_archive
 from pipelines.ingest.bundles import CONSUMER as BUNDLE_STEP
 from pipelines.ingest.bundles import stage_bundles
 from pipelines.ingest.documents import CONSUMER as DOCUMENT_STEP
@@ -44,6 +45,10 @@ class IngestSummary:
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     warehouse: str = ""
     uses_development_key: bool = False
+    #: with an archive (Settings.archive): files moved there, byte-identical copies removed, files kept with why
+    files_archived: int = 0
+    files_removed_as_copies: int = 0
+    files_kept_in_inbox: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -117,6 +122,8 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
            progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
     """Run every step; `progress(step, done, total)` is called before each step (for a progress bar)."""
     cap_memory(con, settings.ingest_memory_limit)
+    if settings.archive is not None:
+        check_archive(settings.inbox, settings.archive)  # before the run, not after an hour of it
     batch_id = start_batch(con, str(settings.inbox))
     steps = processing_steps(settings)
     if progress:
@@ -131,7 +138,19 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
 
     run_steps(con, steps, step_dependencies(), lanes=settings.ingest_lanes, on_start=on_start if progress else None,
               on_done=lambda name, _: _maybe_crash(name))
-    return run_summary(con, batch_id, settings, landing)
+    summary = run_summary(con, batch_id, settings, landing)
+    if settings.archive is not None:
+        archive_into_summary(con, settings, batch_id, summary)
+    return summary
+
+
+def archive_into_summary(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id: int,
+                         summary: IngestSummary) -> None:
+    """Move the files run `batch_id` finished to the archive and say so in `summary`."""
+    archived = archive_finished_files(con, settings.inbox, settings.archive, batch_id)
+    summary.files_archived = archived.moved
+    summary.files_removed_as_copies = archived.removed_as_copies
+    summary.files_kept_in_inbox = archived.kept
 
 
 def run_summary(con: duckdb.DuckDBPyConnection, batch_id: int, settings: Settings,
