@@ -15,8 +15,9 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.ingest import structure
+from pipelines.ingest.archive import check_archive
 from pipelines.ingest.landing import LandingResult, land_files
-from pipelines.ingest.run import IngestSummary, run_summary, start_batch
+from pipelines.ingest.run import IngestSummary, archive_into_summary, run_summary, start_batch
 from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
 from pipelines.partitioned.mapper import MapResult
 from pipelines.partitioned.plan import Shard, assign_shards, pending_partitions
@@ -55,6 +56,8 @@ def _catch_up(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 def plan_run(con: duckdb.DuckDBPyConnection, settings: Settings, lake: Path, shards: int,
              ducklake: Path | None = None) -> Plan:
     cap_memory(con, settings.ingest_memory_limit)
+    if settings.archive is not None:
+        check_archive(settings.inbox, settings.archive)  # before the run, not after it
     _catch_up(con, settings)
     batch_id = start_batch(con, str(settings.inbox))
     landing = land_files(con, settings.inbox, batch_id)
@@ -176,4 +179,6 @@ def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan
         catalog = Path(plan.ducklake)
         publish(con, Path(plan.lake), plan.batch_id, _schemas(results), catalog,
                 catalog.parent / f"{catalog.stem}.data")
+    if settings.archive is not None:  # last: a merge that fails leaves every file in the inbox
+        archive_into_summary(con, settings, plan.batch_id, summary)
     return summary

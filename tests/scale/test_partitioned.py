@@ -241,3 +241,26 @@ def test_dagster_dask_run_equals_single_process(sample, tmp_path):
     with dask.config.set({"distributed.worker.daemon": False}):
         _execute(_dask_job, _run_config(tmp_path, inbox, "plan_fixed_shards", **cluster), tmp_path, summary=False)
     assert fingerprints(tmp_path / "w.duckdb") == single
+
+
+def test_an_archive_takes_the_files_the_partitioned_run_finished(sample, tmp_path):
+    """KARTE_ARCHIVE applies to the partitioned run as to `ingest`: after the merge, every finished file has left
+    the inbox, and the warehouse is the single-process one."""
+    import shutil
+
+    from pipelines.ingest.landing import scan_inbox
+
+    inbox = shutil.copytree(sample[0], tmp_path / "inbox")
+    files = {f.relpath for f in scan_inbox(inbox)}
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", inbox=inbox, archive=tmp_path / "archive")
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, tmp_path / "lake", shards=2)
+    parsed = [parse_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_raw(con, plan, parsed)
+    staged = [stage_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        summary = merge_staging(con, settings, plan, staged)
+    assert summary.files_archived == len(files) and scan_inbox(inbox) == []
+    assert {f.relpath for f in scan_inbox(tmp_path / "archive")} == files
+    assert fingerprints(settings.warehouse) == sample[1]
