@@ -44,6 +44,18 @@ def _settings(tmp_path, inbox):
     return load_settings(warehouse=tmp_path / "w.duckdb", inbox=inbox, reports=tmp_path / "reports")
 
 
+def _steps_in_this_process(settings, lake, shards):
+    """Plan, map and merge one after another in this process (what every executor calls); the run's summary."""
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, lake, shards=shards)
+    parsed = [parse_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_raw(con, plan, parsed)
+    staged = [stage_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        return merge_staging(con, settings, plan, staged)
+
+
 def test_plan_cuts_days_by_senders_and_every_file_lands_in_one_partition(sample, tmp_path):
     inbox, _, single = sample
     settings = _settings(tmp_path, inbox)
@@ -181,14 +193,8 @@ def test_structure_sample_and_first_files_are_the_single_process_ones(sample, tm
     inbox, _, _ = sample
     run_ingest(inbox, tmp_path / "single.duckdb")[1].close()
     settings = _settings(tmp_path, inbox)
+    _steps_in_this_process(settings, tmp_path / "lake", shards=3)
     with connect(settings.warehouse) as con:
-        plan = plan_run(con, settings, tmp_path / "lake", shards=3)
-    parsed = [parse_shard(settings, shard) for shard in plan.shards]
-    with connect(settings.warehouse) as con:
-        merge_raw(con, plan, parsed)
-    staged = [stage_shard(settings, shard) for shard in plan.shards]
-    with connect(settings.warehouse) as con:
-        merge_staging(con, settings, plan, staged)
         planted = con.execute("SELECT count(*) FROM staging.structure_failure "
                               "WHERE structure_error LIKE 'planted%'").fetchone()[0]
     assert planted > 0
@@ -253,14 +259,7 @@ def test_an_archive_takes_the_files_the_partitioned_run_finished(sample, tmp_pat
     inbox = shutil.copytree(sample[0], tmp_path / "inbox")
     files = {f.relpath for f in scan_inbox(inbox)}
     settings = load_settings(warehouse=tmp_path / "w.duckdb", inbox=inbox, archive=tmp_path / "archive")
-    with connect(settings.warehouse) as con:
-        plan = plan_run(con, settings, tmp_path / "lake", shards=2)
-    parsed = [parse_shard(settings, shard) for shard in plan.shards]
-    with connect(settings.warehouse) as con:
-        merge_raw(con, plan, parsed)
-    staged = [stage_shard(settings, shard) for shard in plan.shards]
-    with connect(settings.warehouse) as con:
-        summary = merge_staging(con, settings, plan, staged)
+    summary = _steps_in_this_process(settings, tmp_path / "lake", shards=2)
     assert summary.files_archived == len(files) and scan_inbox(inbox) == []
     assert {f.relpath for f in scan_inbox(tmp_path / "archive")} == files
     assert fingerprints(settings.warehouse) == sample[1]
