@@ -180,7 +180,8 @@ def _print_history(report: Path, last: int, only: str | None, as_json: bool) -> 
     if not runs:
         print(f"no benchmark runs recorded in {history_path(report)}" + (f" for section {only}" if only else ""))
         return EXIT_OK
-    lines = [f"benchmark history: {history_path(report)} (last {len(runs)} runs, oldest first)"]
+    plural = "s" if len(runs) != 1 else ""
+    lines = [f"benchmark history: {history_path(report)} (last {len(runs)} run{plural}, oldest first)"]
     for run in runs:
         machine = run["sections"].get("machine", {})
         where = f"{machine.get('cpu_count', '?')} cores, DuckDB {machine.get('duckdb', '?')}"
