@@ -143,4 +143,5 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
             [batch_id],
         ).fetchone()
     con.unregister("sightings")
+    con.execute("DROP TABLE IF EXISTS sighting")  # a row per inbox file: not kept for the rest of the run
     return LandingResult(files_seen=len(files), files_new=new, files_skipped_duplicate=dup)

@@ -73,7 +73,7 @@ def run_steps(con: duckdb.DuckDBPyConnection, steps: Sequence[Step], after: Mapp
                 pending.remove(startable[0])
                 if on_start:
                     on_start(name)
-                finished(name, step(con))
+                finished(name, _on_calling_connection(con, step))
                 continue
             if pool is None:
                 pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="karte-step")
@@ -123,3 +123,20 @@ def _collect(completed, running: dict[Future, str], beside: set[Future],
 def _on_own_connection(con: duckdb.DuckDBPyConnection, step: Callable[[duckdb.DuckDBPyConnection], object]):
     with closing(sibling_cursor(con)) as own:
         return step(own)
+
+
+def _on_calling_connection(con: duckdb.DuckDBPyConnection, step: Callable[[duckdb.DuckDBPyConnection], object]):
+    """The step on `con`; then the temp tables and views it made are dropped, as closing a lane's own connection
+    drops a concurrent step's. Left on `con` they would hold their rows (an upsert's incoming rows, one per staged
+    record) for the rest of the run and beyond; the caller's own temp objects are left alone."""
+    before = _temp_objects(con)
+    result = step(con)
+    for kind, name in sorted(_temp_objects(con) - before):
+        con.execute(f'DROP {kind} IF EXISTS temp.main."{name}"')
+    return result
+
+
+def _temp_objects(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    return set(con.execute("SELECT 'TABLE', table_name FROM duckdb_tables() WHERE temporary "
+                           "UNION ALL SELECT 'VIEW', view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+                           ).fetchall())

@@ -6,11 +6,13 @@ import shutil
 
 import pytest
 
+from pipelines.config import load_settings
 from pipelines.consent import intervals
 from pipelines.generate import generate
 from pipelines.ingest import checkups, documents, flatten, lines, resources, upsert
 from pipelines.ingest.checks import records_without_outcome
 from pipelines.ingest.landing import INBOX_FOLDERS
+from pipelines.ingest.run import ingest
 from pipelines.warehouse import connect
 from tests.conftest import run_ingest
 from tests.ingest.test_idempotent import fingerprints
@@ -123,3 +125,22 @@ def _ingest_both_ways(root, inbox, name: str, monkeypatch, flattened: list[str] 
     assert {k: v for k, v in summary_fast.items() if k not in run_only} == \
         {k: v for k, v in summary_full.items() if k not in run_only}
     return fast, full
+
+
+@pytest.mark.parametrize("lanes", ["1", "2"])
+def test_a_run_leaves_no_temp_table_on_the_callers_connection(loaded, monkeypatch, lanes):
+    """What a step builds for itself (landing's row per inbox file, an upsert's incoming rows) is gone when the
+    run ends, on one lane (every step on the caller's connection) as on two: the caller's connection does not
+    carry a run's working tables into the next one. A temp table of the caller's own is left alone."""
+    monkeypatch.setenv("KARTE_INGEST_LANES", lanes)
+    inbox = _inbox_with(loaded, "inbox_whole", INBOX_FOLDERS)
+    shutil.copy(loaded / "base.duckdb", loaded / f"temps{lanes}.duckdb")
+    con = connect(loaded / f"temps{lanes}.duckdb")
+    try:
+        con.execute("CREATE TEMP TABLE callers_own AS SELECT 1 AS x")
+        summary = ingest(con, load_settings(warehouse=loaded / f"temps{lanes}.duckdb", inbox=inbox))
+        assert summary.files_ingested > 0
+        assert con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall() == [("callers_own",)]
+        assert con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal").fetchone()[0] == 0
+    finally:
+        con.close()
