@@ -94,3 +94,16 @@ def test_ingest_bench_smoke(tmp_path):
     earlier = {k: v for k, v in result.items() if not k.startswith("floor_")}  # a report from before the floor
     assert "parse limit" in table(earlier) and "per-resource floor" not in table(earlier)
     assert f"(floor allows {result['floor_ratio_bound']})" in headline(result) and "(floor" not in headline(earlier)
+
+
+def test_incremental_bench_smoke():
+    """The incremental section on a tiny sample: every scenario runs, the archive one moves the files its full
+    load finished (no timing asserts)."""
+    from pipelines.bench.incremental import headline, run_incremental_bench, table
+
+    result = run_incremental_bench(patients=20, scale=2).as_dict()
+    assert result["increment_records"] > 0 and result["scaled_records"] > result["full_records"]
+    assert result["archive_files_moved"] > 20 and result["archive_increment_seconds"] > 0
+    assert "with an archive (KARTE_ARCHIVE)" in table(result) and "with an archive re-run" in headline(result)
+    earlier = {k: v for k, v in result.items() if not k.startswith("archive_")}  # a report from before it
+    assert "with an archive" not in table(earlier) + headline(earlier)
