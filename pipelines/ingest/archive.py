@@ -2,8 +2,8 @@
 
 Landing stats every file in the inbox on every run (so that a file changed in place is seen), so an inbox that
 keeps everything it ever received makes each run pay for all of it: 0.31 s per 23,000 files on the bench
-machine, tens of seconds for a national year (docs/capacity.md). With an archive, a run scans what arrived
-since the last one.
+machine, and more with every day a national inbox keeps (docs/capacity.md). With an archive, a run scans what
+arrived since the last one.
 
 A file moves only when every record of it has ended somewhere (ops.file_manifest.reported_batch_id is set: loaded,
 duplicate, tombstoned or quarantined), so a crashed or unfinished run leaves its files where the next run looks.
