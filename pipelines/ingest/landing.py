@@ -27,12 +27,20 @@ class InboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class InboxFile:
-    path: Path
+    location: str  # the file's path as found (a str: a Path per file was a third of a re-run's scan)
     relpath: str
     kind: str
     size: int
     mtime_ns: int
     is_symlink: bool = False
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
+
+    @property
+    def name(self) -> str:
+        return self.relpath.rpartition("/")[2]
 
 
 def scan_inbox(inbox: Path) -> list[InboxFile]:
@@ -50,7 +58,7 @@ def scan_inbox(inbox: Path) -> list[InboxFile]:
                 continue
             for parts, entry in sorted(_entries(root, (folder,)), key=lambda found: found[0]):
                 stat = entry.stat(follow_symlinks=False)
-                files.append(InboxFile(Path(entry.path), "/".join(parts), kind, stat.st_size, stat.st_mtime_ns,
+                files.append(InboxFile(entry.path, "/".join(parts), kind, stat.st_size, stat.st_mtime_ns,
                                        entry.is_symlink()))
     except PermissionError as exc:
         raise InboxError(f"inbox {inbox} cannot be read: {exc.strerror}") from exc
@@ -103,7 +111,7 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
                 digest = sha256_of(f.path)
             except OSError:
                 digest = "unreadable:" + f.relpath  # the raw step quarantines it with K-FILE-READ
-        sender = _SENDER.match(f.path.name)
+        sender = _SENDER.match(f.name)
         rows.append((f.relpath, f.kind, sender.group(1) if sender else None, f.size, f.mtime_ns, digest))
     sightings = pl.DataFrame(rows, orient="row", schema={
         "path": pl.String, "kind": pl.String, "sender": pl.String, "size_bytes": pl.Int64, "mtime_ns": pl.Int64,
