@@ -111,6 +111,9 @@ def test_an_archive_the_next_run_would_land_again_is_refused_before_the_run(inbo
     assert code != 0 and "archive" in capsys.readouterr().err
     assert not (tmp_path / "w.duckdb").exists() or connect(tmp_path / "w.duckdb", read_only=True).execute(
         "SELECT count(*) FROM ops.batch").fetchone()[0] == 0
+    assert main(["run", "--inbox", str(inbox), "--warehouse", str(tmp_path / "w.duckdb"),
+                 "--archive", str(archive)]) != 0  # the Dagster run refuses it before materialising anything
+    assert "archive" in capsys.readouterr().err
     check_archive(inbox, inbox / "_archive")  # a `_` folder is never input: fine
     with pytest.raises(ArchiveConfigError):
         check_archive(inbox, inbox / "checkups")
