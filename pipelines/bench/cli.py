@@ -25,22 +25,10 @@ def _ingest(args, progress) -> dict:
     return run_ingest_bench(args.patients, progress=progress, repeat=args.repeat).as_dict()
 
 
-def _ingest_table(section: dict) -> str:
-    from pipelines.bench.ingest import table
-
-    return table(section)
-
-
 def _incremental(args, progress) -> dict:
     from pipelines.bench.incremental import run_incremental_bench
 
     return run_incremental_bench(args.patients, progress=progress).as_dict()
-
-
-def _incremental_table(section: dict) -> str:
-    from pipelines.bench.incremental import table
-
-    return table(section)
 
 
 def _parallel(args, progress) -> dict:
@@ -49,23 +37,11 @@ def _parallel(args, progress) -> dict:
     return run_parallel_bench(args.patients, progress=progress).as_dict()
 
 
-def _parallel_table(section: dict) -> str:
-    from pipelines.bench.parallel import table
-
-    return table(section)
-
-
 def _reports(args, progress) -> dict:
     from pipelines.bench.scale import run_scale_bench
 
     return run_scale_bench(args.facilities, args.access_events, repeat=args.repeat, warehouse=args.scale_warehouse,
                            progress=progress).as_dict()
-
-
-def _reports_table(section: dict) -> str:
-    from pipelines.bench.scale import table
-
-    return table(section)
 
 
 def _at_least(minimum: int):
@@ -79,13 +55,14 @@ def _at_least(minimum: int):
     return parse
 
 
-def _headline(module: str):
-    """The section's one-line summary for the history, imported when a history is printed."""
-    def headline(section: dict) -> str:
+def _printer(module: str, function: str):
+    """`pipelines.bench.<module>.<function>(section)`, the module imported only when it is called: a section's
+    module imports what its benchmark needs (fhir.resources, the generator), which printing another does not."""
+    def printer(section: dict) -> str:
         from importlib import import_module
 
-        return import_module(f"pipelines.bench.{module}").headline(section)
-    return headline
+        return getattr(import_module(f"pipelines.bench.{module}"), function)(section)
+    return printer
 
 
 def _views_headline(v: dict) -> str:
@@ -97,10 +74,10 @@ def _views_headline(v: dict) -> str:
 #: line for the history); run in this order
 SECTIONS = {
     "views": (_views, lambda section: _views_table(section), _views_headline),
-    "ingest": (_ingest, _ingest_table, _headline("ingest")),
-    "incremental": (_incremental, _incremental_table, _headline("incremental")),
-    "parallel": (_parallel, _parallel_table, _headline("parallel")),
-    "reports": (_reports, _reports_table, _headline("scale")),
+    "ingest": (_ingest, _printer("ingest", "table"), _printer("ingest", "headline")),
+    "incremental": (_incremental, _printer("incremental", "table"), _printer("incremental", "headline")),
+    "parallel": (_parallel, _printer("parallel", "table"), _printer("parallel", "headline")),
+    "reports": (_reports, _printer("scale", "table"), _printer("scale", "headline")),
 }
 
 
