@@ -162,11 +162,10 @@ _FLOOR_KEY = b"karte-bench-floor"
 FLOOR_STAGES = ("parse", "structure check", "seal", "serialise")
 
 
-def raw_work_floor(inbox: Path, repeat: int = 3) -> tuple[dict[str, float], float]:
-    """(seconds per stage, ratio bound): one core's time for each thing the raw step does to every bundle entry
-    (FLOOR_STAGES, with Karte's own functions, bundle by bundle as parse_limit reads them), the pass with the
-    median total of `repeat`; and the best Karte / parse limit ratio that this work allows when it is spread
-    perfectly over every core and nothing else costs anything — an upper bound for the target ratio."""
+def raw_work_floor(inbox: Path, repeat: int = 3) -> dict[str, float]:
+    """Seconds per stage: one core's time for each thing the raw step does to every bundle entry (FLOOR_STAGES,
+    with Karte's own functions, bundle by bundle as parse_limit reads them), the pass with the median total of
+    `repeat`. floor_ratio_bound turns it into the best Karte / parse limit ratio it allows."""
     blobs = list(_bundles(inbox))
     warm_up()
     passes = []
@@ -188,9 +187,13 @@ def raw_work_floor(inbox: Path, repeat: int = 3) -> tuple[dict[str, float], floa
                                                      serialised_at - sealed_at, done - serialised_at), strict=True):
                 spent[stage] += seconds
         passes.append(spent)
-    floor = sorted(passes, key=lambda p: sum(p.values()))[len(passes) // 2]
-    bound = (os.cpu_count() or 1) * floor["parse"] / sum(floor.values())
-    return floor, bound
+    return sorted(passes, key=lambda p: sum(p.values()))[len(passes) // 2]
+
+
+def floor_ratio_bound(floor: dict[str, float], cores: int) -> float:
+    """The best Karte / parse limit ratio the floor's work allows when it is spread perfectly over `cores` and
+    nothing else costs anything: an upper bound for the target ratio."""
+    return cores * floor["parse"] / sum(floor.values())
 
 
 def naive_rate(inbox: Path, sample: int) -> float:
@@ -236,7 +239,7 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         texts = resource_texts(inbox)
         fast_check_rate, fhir_rate = checker_rates(texts, naive_sample)
         say("per-resource floor")
-        floor, floor_bound = raw_work_floor(inbox)
+        floor, cores = raw_work_floor(inbox), os.cpu_count() or 1
         say("Karte ingest, strict structure mode")
         strict, strict_peak_mib = karte_ingest(inbox, Path(tmp) / "strict.duckdb", "strict")
         runs = []
@@ -267,8 +270,8 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         fast_check_resources=len(texts), fast_check_resources_per_second=round(fast_check_rate),
         fhir_resources_sample=min(naive_sample, len(texts)), fhir_resources_per_second=round(fhir_rate),
         ratio_fast_check_to_fhir_resources=round(fast_check_rate / fhir_rate, 1),
-        floor_seconds={k: round(v, 3) for k, v in floor.items()}, floor_cores=os.cpu_count() or 1,
-        floor_ratio_bound=round(floor_bound, 2),
+        floor_seconds={k: round(v, 3) for k, v in floor.items()}, floor_cores=cores,
+        floor_ratio_bound=round(floor_ratio_bound(floor, cores), 2),
     )
 
 
