@@ -68,7 +68,6 @@ class _StepBar:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from pipelines.ingest.archive import ArchiveConfigError
     from pipelines.ingest.landing import InboxError
     from pipelines.ingest.raw import RawWriteError
     from pipelines.ingest.run import ingest
@@ -85,7 +84,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             con.close()
             if bar:
                 bar.close()
-    except (InboxError, WarehouseError, RawWriteError, VaultError, ArchiveConfigError) as exc:
+    except (InboxError, WarehouseError, RawWriteError, VaultError) as exc:
         raise CliError(str(exc)) from exc
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
@@ -96,15 +95,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialise every asset through Dagster (the same job the schedule runs), then summarise."""
-    from pipelines.ingest.archive import ArchiveConfigError, check_archive
     from pipelines.jobs import run_all_assets
 
     settings = load_settings(warehouse=args.warehouse, inbox=args.inbox, archive=args.archive)
-    try:
-        if settings.archive is not None:
-            check_archive(settings.inbox, settings.archive)
-    except ArchiveConfigError as exc:
-        raise CliError(str(exc)) from exc
     result = run_all_assets(settings)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))

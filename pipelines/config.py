@@ -50,17 +50,22 @@ def load_settings(
         # pseudonyms made with a public key can be reversed by anyone holding the identifiers
         raise ConfigError("KARTE_ENV=production needs KARTE_PSEUDONYM_KEY set to a secret key "
                           "(the development key is public)")
+    inbox = Path(inbox or os.environ.get("KARTE_INBOX") or DATA_DIR / "inbox")
+    archive = archive or os.environ.get("KARTE_ARCHIVE") or None
+    if archive is not None:
+        from pipelines.ingest.archive import check_archive  # the inbox's layout is landing's
+
+        check_archive(inbox, Path(archive))  # at start-up, not after a run
     return Settings(
         warehouse=Path(warehouse or os.environ.get("KARTE_WAREHOUSE") or DATA_DIR / "warehouse.duckdb"),
-        inbox=Path(inbox or os.environ.get("KARTE_INBOX") or DATA_DIR / "inbox"),
+        inbox=inbox,
         reports=Path(reports or os.environ.get("KARTE_REPORTS") or DATA_DIR / "reports"),
         pseudonym_key=(key or DEVELOPMENT_PSEUDONYM_KEY).encode("utf-8"),
         uses_development_key=not key,
         structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "fast"),
         ingest_memory_limit=os.environ.get("KARTE_INGEST_MEMORY_LIMIT", "384MB"),
         ingest_lanes=_positive_int("KARTE_INGEST_LANES", 2),
-        archive=Path(archive) if archive else (Path(os.environ["KARTE_ARCHIVE"]) if os.environ.get("KARTE_ARCHIVE")
-                                               else None),
+        archive=None if archive is None else Path(archive),
     )
 
 

@@ -5,7 +5,6 @@ from contextlib import closing
 import dagster as dg
 
 from assets.metadata import table_metadata
-from pipelines.ingest.archive import check_archive
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.run import start_batch
 from pipelines.resources import KarteWarehouse
@@ -15,8 +14,6 @@ from pipelines.resources import KarteWarehouse
 def file_manifest(karte: KarteWarehouse) -> dg.MaterializeResult:
     """ops.file_manifest: one row per distinct inbox file content (sha256); a file seen before is skipped."""
     settings = karte.settings()
-    if settings.archive is not None:
-        check_archive(settings.inbox, settings.archive)  # before the run, not after it
     with closing(karte.connect()) as con:
         batch_id = start_batch(con, str(settings.inbox))
         result = land_files(con, settings.inbox, batch_id)

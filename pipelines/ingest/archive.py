@@ -23,12 +23,13 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.config import ConfigError
 from pipelines.ingest.landing import INBOX_FOLDERS, sha256_of
 from pipelines.warehouse import transaction
 
 
-class ArchiveConfigError(ValueError):
-    """The archive folder would be read again as inbox input."""
+class ArchiveConfigError(ConfigError):
+    """The archive folder would be read again as inbox input (load_settings refuses it)."""
 
 
 @dataclass
@@ -68,8 +69,8 @@ def archived_name(destination: Path, sha256: str) -> Path:
 def archive_finished_files(con: duckdb.DuckDBPyConnection, inbox: Path, archive: Path,
                            batch_id: int) -> ArchiveResult:
     """Move the files run `batch_id` finished from `inbox` to `archive` (same relative paths), and forget their
-    sighting-cache rows: a new file later put at the same path is hashed, not taken for the old one."""
-    check_archive(inbox, archive)
+    sighting-cache rows: a new file later put at the same path is hashed, not taken for the old one. `archive` is
+    Settings.archive, which load_settings has checked (check_archive)."""
     result, gone, folders = ArchiveResult(), [], set()
     for relpath, sha256 in finished_sightings(con, batch_id):
         source, destination = inbox / relpath, archive / relpath

@@ -16,7 +16,7 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.consent import intervals
 from pipelines.ingest import checkups, structure
-from pipelines.ingest.archive import archive_finished_files, check_archive
+from pipelines.ingest.archive import archive_finished_files
 from pipelines.ingest.bundles import CONSUMER as BUNDLE_STEP
 from pipelines.ingest.bundles import stage_bundles
 from pipelines.ingest.documents import CONSUMER as DOCUMENT_STEP
@@ -122,8 +122,6 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
            progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
     """Run every step; `progress(step, done, total)` is called before each step (for a progress bar)."""
     cap_memory(con, settings.ingest_memory_limit)
-    if settings.archive is not None:
-        check_archive(settings.inbox, settings.archive)  # before the run, not after an hour of it
     batch_id = start_batch(con, str(settings.inbox))
     steps = processing_steps(settings)
     if progress:

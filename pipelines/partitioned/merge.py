@@ -15,7 +15,6 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.ingest import structure
-from pipelines.ingest.archive import check_archive
 from pipelines.ingest.landing import LandingResult, land_files
 from pipelines.ingest.run import IngestSummary, archive_into_summary, run_summary, start_batch
 from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
@@ -56,8 +55,6 @@ def _catch_up(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 def plan_run(con: duckdb.DuckDBPyConnection, settings: Settings, lake: Path, shards: int,
              ducklake: Path | None = None) -> Plan:
     cap_memory(con, settings.ingest_memory_limit)
-    if settings.archive is not None:
-        check_archive(settings.inbox, settings.archive)  # before the run, not after it
     _catch_up(con, settings)
     batch_id = start_batch(con, str(settings.inbox))
     landing = land_files(con, settings.inbox, batch_id)

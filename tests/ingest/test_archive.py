@@ -104,19 +104,23 @@ def test_a_file_that_cannot_be_moved_stays_with_the_reason_and_the_run_succeeds(
 
 
 @pytest.mark.parametrize("inside", ["fhir", "fhir/done", "."])
-def test_an_archive_the_next_run_would_land_again_is_refused_before_the_run(inbox, tmp_path, capsys, inside):
+def test_an_archive_the_next_run_would_land_again_is_refused_at_start_up(inbox, tmp_path, capsys, monkeypatch,
+                                                                         inside):
+    """The settings refuse it, so every entry point does before it touches the warehouse."""
+    from pipelines.resources import KarteWarehouse
+
     archive = (inbox / inside).resolve()
-    code = main(["ingest", "--inbox", str(inbox), "--warehouse", str(tmp_path / "w.duckdb"),
-                 "--archive", str(archive)])
-    assert code != 0 and "archive" in capsys.readouterr().err
-    assert not (tmp_path / "w.duckdb").exists() or connect(tmp_path / "w.duckdb", read_only=True).execute(
-        "SELECT count(*) FROM ops.batch").fetchone()[0] == 0
-    assert main(["run", "--inbox", str(inbox), "--warehouse", str(tmp_path / "w.duckdb"),
-                 "--archive", str(archive)]) != 0  # the Dagster run refuses it before materialising anything
-    assert "archive" in capsys.readouterr().err
+    for command in ("ingest", "run"):
+        code = main([command, "--inbox", str(inbox), "--warehouse", str(tmp_path / "w.duckdb"),
+                     "--archive", str(archive)])
+        assert code != 0 and "archive" in capsys.readouterr().err
+    assert not (tmp_path / "w.duckdb").exists()
+    with pytest.raises(ArchiveConfigError):  # what the Dagster assets and the sensor read their settings from
+        KarteWarehouse(inbox=str(inbox), archive=str(archive)).settings()
+    monkeypatch.setenv("KARTE_ARCHIVE", str(archive))
+    with pytest.raises(ArchiveConfigError, match="read again|the inbox itself"):
+        load_settings(inbox=inbox)
     check_archive(inbox, inbox / "_archive")  # a `_` folder is never input: fine
-    with pytest.raises(ArchiveConfigError):
-        check_archive(inbox, inbox / "checkups")
 
 
 def test_the_dagster_run_summary_archives_what_the_run_finished(inbox, tmp_path):
