@@ -29,7 +29,8 @@ def _warehouse_arg(p: argparse.ArgumentParser) -> None:
 def _print_summary(summary: dict, reports: list[Path] | None = None) -> None:
     s = summary
     print(f"files: {s['files_seen']} seen, {s['files_ingested']} new, "
-          f"{s['files_skipped_duplicate']} already seen (skipped)")
+          f"{s['files_skipped_duplicate']} already seen (skipped; {s.get('files_unchanged', 0)} of them unchanged "
+          f"since an earlier run)")
     if s["files_ingested"] == 0 and s["records_in"] == 0:
         print("nothing new to ingest: every file in the inbox was seen before")
     print(f"records: {s['records_in']} in = {s['records_loaded']} loaded + {s['records_quarantined']} quarantined"

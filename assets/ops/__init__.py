@@ -8,7 +8,8 @@ import dagster as dg
 
 from assets.core import core_assets
 from pipelines.ingest import checks
-from pipelines.ingest.run import archive_into_summary, summarise
+from pipelines.ingest.run import archive_into_summary
+from pipelines.ingest.run import run_summary as summarise_run
 from pipelines.resources import KarteWarehouse
 
 KEY = ["ops", "run_summary"]
@@ -26,16 +27,9 @@ def run_summary(karte: KarteWarehouse):
     settings = karte.settings()
     with closing(karte.connect()) as con:
         batch_id = con.execute("SELECT max(batch_id) FROM ops.batch").fetchone()[0]
-        summary = summarise(con, batch_id)
-        sightings = dict(con.execute(
-            "SELECT is_new, count(*) FROM ops.file_sighting WHERE batch_id = ? GROUP BY ALL", [batch_id]).fetchall())
-        summary.files_ingested = sightings.get(True, 0)
-        summary.files_skipped_duplicate = sightings.get(False, 0)
-        summary.files_seen = summary.files_ingested + summary.files_skipped_duplicate
-        summary.warehouse = str(settings.warehouse)
-        summary.uses_development_key = settings.uses_development_key
+        summary = summarise_run(con, batch_id, settings)
         if settings.archive is not None:
-            archive_into_summary(con, settings, batch_id, summary)
+            archive_into_summary(con, settings, summary)
         missing = checks.records_without_outcome(con)
         hits = checks.raw_identifier_hits(con, pseudonym_key=settings.pseudonym_key)  # every schema
         yield dg.MaterializeResult(metadata={"summary": dg.MetadataValue.json(summary.as_dict()),

@@ -209,8 +209,8 @@ def _facilities(con: duckdb.DuckDBPyConnection, spec: ScaleSpec) -> None:
 
 def _files(con: duckdb.DuckDBPyConnection, spec: ScaleSpec) -> None:
     """ops.batch, the registry / access / consent files, and the submissions (files, bundles, records)."""
-    con.execute(f"INSERT INTO ops.batch VALUES (1, TIMESTAMP '{END} 23:30:00', TIMESTAMP '{END} 23:59:00', "
-                "'bench: national scale')")
+    con.execute(f"INSERT INTO ops.batch (batch_id, started_at, finished_at, inbox) "
+                f"VALUES (1, TIMESTAMP '{END} 23:30:00', TIMESTAMP '{END} 23:59:00', 'bench: national scale')")
     landed = f"TIMESTAMP '{END} 23:30:00'"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE scale_log_file AS

@@ -1,4 +1,4 @@
-"""Archiving: after a run, the inbox files it finished move out of the inbox (KARTE_ARCHIVE, `--archive`).
+"""Archiving: after a run, the finished inbox files move out of the inbox (KARTE_ARCHIVE, `--archive`).
 
 Landing stats every file in the inbox on every run (so that a file changed in place is seen), so an inbox that
 keeps everything it ever received makes each run pay for all of it: 0.31 s per 23,000 files on the bench
@@ -6,8 +6,9 @@ machine, and more with every day a national inbox keeps (docs/capacity.md). With
 arrived since the last one.
 
 A file moves only when every record of it has ended somewhere (ops.file_manifest.reported_batch_id is set: loaded,
-duplicate, tombstoned or quarantined), so a crashed or unfinished run leaves its files where the next run looks.
-A sighted copy of content already ingested (a resubmission) moves too. The archive keeps the inbox's relative
+duplicate, tombstoned or quarantined), so a crashed or unfinished run leaves its files where the next run looks,
+and the run that finishes them moves them (the files are those the landing found in the inbox: its sighting
+cache, not only this run's sightings). A sighted copy of content already ingested (a resubmission) moves too. The archive keeps the inbox's relative
 paths; a name already taken there by other content gets the content's hash before its suffixes, and a
 byte-identical copy of a file already archived is simply removed. A file that cannot be moved stays in the inbox
 with the reason in the result: archiving never fails a run whose data is committed.
@@ -51,11 +52,13 @@ def check_archive(inbox: Path, archive: Path) -> None:
         raise ArchiveConfigError(f"archive {archive} is the inbox itself")
 
 
-def finished_sightings(con: duckdb.DuckDBPyConnection, batch_id: int) -> list[tuple[str, str]]:
-    """(inbox-relative path, sha256) of every file sighted in run `batch_id` whose content is fully accounted."""
+def finished_files(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(inbox-relative path, sha256) of every file the last landing found in the inbox whose content is fully
+    accounted: this run's, and one an earlier run sighted but left unfinished (landing records a file left
+    unchanged only once)."""
     return con.execute(
-        """SELECT s.path, s.sha256 FROM ops.file_sighting s JOIN ops.file_manifest m USING (file_id)
-           WHERE s.batch_id = ? AND m.reported_batch_id IS NOT NULL ORDER BY s.path""", [batch_id]).fetchall()
+        """SELECT c.path, c.sha256 FROM ops.file_sighting_cache c JOIN ops.file_manifest m USING (sha256)
+           WHERE m.reported_batch_id IS NOT NULL ORDER BY c.path""").fetchall()
 
 
 def archived_name(destination: Path, sha256: str) -> Path:
@@ -66,13 +69,12 @@ def archived_name(destination: Path, sha256: str) -> Path:
     return destination.with_name(f"{stem}.{token[:12]}{dot}{suffixes}")
 
 
-def archive_finished_files(con: duckdb.DuckDBPyConnection, inbox: Path, archive: Path,
-                           batch_id: int) -> ArchiveResult:
-    """Move the files run `batch_id` finished from `inbox` to `archive` (same relative paths), and forget their
+def archive_finished_files(con: duckdb.DuckDBPyConnection, inbox: Path, archive: Path) -> ArchiveResult:
+    """Move the finished files (finished_files) from `inbox` to `archive` (same relative paths), and forget their
     sighting-cache rows: a new file later put at the same path is hashed, not taken for the old one. `archive` is
     Settings.archive, which load_settings has checked (check_archive)."""
     result, gone, folders = ArchiveResult(), [], set()
-    for relpath, sha256 in finished_sightings(con, batch_id):
+    for relpath, sha256 in finished_files(con):
         source, destination = inbox / relpath, archive / relpath
         if not os.path.lexists(source):
             continue  # moved or deleted since it was sighted: nothing to do

@@ -84,15 +84,24 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: the digest landing gives a file it could not read: never trusted from the cache, so the file is read again
+#: on the next run (a permission fixed, a copy finished) instead of standing for its path for ever
+UNREADABLE = "unreadable:"
+
+
 @dataclass(frozen=True)
 class LandingResult:
     files_seen: int
     files_new: int
-    files_skipped_duplicate: int
+    files_skipped_duplicate: int  # seen, not new: a copy of content already landed, or a file left unchanged
+    files_unchanged: int = 0  # of those skipped, unchanged (path, size, mtime) since an earlier run: not re-read
 
 
 def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> LandingResult:
-    """Register every inbox file in ops.file_sighting, and new content in ops.file_manifest."""
+    """Register new content in ops.file_manifest, and in ops.file_sighting every inbox file that arrived or
+    changed since the last run. A file left unchanged in the inbox (same path, size and mtime as at its last
+    sighting) is counted, not recorded again: what a run writes follows what arrived, not what the inbox
+    keeps (a retained inbox of tens of thousands of files once added that many rows on every run)."""
     files = scan_inbox(inbox)
     # A path whose size and mtime match an earlier sighting keeps its hash: re-runs don't re-read the inbox.
     known = {
@@ -101,18 +110,24 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
             "SELECT path, size_bytes, mtime_ns, sha256 FROM ops.file_sighting_cache"
         ).fetchall()
     }
-    rows = []
+    rows, unchanged = [], 0
     for f in files:
-        digest = known.get((f.relpath, f.size, f.mtime_ns))
+        cached = known.get((f.relpath, f.size, f.mtime_ns))
+        if cached is not None and not cached.startswith(UNREADABLE):
+            unchanged += 1
+            continue
         if f.is_symlink:
             digest = "symlink:" + f.relpath  # never followed: the raw step quarantines it unread
-        elif digest is None:
+        else:
             try:
                 digest = sha256_of(f.path)
             except OSError:
-                digest = "unreadable:" + f.relpath  # the raw step quarantines it with K-FILE-READ
+                digest = UNREADABLE + f.relpath  # the raw step quarantines it with K-FILE-READ
         sender = _SENDER.match(f.name)
         rows.append((f.relpath, f.kind, sender.group(1) if sender else None, f.size, f.mtime_ns, digest))
+    # paths no longer in the inbox leave the cache: a different file put there later with the same size and
+    # mtime (a copy that keeps mtimes) must be read, not taken for the old one
+    gone = sorted({path for path, _, _ in known} - {f.relpath for f in files})
     sightings = pl.DataFrame(rows, orient="row", schema={
         "path": pl.String, "kind": pl.String, "sender": pl.String, "size_bytes": pl.Int64, "mtime_ns": pl.Int64,
         "sha256": pl.String})  # explicit: an empty inbox must still give typed columns
@@ -120,7 +135,8 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
     con.register("sightings", sightings)
     with transaction(con):
         con.execute("CREATE OR REPLACE TEMP TABLE sighting AS SELECT * FROM sightings")
-        # New content: the first path (in path order) carrying each unseen hash gets a file id.
+        # New content: the first path (in path order) carrying each unseen hash gets a file id. An unchanged
+        # path's content is landed already (its cache row was written with its manifest row).
         con.execute(
             """
             INSERT INTO ops.file_manifest (file_id, sha256, path, kind, sender, size_bytes, batch_id, landed_at)
@@ -145,11 +161,22 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
             SELECT path, size_bytes, mtime_ns, sha256 FROM sighting
             """
         )
-        new, dup = con.execute(
-            "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) "
-            "FROM ops.file_sighting WHERE batch_id = ?",
-            [batch_id],
-        ).fetchone()
+        if gone:
+            con.execute("DELETE FROM ops.file_sighting_cache WHERE path IN (SELECT unnest(?))", [gone])
+        new = con.execute("SELECT count(*) FROM ops.file_sighting WHERE batch_id = ? AND is_new",
+                          [batch_id]).fetchone()[0]
+        result = LandingResult(files_seen=len(files), files_new=new, files_skipped_duplicate=len(files) - new,
+                               files_unchanged=unchanged)
+        con.execute("UPDATE ops.batch SET files_seen = ?, files_new = ?, files_skipped_duplicate = ?, "
+                    "files_unchanged = ? WHERE batch_id = ?",
+                    [result.files_seen, result.files_new, result.files_skipped_duplicate, unchanged, batch_id])
     con.unregister("sightings")
-    con.execute("DROP TABLE IF EXISTS sighting")  # a row per inbox file: not kept for the rest of the run
-    return LandingResult(files_seen=len(files), files_new=new, files_skipped_duplicate=dup)
+    con.execute("DROP TABLE IF EXISTS sighting")  # a row per changed inbox file: not kept for the rest of the run
+    return result
+
+
+def landing_result(con: duckdb.DuckDBPyConnection, batch_id: int) -> LandingResult:
+    """Run `batch_id`'s landing counts as land_files kept them on ops.batch (zeros for a run that never landed)."""
+    row = con.execute("SELECT files_seen, files_new, files_skipped_duplicate, files_unchanged FROM ops.batch "
+                      "WHERE batch_id = ?", [batch_id]).fetchone()
+    return LandingResult(*(count or 0 for count in (row or (0, 0, 0, 0))))

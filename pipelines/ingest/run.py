@@ -21,7 +21,7 @@ from pipelines.ingest.bundles import CONSUMER as BUNDLE_STEP
 from pipelines.ingest.bundles import stage_bundles
 from pipelines.ingest.documents import CONSUMER as DOCUMENT_STEP
 from pipelines.ingest.documents import stage_documents
-from pipelines.ingest.landing import LandingResult, land_files
+from pipelines.ingest.landing import land_files, landing_result
 from pipelines.ingest.lines import LINE_STAGES, stage_lines
 from pipelines.ingest.raw import parse_landed_files
 from pipelines.ingest.resources import clinical_stages, stage_resources
@@ -35,7 +35,8 @@ class IngestSummary:
     batch_id: int
     files_seen: int = 0
     files_ingested: int = 0
-    files_skipped_duplicate: int = 0
+    files_skipped_duplicate: int = 0  # seen, not new: copies of landed content, and files_unchanged
+    files_unchanged: int = 0  # left in the inbox unchanged since an earlier run (not read again)
     records_in: int = 0
     records_loaded: int = 0
     records_quarantined: int = 0
@@ -57,7 +58,7 @@ class IngestSummary:
 def start_batch(con: duckdb.DuckDBPyConnection, inbox: str) -> int:
     with transaction(con):
         batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM ops.batch").fetchone()[0]
-        con.execute("INSERT INTO ops.batch VALUES (?, ?, NULL, ?)",
+        con.execute("INSERT INTO ops.batch (batch_id, started_at, inbox) VALUES (?, ?, ?)",
                     [batch_id, datetime.now(UTC).replace(tzinfo=None), inbox])
     return batch_id
 
@@ -126,7 +127,7 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
     steps = processing_steps(settings)
     if progress:
         progress("landing", 0, len(steps) + 1)
-    landing = land_files(con, settings.inbox, batch_id)
+    land_files(con, settings.inbox, batch_id)
     _maybe_crash("landing")
     started: set[str] = set()  # a step retried alone (schedule.py) is counted once
 
@@ -136,28 +137,28 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
 
     run_steps(con, steps, step_dependencies(), lanes=settings.ingest_lanes, on_start=on_start if progress else None,
               on_done=lambda name, _: _maybe_crash(name))
-    summary = run_summary(con, batch_id, settings, landing)
+    summary = run_summary(con, batch_id, settings)
     if settings.archive is not None:
-        archive_into_summary(con, settings, batch_id, summary)
+        archive_into_summary(con, settings, summary)
     return summary
 
 
-def archive_into_summary(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id: int,
-                         summary: IngestSummary) -> None:
-    """Move the files run `batch_id` finished to the archive and say so in `summary`."""
-    archived = archive_finished_files(con, settings.inbox, settings.archive, batch_id)
+def archive_into_summary(con: duckdb.DuckDBPyConnection, settings: Settings, summary: IngestSummary) -> None:
+    """Move the finished inbox files to the archive and say so in `summary` (after the run's summarise)."""
+    archived = archive_finished_files(con, settings.inbox, settings.archive)
     summary.files_archived = archived.moved
     summary.files_removed_as_copies = archived.removed_as_copies
     summary.files_kept_in_inbox = archived.kept
 
 
-def run_summary(con: duckdb.DuckDBPyConnection, batch_id: int, settings: Settings,
-                landing: LandingResult) -> IngestSummary:
+def run_summary(con: duckdb.DuckDBPyConnection, batch_id: int, settings: Settings) -> IngestSummary:
     """The summary of a finished run: record counts from `summarise`, file counts from its landing."""
     summary = summarise(con, batch_id)
+    landing = landing_result(con, batch_id)
     summary.files_seen = landing.files_seen
     summary.files_ingested = landing.files_new
     summary.files_skipped_duplicate = landing.files_skipped_duplicate
+    summary.files_unchanged = landing.files_unchanged
     summary.warehouse = str(settings.warehouse)
     summary.uses_development_key = settings.uses_development_key
     return summary

@@ -15,7 +15,7 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.ingest import structure
-from pipelines.ingest.landing import LandingResult, land_files
+from pipelines.ingest.landing import land_files
 from pipelines.ingest.run import IngestSummary, archive_into_summary, run_summary, start_batch
 from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
 from pipelines.partitioned.mapper import MapResult
@@ -30,9 +30,7 @@ class Plan:
     batch_id: int
     lake: str
     shards: tuple[Shard, ...]
-    files_seen: int
     files_new: int
-    files_skipped_duplicate: int
     ducklake: str = ""  # a DuckLake catalog file the reduce publishes to (pipelines/partitioned/ducklake.py), or ""
 
 
@@ -59,8 +57,7 @@ def plan_run(con: duckdb.DuckDBPyConnection, settings: Settings, lake: Path, sha
     batch_id = start_batch(con, str(settings.inbox))
     landing = land_files(con, settings.inbox, batch_id)
     cut = assign_shards(batch_id, str(lake), pending_partitions(con), shards)
-    return Plan(batch_id, str(lake), tuple(cut), landing.files_seen, landing.files_new,
-                landing.files_skipped_duplicate, str(ducklake or ""))
+    return Plan(batch_id, str(lake), tuple(cut), landing.files_new, str(ducklake or ""))
 
 
 def _schemas(results: list[MapResult]) -> dict[str, Columns]:
@@ -168,8 +165,7 @@ def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan
                 set_watermark(con, consumer, max(last, get_watermark(con, consumer)))
     for _, step in core_steps:
         step(con)
-    summary = run_summary(con, plan.batch_id, settings, LandingResult(
-        plan.files_seen, plan.files_new, plan.files_skipped_duplicate))
+    summary = run_summary(con, plan.batch_id, settings)
     if plan.ducklake:  # also when re-executed: the first execution may have failed while publishing
         from pipelines.partitioned.ducklake import publish
 
@@ -177,5 +173,5 @@ def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan
         publish(con, Path(plan.lake), plan.batch_id, _schemas(results), catalog,
                 catalog.parent / f"{catalog.stem}.data")
     if settings.archive is not None:  # last: a merge that fails leaves every file in the inbox
-        archive_into_summary(con, settings, plan.batch_id, summary)
+        archive_into_summary(con, settings, summary)
     return summary

@@ -20,8 +20,18 @@ CREATE TABLE IF NOT EXISTS ops.batch (
     batch_id     BIGINT PRIMARY KEY,
     started_at   TIMESTAMP NOT NULL,
     finished_at  TIMESTAMP,
-    inbox        VARCHAR
+    inbox        VARCHAR,
+    -- landing's file counts (pipelines/ingest/landing.py): seen = new + skipped; skipped includes unchanged
+    files_seen              BIGINT,
+    files_new               BIGINT,
+    files_skipped_duplicate BIGINT,
+    files_unchanged         BIGINT
 );
+-- warehouses from before the landing counts were kept
+ALTER TABLE ops.batch ADD COLUMN IF NOT EXISTS files_seen BIGINT;
+ALTER TABLE ops.batch ADD COLUMN IF NOT EXISTS files_new BIGINT;
+ALTER TABLE ops.batch ADD COLUMN IF NOT EXISTS files_skipped_duplicate BIGINT;
+ALTER TABLE ops.batch ADD COLUMN IF NOT EXISTS files_unchanged BIGINT;
 
 -- grain: one row per distinct file content (sha256) ever landed
 CREATE TABLE IF NOT EXISTS ops.file_manifest (

@@ -82,14 +82,25 @@ def test_a_resubmitted_copy_is_removed_and_other_content_under_a_taken_name_is_k
 def test_files_the_run_did_not_finish_stay_in_the_inbox(inbox, tmp_path):
     settings = load_settings(warehouse=tmp_path / "w.duckdb", inbox=inbox)
     con = connect(settings.warehouse)
-    batch_id = ingest(con, settings).batch_id
+    ingest(con, settings)
     unfinished = con.execute("SELECT file_id, path FROM ops.file_manifest WHERE kind = 'fhir' ORDER BY file_id "
                              "LIMIT 1").fetchone()
     con.execute("UPDATE ops.file_manifest SET reported_batch_id = NULL WHERE file_id = ?", [unfinished[0]])
-    result = archive_finished_files(con, inbox, tmp_path / "archive", batch_id)
+    result = archive_finished_files(con, inbox, tmp_path / "archive")
     con.close()
     assert list(_contents(inbox)) == [unfinished[1]]
     assert result.moved == len(_contents(tmp_path / "archive")) > 0
+
+
+def test_an_archive_set_later_takes_the_finished_files_earlier_runs_left(inbox, tmp_path):
+    """Landing records a file left unchanged only once: the archive goes by what the inbox holds, not by this
+    run's sightings, so files finished before the archive was set (or before it could move them) go too."""
+    before = _contents(inbox)
+    _ingest(inbox, tmp_path / "w.duckdb", None)
+    later = _ingest(inbox, tmp_path / "w.duckdb", tmp_path / "archive")
+    assert (later.files_unchanged, later.records_in) == (len(before), 0)
+    assert later.files_archived == len(before) and _contents(inbox) == {}
+    assert _contents(tmp_path / "archive") == before
 
 
 def test_a_file_that_cannot_be_moved_stays_with_the_reason_and_the_run_succeeds(inbox, tmp_path):

@@ -13,7 +13,7 @@ def test_two_connections_to_one_file_share_it_and_either_may_close_last(tmp_path
     first = connect(path)
     second = connect(path)
     with transaction(first):
-        first.execute("INSERT INTO ops.batch VALUES (1, now()::TIMESTAMP, NULL, '受信箱')")
+        first.execute("INSERT INTO ops.batch (batch_id, started_at, finished_at, inbox) VALUES (1, now()::TIMESTAMP, NULL, '受信箱')")
     assert second.execute("SELECT inbox FROM ops.batch").fetchall() == [("受信箱",)]
     second.close()
     assert first.execute("SELECT count(*) FROM ops.batch").fetchone() == (1,)
