@@ -13,14 +13,19 @@
    the best Karte / parse limit ratio that work alone allows on this machine's cores;
 
 and the ratios Karte / parse limit, Karte / naive and fast / strict.
+
+With `repeat` > 1 the first three run in rounds — parse limit, naive, Karte, then again — and each target ratio
+is the median of the rounds' own ratios: a ratio's two sides are measured minutes apart, not a whole bench
+apart, so the machine's drift (up to 40 % within an hour on the shared bench machine) moves both together.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -78,16 +83,16 @@ class IngestBench:
     parse_resources_per_second: int
     parse_mb_per_second: float
     naive_sample: int
-    naive_resources_per_second: int
+    naive_resources_per_second: int  # the median of naive_runs_per_second
     karte_seconds: float  # the median of karte_runs_seconds (parse_seconds likewise of parse_runs_seconds)
-    karte_runs_seconds: list
+    karte_runs_seconds: list  # the rounds in the order they ran (each: parse limit, naive, Karte)
     parse_runs_seconds: list
     karte_records: int
     karte_records_per_second: int
     karte_mb_per_second: float
     karte_peak_rss_mib: float
     karte_steps: dict
-    ratio_karte_to_parse_limit: float
+    ratio_karte_to_parse_limit: float  # the median of the rounds' ratios (ratio_rounds)
     ratio_karte_to_naive: float
     # the karte_* figures are the default structure mode (fast); the same ingest in strict mode:
     karte_structure: dict  # the fast structure step's counts (pipelines/ingest/structure.py StructureOutcome)
@@ -108,6 +113,9 @@ class IngestBench:
     floor_seconds: dict
     floor_cores: int
     floor_ratio_bound: float
+    naive_runs_per_second: list = field(default_factory=list)
+    #: each round's own ratios: {"parse_limit": [...], "naive": [...]}
+    ratio_rounds: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -197,13 +205,17 @@ def floor_ratio_bound(floor: dict[str, float], cores: int) -> float:
 
 
 def naive_rate(inbox: Path, sample: int) -> float:
-    """Resources/s of the textbook loader: validate each with fhir.resources, insert it row by row."""
+    """Resources/s of the textbook loader: validate each with fhir.resources, insert it row by row. Steady
+    state: each resource type's model is built before the clock starts (the first round would otherwise pay
+    ~0.3 s of model building the later rounds do not)."""
     resources = []
     for blob in _bundles(inbox):
         resources += [e["resource"] for e in orjson.loads(blob).get("entry", [])]
         if len(resources) >= sample:
             break
     resources = resources[:sample]
+    for resource_type in {res["resourceType"] for res in resources}:
+        get_fhir_model_class(resource_type)
     con = duckdb.connect()
     con.execute("CREATE TABLE resource (resource_type VARCHAR, resource JSON)")
     started = time.perf_counter()
@@ -230,11 +242,14 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         say("generating the sample")
         generate(inbox, facilities=max(10, patients // 25), patients=patients, seed=42, fault_rate=0.0)
         files = sum(1 for p in inbox.rglob("*") if p.is_file() and not p.relative_to(inbox).parts[0].startswith("_"))
-        say("parse limit")
-        parses = sorted((parse_limit(inbox) for _ in range(repeat)), key=lambda p: p[2])
-        resources, size, parse_seconds = parses[len(parses) // 2]
-        say("naive baseline")
-        naive = naive_rate(inbox, naive_sample)
+        rounds = []
+        for run in range(1, repeat + 1):
+            say(f"round {run} of {repeat}: parse limit")
+            parse = parse_limit(inbox)
+            say(f"round {run} of {repeat}: naive baseline")
+            naive = naive_rate(inbox, naive_sample)
+            say(f"round {run} of {repeat}: Karte ingest, fast structure mode (the default)")
+            rounds.append((parse, naive, karte_ingest(inbox, Path(tmp) / f"bench{run}.duckdb", "fast")))
         say("structure checkers")
         texts = resource_texts(inbox)
         fast_check_rate, fhir_rate = checker_rates(texts, naive_sample)
@@ -242,26 +257,28 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         floor, cores = raw_work_floor(inbox), os.cpu_count() or 1
         say("Karte ingest, strict structure mode")
         strict, strict_peak_mib = karte_ingest(inbox, Path(tmp) / "strict.duckdb", "strict")
-        runs = []
-        for run in range(1, repeat + 1):
-            say(f"Karte ingest, fast structure mode (the default), run {run} of {repeat}")
-            runs.append(karte_ingest(inbox, Path(tmp) / f"bench{run}.duckdb", "fast"))
-        runs.sort(key=lambda r: r[0]["seconds"])
-        child, peak_mib = runs[len(runs) // 2]
+    resources, size, _ = rounds[0][0]
+    parse_seconds = statistics.median(parse for (_, _, parse), _, _ in rounds)
+    naive = statistics.median(naive for _, naive, _ in rounds)
+    child, peak_mib = sorted((run for _, _, run in rounds), key=lambda r: r[0]["seconds"])[len(rounds) // 2]
     karte_rate = child["records_in"] / child["seconds"]
     strict_rate = strict["records_in"] / strict["seconds"]
     parse_rate = resources / parse_seconds
+    # each round's Karte against that round's own baselines
+    to_parse = [(run["records_in"] / run["seconds"]) / (resources / parse) for (_, _, parse), _, (run, _) in rounds]
+    to_naive = [(run["records_in"] / run["seconds"]) / naive for _, naive, (run, _) in rounds]
     return IngestBench(
         patients=patients, files=files, fhir_bytes=size, fhir_resources=resources,
         parse_seconds=round(parse_seconds, 3), parse_resources_per_second=round(parse_rate),
         parse_mb_per_second=round(size / 2**20 / parse_seconds, 1),
         naive_sample=naive_sample, naive_resources_per_second=round(naive),
-        karte_seconds=round(child["seconds"], 2), karte_runs_seconds=[round(r["seconds"], 2) for r, _ in runs],
-        parse_runs_seconds=[round(p[2], 3) for p in parses], karte_records=child["records_in"],
+        karte_seconds=round(child["seconds"], 2),
+        karte_runs_seconds=[round(run["seconds"], 2) for _, _, (run, _) in rounds],
+        parse_runs_seconds=[round(parse, 3) for (_, _, parse), _, _ in rounds], karte_records=child["records_in"],
         karte_records_per_second=round(karte_rate), karte_mb_per_second=round(size / 2**20 / child["seconds"], 1),
         karte_peak_rss_mib=round(peak_mib), karte_steps={k: round(v, 3) for k, v in child["steps"].items()},
-        ratio_karte_to_parse_limit=round(karte_rate / parse_rate, 3),
-        ratio_karte_to_naive=round(karte_rate / naive, 2),
+        ratio_karte_to_parse_limit=round(statistics.median(to_parse), 3),
+        ratio_karte_to_naive=round(statistics.median(to_naive), 2),
         karte_structure=child["structure"],
         strict_seconds=round(strict["seconds"], 2), strict_records_per_second=round(strict_rate),
         strict_mb_per_second=round(size / 2**20 / strict["seconds"], 1), strict_peak_rss_mib=round(strict_peak_mib),
@@ -272,6 +289,8 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         ratio_fast_check_to_fhir_resources=round(fast_check_rate / fhir_rate, 1),
         floor_seconds={k: round(v, 3) for k, v in floor.items()}, floor_cores=cores,
         floor_ratio_bound=round(floor_ratio_bound(floor, cores), 2),
+        naive_runs_per_second=[round(naive) for _, naive, _ in rounds],
+        ratio_rounds={"parse_limit": [round(r, 3) for r in to_parse], "naive": [round(r, 2) for r in to_naive]},
     )
 
 
@@ -299,10 +318,13 @@ def table(b: dict) -> str:
         (f"  Karte ingest, strict structure       {b['strict_records_per_second']:>10,} records/s   "
          f"{b['strict_mb_per_second']:>8} MB/s, {b['karte_records']:,} records in {b['strict_seconds']} s, "
          f"peak RSS {b['strict_peak_rss_mib']:,} MiB"),
-        (f"  runs (median counts): Karte {b.get('karte_runs_seconds', [])} s, parse limit "
-         f"{b.get('parse_runs_seconds', [])} s"),
+        (f"  rounds (median counts): Karte {b.get('karte_runs_seconds', [])} s, parse limit "
+         f"{b.get('parse_runs_seconds', [])} s"
+         + (f", naive {b['naive_runs_per_second']} resources/s" if b.get("naive_runs_per_second") else "")),
         (f"  ratio Karte / parse limit {b['ratio_karte_to_parse_limit']}   Karte / naive "
-         f"{b['ratio_karte_to_naive']}   fast / strict {b['ratio_fast_to_strict']}"),
+         f"{b['ratio_karte_to_naive']}   fast / strict {b['ratio_fast_to_strict']}"
+         + (f"   (medians of the rounds' own ratios: parse limit {b['ratio_rounds']['parse_limit']}, naive "
+            f"{b['ratio_rounds']['naive']})" if len(b.get("ratio_rounds", {}).get("naive", [])) > 1 else "")),
         "  slowest steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in slowest),
         (f"  structure step: fast {b['karte_steps'].get('staging.fhir_structure', 0):.1f}s "
          f"({fast.get('cpu_seconds', 0):.1f} CPU-s; fhir.resources on {fast.get('by_fhir_resources', 0):,} of "

@@ -81,16 +81,20 @@ def test_ingest_bench_smoke(tmp_path):
     """The ingest section runs end to end on a tiny sample and reports every figure (no timing asserts)."""
     from pipelines.bench.ingest import headline, run_ingest_bench, table
 
-    result = run_ingest_bench(patients=30, naive_sample=50).as_dict()
+    result = run_ingest_bench(patients=30, naive_sample=50, repeat=2).as_dict()
     assert result["fhir_resources"] > 0 and result["karte_records"] >= result["fhir_resources"]
     assert result["ratio_karte_to_parse_limit"] > 0 and result["ratio_karte_to_naive"] > 0
+    # two rounds, each Karte run against its own round's baselines; the ratios are the medians of those
+    rounds = result["ratio_rounds"]
+    assert len(result["karte_runs_seconds"]) == len(result["naive_runs_per_second"]) == len(rounds["naive"]) == 2
+    assert abs(result["ratio_karte_to_naive"] - sum(rounds["naive"]) / 2) <= 0.01  # the rounds' are rounded too
     assert "staging.fhir_structure" in result["karte_steps"] and result["karte_peak_rss_mib"] > 0
     floor = result["floor_seconds"]
     assert list(floor) == ["parse", "structure check", "seal", "serialise"] and all(v > 0 for v in floor.values())
     # the bound is the cores' share of the parse in the whole per-resource work: below the cores, above nothing
     assert 0 < result["floor_ratio_bound"] < result["floor_cores"]
     printed = table(result)
-    assert "parse limit" in printed and "per-resource floor" in printed
+    assert "parse limit" in printed and "per-resource floor" in printed and "medians of the rounds' own" in printed
     earlier = {k: v for k, v in result.items() if not k.startswith("floor_")}  # a report from before the floor
     assert "parse limit" in table(earlier) and "per-resource floor" not in table(earlier)
     assert f"(floor allows {result['floor_ratio_bound']})" in headline(result) and "(floor" not in headline(earlier)
