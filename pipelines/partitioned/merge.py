@@ -4,7 +4,9 @@
   and cut the new files into partitions and shards.
 - merge_raw: the shards' raw rows get the ids a single-process run assigns — raw ids and bundle keys are
   handed out in (file id, position in file) order, and a file's rows are contiguous in its shard — in one
-  transaction with the file/line quarantine rows and the files' `parsed` flag.
+  transaction with the file/line quarantine rows and the files' `parsed` flag. The rows go in by runs of
+  consecutive files of about MERGE_CHUNK_BYTES of text, so the merge's memory follows that, not the run's
+  input (the whole 4 × bench input in one statement ran out of the 384 MB ingest cap).
 - merge_staging: the shards' staging rows and ledgers, the staging watermarks, then the core upserts and
   consent intervals (cheap SQL over the whole warehouse) and the run's summary."""
 
@@ -16,6 +18,7 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.ingest import structure
 from pipelines.ingest.landing import land_files
+from pipelines.ingest.raw_read import unpacked_bytes
 from pipelines.ingest.run import IngestSummary, archive_into_summary, run_summary, start_batch
 from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
 from pipelines.partitioned.mapper import MapResult
@@ -70,10 +73,33 @@ def _schemas(results: list[MapResult]) -> dict[str, Columns]:
     return merged
 
 
-def _stage_frame(con: duckdb.DuckDBPyConnection, name: str, like: str, files: list[str]) -> None:
+def _stage_frame(con: duckdb.DuckDBPyConnection, name: str, like: str, files: list[str],
+                 file_ids: tuple[int, int]) -> None:
+    """Temp table `name`: the rows of `files` (Parquet shaped like table `like`) of file ids first..last."""
     source = (f"read_parquet([{', '.join(sql_str(f) for f in files)}], hive_partitioning = false)" if files
               else f"(SELECT * FROM {like} LIMIT 0)")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {source}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {source} WHERE file_id BETWEEN ? AND ?",
+                list(file_ids))
+
+
+#: text merged into raw per statement, counted as the raw step counts its groups (a ZIP at its unpacked size)
+MERGE_CHUNK_BYTES = 64 * 1024**2
+
+
+def _file_runs(con: duckdb.DuckDBPyConnection, inbox: Path, file_ids: list[int]) -> list[tuple[int, int]]:
+    """(first, last) file id of consecutive runs of `file_ids` holding about MERGE_CHUNK_BYTES each."""
+    runs, first, size = [], None, 0
+    for file_id, path, size_bytes in con.execute(
+            "SELECT file_id, path, size_bytes FROM ops.file_manifest WHERE file_id IN ? ORDER BY file_id",
+            [file_ids]).fetchall():
+        first = file_id if first is None else first
+        size += unpacked_bytes(inbox / path, size_bytes)
+        if size >= MERGE_CHUNK_BYTES:
+            runs.append((first, file_id))
+            first, size = None, 0
+    if first is not None:
+        runs.append((first, file_ids[-1]))
+    return runs
 
 
 class MissingShardError(RuntimeError):
@@ -98,49 +124,60 @@ def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResul
     if file_ids and con.execute("SELECT bool_and(parsed) FROM ops.file_manifest WHERE file_id IN ?",
                                 [file_ids]).fetchone()[0]:
         return 0  # this step already committed (a re-executed step must not load the rows twice)
+    written = 0
+    sources = {table: parquet_files(dest, table) for table in ("raw.resource", "raw.bundle", "ops.quarantine")}
+    inbox = Path(con.execute("SELECT inbox FROM ops.batch WHERE batch_id = ?", [plan.batch_id]).fetchone()[0])
     with transaction(con):
-        _stage_frame(con, "new_resource", "raw.resource", parquet_files(dest, "raw.resource"))
-        _stage_frame(con, "new_bundle", "raw.bundle", parquet_files(dest, "raw.bundle"))
-        _stage_frame(con, "new_quarantine", "ops.quarantine", parquet_files(dest, "ops.quarantine"))
-        raw_base, bundle_base = con.execute(
-            "SELECT (SELECT coalesce(max(raw_id), 0) FROM raw.resource), "
-            "(SELECT coalesce(max(bundle_key), 0) FROM raw.bundle)").fetchone()
-        con.execute("""CREATE OR REPLACE TEMP TABLE raw_ids AS
-                       SELECT file_id, raw_id AS local_id, ? + row_number() OVER (ORDER BY file_id, raw_id) AS raw_id
-                       FROM new_resource""", [raw_base])
-        con.execute("""CREATE OR REPLACE TEMP TABLE bundle_keys AS
-                       SELECT file_id, bundle_key AS local_key,
-                              ? + row_number() OVER (ORDER BY file_id, bundle_key) AS bundle_key
-                       FROM new_bundle""", [bundle_base])
-        written = con.execute(
-            """INSERT INTO raw.resource (raw_id, file_id, batch_id, bundle_key, line_no, entry_index, full_url,
-                                         resource_type, resource)
-               SELECT i.raw_id, n.file_id, n.batch_id, k.bundle_key, n.line_no, n.entry_index, n.full_url,
-                      n.resource_type, n.resource
-               FROM new_resource n JOIN raw_ids i ON i.file_id = n.file_id AND i.local_id = n.raw_id
-               LEFT JOIN bundle_keys k ON k.file_id = n.file_id AND k.local_key = n.bundle_key
-               ORDER BY i.raw_id""").fetchone()[0]
-        con.execute(
-            """INSERT INTO raw.bundle (bundle_key, file_id, batch_id, line_no, entry_count, entry_types,
-                                       first_raw_id, last_raw_id, envelope)
-               SELECT k.bundle_key, n.file_id, n.batch_id, n.line_no, n.entry_count, n.entry_types,
-                      e.first_raw_id, e.last_raw_id, n.envelope
-               FROM new_bundle n JOIN bundle_keys k ON k.file_id = n.file_id AND k.local_key = n.bundle_key
-               LEFT JOIN (SELECT bundle_key, min(raw_id) AS first_raw_id, max(raw_id) AS last_raw_id
-                          FROM raw.resource WHERE raw_id > ? AND bundle_key IS NOT NULL GROUP BY ALL) e
-                    ON e.bundle_key = k.bundle_key
-               ORDER BY k.bundle_key""", [raw_base])
-        con.execute(
-            """INSERT INTO ops.quarantine BY NAME
-               SELECT q.* REPLACE (i.raw_id AS raw_id, k.bundle_key AS bundle_key)
-               FROM new_quarantine q
-               LEFT JOIN raw_ids i ON i.file_id = q.file_id AND i.local_id = q.raw_id
-               LEFT JOIN bundle_keys k ON k.file_id = q.file_id AND k.local_key = q.bundle_key
-               ORDER BY q.file_id, q.line_no NULLS FIRST""")
+        for run in _file_runs(con, inbox, file_ids) if file_ids else []:
+            written += _merge_raw_run(con, sources, run)
         if file_ids:
             con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN ?", [file_ids])
-        for name in ("new_resource", "new_bundle", "new_quarantine", "raw_ids", "bundle_keys"):
-            con.execute(f"DROP TABLE {name}")
+    return written
+
+
+def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]], run: tuple[int, int]) -> int:
+    """One run of consecutive files' raw rows, bundles and file/line quarantine rows, with ids continuing from
+    the warehouse's (the caller's transaction)."""
+    _stage_frame(con, "new_resource", "raw.resource", sources["raw.resource"], run)
+    _stage_frame(con, "new_bundle", "raw.bundle", sources["raw.bundle"], run)
+    _stage_frame(con, "new_quarantine", "ops.quarantine", sources["ops.quarantine"], run)
+    raw_base, bundle_base = con.execute(
+        "SELECT (SELECT coalesce(max(raw_id), 0) FROM raw.resource), "
+        "(SELECT coalesce(max(bundle_key), 0) FROM raw.bundle)").fetchone()
+    con.execute("""CREATE OR REPLACE TEMP TABLE raw_ids AS
+                   SELECT file_id, raw_id AS local_id, ? + row_number() OVER (ORDER BY file_id, raw_id) AS raw_id
+                   FROM new_resource""", [raw_base])
+    con.execute("""CREATE OR REPLACE TEMP TABLE bundle_keys AS
+                   SELECT file_id, bundle_key AS local_key,
+                          ? + row_number() OVER (ORDER BY file_id, bundle_key) AS bundle_key
+                   FROM new_bundle""", [bundle_base])
+    written = con.execute(
+        """INSERT INTO raw.resource (raw_id, file_id, batch_id, bundle_key, line_no, entry_index, full_url,
+                                     resource_type, resource)
+           SELECT i.raw_id, n.file_id, n.batch_id, k.bundle_key, n.line_no, n.entry_index, n.full_url,
+                  n.resource_type, n.resource
+           FROM new_resource n JOIN raw_ids i ON i.file_id = n.file_id AND i.local_id = n.raw_id
+           LEFT JOIN bundle_keys k ON k.file_id = n.file_id AND k.local_key = n.bundle_key
+           ORDER BY i.raw_id""").fetchone()[0]
+    con.execute(
+        """INSERT INTO raw.bundle (bundle_key, file_id, batch_id, line_no, entry_count, entry_types,
+                                   first_raw_id, last_raw_id, envelope)
+           SELECT k.bundle_key, n.file_id, n.batch_id, n.line_no, n.entry_count, n.entry_types,
+                  e.first_raw_id, e.last_raw_id, n.envelope
+           FROM new_bundle n JOIN bundle_keys k ON k.file_id = n.file_id AND k.local_key = n.bundle_key
+           LEFT JOIN (SELECT bundle_key, min(raw_id) AS first_raw_id, max(raw_id) AS last_raw_id
+                      FROM raw.resource WHERE raw_id > ? AND bundle_key IS NOT NULL GROUP BY ALL) e
+                ON e.bundle_key = k.bundle_key
+           ORDER BY k.bundle_key""", [raw_base])
+    con.execute(
+        """INSERT INTO ops.quarantine BY NAME
+           SELECT q.* REPLACE (i.raw_id AS raw_id, k.bundle_key AS bundle_key)
+           FROM new_quarantine q
+           LEFT JOIN raw_ids i ON i.file_id = q.file_id AND i.local_id = q.raw_id
+           LEFT JOIN bundle_keys k ON k.file_id = q.file_id AND k.local_key = q.bundle_key
+           ORDER BY q.file_id, q.line_no NULLS FIRST""")
+    for name in ("new_resource", "new_bundle", "new_quarantine", "raw_ids", "bundle_keys"):
+        con.execute(f"DROP TABLE {name}")
     return written
 
 

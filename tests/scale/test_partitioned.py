@@ -149,6 +149,28 @@ def test_steps_in_one_process_equal_single_process_and_a_repeated_merge_loads_no
     assert fingerprints(settings.warehouse) == single
 
 
+def test_raw_merged_a_file_at_a_time_equals_single_process(sample, tmp_path, monkeypatch):
+    """The raw merge goes in runs of files (its memory follows MERGE_CHUNK_BYTES, not the input); ids, bundle
+    keys and quarantine rows continue across runs exactly as one statement over everything gives them."""
+    from pipelines.partitioned import merge
+
+    inbox, single, _ = sample
+    runs = []
+    real = merge._merge_raw_run
+
+    def recording(con, sources, run):
+        runs.append(run)
+        return real(con, sources, run)
+
+    monkeypatch.setattr(merge, "MERGE_CHUNK_BYTES", 1)  # every file is a run of its own
+    monkeypatch.setattr(merge, "_merge_raw_run", recording)
+    _steps_in_this_process(_settings(tmp_path, inbox), tmp_path / "lake", shards=3)
+    with connect(tmp_path / "w.duckdb", read_only=True) as con:
+        files = [f for (f,) in con.execute("SELECT file_id FROM ops.file_manifest ORDER BY 1").fetchall()]
+    assert runs == [(f, f) for f in files] and len(runs) > 20
+    assert fingerprints(tmp_path / "w.duckdb") == single
+
+
 def test_a_merge_re_executed_after_a_failed_publish_publishes_each_file_once(sample, tmp_path, monkeypatch):
     """The merge commits the warehouse, then publishes: a publish that fails leaves the warehouse merged, and
     the re-executed merge (which loads nothing) must still publish — and publishing again adds nothing."""
