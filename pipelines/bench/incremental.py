@@ -8,7 +8,10 @@
 4. 4 × the input — peak RSS against the full load's (memory must follow the batch size, not the input);
 5. steps 1–3 again with an archive (KARTE_ARCHIVE, pipelines/ingest/archive.py): each run moves the files it
    finished out of the inbox, so the re-run and the increment scan only what is new — the configuration a
-   deployment whose inbox keeps receiving runs in.
+   deployment whose inbox keeps receiving runs in;
+6. the full sample and the 4 × input through the partitioned ingest (pipelines/partitioned: map processes,
+   one merging process), with shards of the same size at both scales — peak RSS of the merging process and of
+   the largest map process, against the full sample's.
 
 Targets (issue 7): re-run < 2 s; 1 % new data < 3 % of the full load; 4 × input < 1.2 × peak RSS.
 """
@@ -21,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.bench import child_figures
@@ -51,6 +54,24 @@ print("KARTE-BENCH", json.dumps({"seconds": seconds, "records_in": summary.recor
                   "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
 """
 
+#: the partitioned ingest of an inbox in this process (`shards` shards on 2 map processes); prints its seconds,
+#: records in, the merging process's peak RSS and the largest map process's (MiB)
+_PARTITIONED_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from pipelines.config import load_settings
+from pipelines.partitioned.run import run_partitioned
+if __name__ == "__main__":
+    settings = load_settings(warehouse=sys.argv[2], inbox=sys.argv[1])
+    started = time.perf_counter()
+    summary = run_partitioned(settings, lake=Path(sys.argv[2]).parent / "lake", shards=int(sys.argv[3]), workers=2)
+    print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "records_in": summary.records_in,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                      "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
+"""
+#: shards per default-sized sample: the 4 × input gets 4 × as many, so a shard holds the same share of files
+SHARDS_PER_SAMPLE = 4
+
 
 @dataclass
 class IncrementalBench:
@@ -79,6 +100,10 @@ class IncrementalBench:
     archive_rerun_seconds: float
     archive_increment_seconds: float
     archive_increment_share: float
+    #: step 6, the partitioned ingest: {"full" | "scaled": {"shards", "seconds", "records", "peak_rss_mib",
+    #: "worker_peak_rss_mib"}} and the ratios scaled / full of each process's peak (reports before it lack these)
+    partitioned: dict = field(default_factory=dict)
+    partitioned_rss_ratio: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +112,14 @@ class IncrementalBench:
 def _ingest(inbox: Path, warehouse: Path, archive: Path | None = None) -> dict:
     return child_figures(_CHILD, str(inbox), str(warehouse), what=f"ingest of {inbox}",
                          env={"KARTE_ARCHIVE": str(archive)} if archive else None)
+
+
+def _partitioned(inbox: Path, workdir: Path, shards: int) -> dict:
+    workdir.mkdir()
+    run = child_figures(_PARTITIONED_CHILD, str(inbox), str(workdir / "w.duckdb"), str(shards),
+                        what=f"partitioned ingest of {inbox}")
+    return {"shards": shards, "seconds": round(run["seconds"], 2), "records": run["records_in"],
+            "peak_rss_mib": run["peak_rss_mib"], "worker_peak_rss_mib": run["worker_peak_rss_mib"]}
 
 
 def _command_seconds(inbox: Path, warehouse: Path) -> float:
@@ -114,6 +147,7 @@ def run_incremental_bench(patients: int = 1500, scale: int = 4,
         generate(tmp / "increment", patients=max(1, patients // 100), seed=1007, fault_rate=0.02)
         generate(tmp / "scaled", patients=patients * scale, seed=7, fault_rate=0.02)
         shutil.copytree(tmp / "inbox", tmp / "archived_inbox")
+        shutil.copytree(tmp / "inbox", tmp / "partitioned_inbox")
         say("full load")
         full = _ingest(tmp / "inbox", tmp / "w.duckdb")
         say("re-run with nothing new")
@@ -130,6 +164,9 @@ def run_incremental_bench(patients: int = 1500, scale: int = 4,
         archive_rerun = _ingest(inbox, warehouse, archive)
         _add_increment(inbox, tmp / "increment")
         archive_increment = _ingest(inbox, warehouse, archive)
+        say(f"partitioned ingest: the sample, then the {scale}× input (shards of the same size)")
+        partitioned = {"full": _partitioned(tmp / "partitioned_inbox", tmp / "partitioned_full", SHARDS_PER_SAMPLE),
+                       "scaled": _partitioned(tmp / "scaled", tmp / "partitioned_scaled", SHARDS_PER_SAMPLE * scale)}
     share = increment["seconds"] / full["seconds"]
     rss_ratio = scaled["peak_rss_mib"] / full["peak_rss_mib"]
     return IncrementalBench(
@@ -146,13 +183,19 @@ def run_incremental_bench(patients: int = 1500, scale: int = 4,
         archive_rerun_seconds=round(archive_rerun["seconds"], 2),
         archive_increment_seconds=round(archive_increment["seconds"], 2),
         # against the full load without an archive: moving the files is not part of what the increment is compared with
-        archive_increment_share=round(archive_increment["seconds"] / full["seconds"], 4))
+        archive_increment_share=round(archive_increment["seconds"] / full["seconds"], 4),
+        partitioned=partitioned,
+        partitioned_rss_ratio={process: round(partitioned["scaled"][process] / partitioned["full"][process], 3)
+                               for process in ("peak_rss_mib", "worker_peak_rss_mib")})
 
 
 def headline(b: dict) -> str:
     """The figures the targets are about, on one line (`karte bench --history`)."""
     archived = (f"; with an archive re-run {b['archive_rerun_seconds']:.2f} s, +1 % {b['archive_increment_share']:.1%}"
                 if "archive_increment_share" in b else "")
+    if b.get("partitioned_rss_ratio"):
+        scale = b["partitioned"]["scaled"]["shards"] // b["partitioned"]["full"]["shards"]
+        archived += f"; partitioned {scale} × input {max(b['partitioned_rss_ratio'].values()):.2f}× peak RSS"
     return (f"re-run {b['rerun_seconds']:.2f} s, +1 % data {b['increment_share']:.1%} of the full load "
             f"({b['full_seconds']:.2f} s), 4 × input {b['rss_ratio']:.2f}× peak RSS{archived}")
 
@@ -181,4 +224,13 @@ def table(b: dict) -> str:
             f"  with an archive (KARTE_ARCHIVE): full load {b['archive_full_seconds']:.2f} s "
             f"({b['archive_files_moved']:,} files moved), re-run {b['archive_rerun_seconds']:.2f} s, "
             f"+1 % {b['archive_increment_seconds']:.2f} s = {b['archive_increment_share']:.1%} of the full load above")
+    if b.get("partitioned"):  # and those before the partitioned scenario lack this
+        full, scaled, ratio = b["partitioned"]["full"], b["partitioned"]["scaled"], b["partitioned_rss_ratio"]
+        worst = max(ratio.values())
+        lines.append(
+            f"  partitioned ingest, {scaled['shards'] // full['shards']}× input on {scaled['shards']} shards against "
+            f"{full['shards']}: {full['seconds']:.2f} → {scaled['seconds']:.2f} s; peak RSS merging process "
+            f"{full['peak_rss_mib']:,} → {scaled['peak_rss_mib']:,} MiB ({ratio['peak_rss_mib']:.2f}×), largest map "
+            f"process {full['worker_peak_rss_mib']:,} → {scaled['worker_peak_rss_mib']:,} MiB "
+            f"({ratio['worker_peak_rss_mib']:.2f}×)   {verdict(worst < RSS_TARGET_RATIO)} < {RSS_TARGET_RATIO:g}×")
     return "\n".join(lines)

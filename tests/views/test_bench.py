@@ -111,3 +111,12 @@ def test_incremental_bench_smoke():
     assert "with an archive (KARTE_ARCHIVE)" in table(result) and "with an archive re-run" in headline(result)
     earlier = {k: v for k, v in result.items() if not k.startswith("archive_")}  # a report from before it
     assert "with an archive" not in table(earlier) + headline(earlier)
+    # the partitioned ingest: the 2 × input on twice the shards, both processes' peaks compared
+    full, scaled = result["partitioned"]["full"], result["partitioned"]["scaled"]
+    assert (full["shards"], scaled["shards"]) == (4, 8) and full["records"] == result["full_records"]
+    assert scaled["records"] == result["scaled_records"] and full["worker_peak_rss_mib"] > 0
+    assert set(result["partitioned_rss_ratio"]) == {"peak_rss_mib", "worker_peak_rss_mib"}
+    assert "partitioned ingest, 2× input on 8 shards against 4" in table(result)
+    assert "partitioned 2 × input" in headline(result)
+    before = {k: v for k, v in result.items() if not k.startswith("partitioned")}
+    assert "partitioned" not in table(before) + headline(before)
