@@ -258,15 +258,16 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         say("Karte ingest, strict structure mode")
         strict, strict_peak_mib = karte_ingest(inbox, Path(tmp) / "strict.duckdb", "strict")
     resources, size, _ = rounds[0][0]
-    parse_seconds = statistics.median(parse for (_, _, parse), _, _ in rounds)
-    naive = statistics.median(naive for _, naive, _ in rounds)
+    parse_seconds = statistics.median(seconds for (_, _, seconds), _, _ in rounds)
+    naive = statistics.median(rate for _, rate, _ in rounds)
     child, peak_mib = sorted((run for _, _, run in rounds), key=lambda r: r[0]["seconds"])[len(rounds) // 2]
     karte_rate = child["records_in"] / child["seconds"]
     strict_rate = strict["records_in"] / strict["seconds"]
     parse_rate = resources / parse_seconds
     # each round's Karte against that round's own baselines
-    to_parse = [(run["records_in"] / run["seconds"]) / (resources / parse) for (_, _, parse), _, (run, _) in rounds]
-    to_naive = [(run["records_in"] / run["seconds"]) / naive for _, naive, (run, _) in rounds]
+    to_parse = [(run["records_in"] / run["seconds"]) / (resources / seconds)
+                for (_, _, seconds), _, (run, _) in rounds]
+    to_naive = [(run["records_in"] / run["seconds"]) / rate for _, rate, (run, _) in rounds]
     return IngestBench(
         patients=patients, files=files, fhir_bytes=size, fhir_resources=resources,
         parse_seconds=round(parse_seconds, 3), parse_resources_per_second=round(parse_rate),
@@ -289,7 +290,7 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         ratio_fast_check_to_fhir_resources=round(fast_check_rate / fhir_rate, 1),
         floor_seconds={k: round(v, 3) for k, v in floor.items()}, floor_cores=cores,
         floor_ratio_bound=round(floor_ratio_bound(floor, cores), 2),
-        naive_runs_per_second=[round(naive) for _, naive, _ in rounds],
+        naive_runs_per_second=[round(rate) for _, rate, _ in rounds],
         ratio_rounds={"parse_limit": [round(r, 3) for r in to_parse], "naive": [round(r, 2) for r in to_naive]},
     )
 
