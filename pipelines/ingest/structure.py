@@ -205,11 +205,11 @@ def check_structure_fast(texts: list[str], full_check: list[bool],
 _FHIR_ROWS = f"r.resource_type IS NULL OR r.resource_type NOT IN ('{FACILITY_ROW}', '{CHECKUP_DOCUMENT}')"
 
 
-def _fast_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[int, int]:
+def _fast_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[int, int, int]:
     """Temp table window_rows: the window's FHIR rows with full_check (fhir.resources must see it), prechecked
     (the raw step ran the fast check), that check's problem and must_read. Returns how many need no reading
-    (the raw step's fast check passed them and they need no full check) and how many need the fast check here
-    (the raw step did not run it)."""
+    (the raw step's fast check passed them and they need no full check), how many need the fast check here
+    (the raw step did not run it) and how many are read."""
     # A source is a sender (医療機関番号), or the kind of feed for files that carry none (consent, access);
     # its first file with any resource is checked in full, whichever run brought it.
     con.execute(f"""
@@ -225,8 +225,8 @@ def _fast_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[int,
             FROM raw.resource r LEFT JOIN staging.fast_structure_check c USING (raw_id)
             WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS}))
         SELECT *, full_check OR NOT prechecked OR problem IS NOT NULL AS must_read FROM flagged""")
-    return con.execute("SELECT count(*) FILTER (WHERE NOT must_read), count(*) FILTER (WHERE NOT prechecked) "
-                       "FROM window_rows").fetchone()
+    return con.execute("SELECT count(*) FILTER (WHERE NOT must_read), count(*) FILTER (WHERE NOT prechecked), "
+                       "count(*) FILTER (WHERE must_read) FROM window_rows").fetchone()
 
 
 def _selection_sql(mode: str, lo: int, hi: int) -> str:
@@ -254,8 +254,12 @@ def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> Struc
     passed_unread = 0
     with transaction(con):
         if hi > lo:
-            passed_unread, unchecked = _fast_window(con, lo, hi) if mode == "fast" else (0, 0)
-            with _Checker(mode, expected=hi - lo - passed_unread, walked=unchecked) as check:
+            # counted, not taken from the id span: a partitioned map step's shard holds ids spread over the run's
+            # whole range (its window of 175k ids held 15k rows, and started a process pool for them)
+            passed_unread, unchecked, to_read = _fast_window(con, lo, hi) if mode == "fast" else (0, 0, con.execute(
+                f"SELECT count(*) FROM raw.resource r WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS})"
+            ).fetchone()[0])
+            with _Checker(mode, expected=to_read, walked=unchecked) as check:
                 cursor = con.execute(_selection_sql(mode, lo, hi))
                 while block := cursor.fetchmany(READ_BLOCK):
                     raw_ids += [row[0] for row in block]

@@ -21,10 +21,14 @@ def phase_dir(lake: Path, batch_id: int, phase: str) -> Path:
 
 def register_file_partitions(con: duckdb.DuckDBPyConnection, shard: Shard) -> None:
     """TEMP table file_part(file_id, day, sender): the partition of every file of the shard."""
-    con.execute("CREATE OR REPLACE TEMP TABLE file_part (file_id BIGINT, day VARCHAR, sender VARCHAR)")
-    rows = [(f, p.day, p.sender) for p in shard.partitions for f in p.file_ids]
-    if rows:
-        con.executemany("INSERT INTO file_part VALUES (?, ?, ?)", rows)
+    # three lists unnested in one statement: executemany inserted row by row (0.45 s for a shard of 1,500 files,
+    # in each phase of each shard)
+    file_ids = [f for p in shard.partitions for f in p.file_ids]
+    days = [p.day for p in shard.partitions for _ in p.file_ids]
+    senders = [p.sender for p in shard.partitions for _ in p.file_ids]
+    con.execute("""CREATE OR REPLACE TEMP TABLE file_part AS
+                   SELECT unnest(?::BIGINT[]) AS file_id, unnest(?::VARCHAR[]) AS day, unnest(?::VARCHAR[]) AS sender""",
+                [file_ids, days, senders])
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> Columns:
