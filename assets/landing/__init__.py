@@ -19,4 +19,5 @@ def file_manifest(karte: KarteWarehouse) -> dg.MaterializeResult:
         result = land_files(con, settings.inbox, batch_id)
         return dg.MaterializeResult(metadata=table_metadata(
             con, "ops.file_manifest", batch_id=batch_id, files_seen=result.files_seen,
-            files_new=result.files_new, files_skipped_duplicate=result.files_skipped_duplicate))
+            files_new=result.files_new, files_skipped_duplicate=result.files_skipped_duplicate,
+            files_unchanged=result.files_unchanged))
