@@ -254,11 +254,13 @@ def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> Struc
     passed_unread = 0
     with transaction(con):
         if hi > lo:
-            # counted, not taken from the id span: a partitioned map step's shard holds ids spread over the run's
-            # whole range (its window of 175k ids held 15k rows, and started a process pool for them)
-            passed_unread, unchecked, to_read = _fast_window(con, lo, hi) if mode == "fast" else (0, 0, con.execute(
-                f"SELECT count(*) FROM raw.resource r WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND ({_FHIR_ROWS})"
-            ).fetchone()[0])
+            # the rows to read are counted, not taken from the id span: a partitioned map step's shard holds ids
+            # spread over the run's whole range (its window of 175k ids held 15k rows, and started a pool for them)
+            if mode == "fast":
+                passed_unread, unchecked, to_read = _fast_window(con, lo, hi)
+            else:
+                unchecked, to_read = 0, con.execute(f"SELECT count(*) FROM raw.resource r WHERE r.raw_id > {lo} "
+                                                    f"AND r.raw_id <= {hi} AND ({_FHIR_ROWS})").fetchone()[0]
             with _Checker(mode, expected=to_read, walked=unchecked) as check:
                 cursor = con.execute(_selection_sql(mode, lo, hi))
                 while block := cursor.fetchmany(READ_BLOCK):
