@@ -2,7 +2,8 @@
 an older or equal version is counted as a duplicate; entered-in-error becomes a tombstone. Every
 staged record gets exactly one ops.record_outcome row, in the same transaction as the upsert."""
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import duckdb
@@ -14,7 +15,7 @@ from pipelines.ingest.facility_registry import BED_BAND_SQL
 from pipelines.ingest.pending import rows_pending
 from pipelines.ingest.quarantine import record_outcomes
 from pipelines.ingest.tables import table_columns
-from pipelines.warehouse import get_watermark, set_watermark, transaction
+from pipelines.warehouse import drop_temp_objects, get_watermark, set_watermark, temp_objects, transaction
 
 ENTERED_IN_ERROR = "'entered-in-error'"
 
@@ -76,7 +77,7 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
     hi = get_watermark(con, spec.upstream or f"staging.{spec.staging or spec.table}")
     counts = {"loaded": 0, "duplicate": 0, "tombstoned": 0}
     available = set(table_columns(con, spec.staging_table)) if hi > lo else set()
-    with transaction(con):
+    with _own_temp_objects(con), transaction(con):
         if available and _pending(con, spec, lo, hi):
             identity = ", ".join(spec.identity)
             version = "try_cast(s.last_updated AS TIMESTAMPTZ)" if "last_updated" in available else "NULL::TIMESTAMPTZ"
@@ -87,17 +88,22 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
                                           ORDER BY {version} DESC NULLS LAST, s.raw_id DESC) AS version_rank
                 FROM {spec.staging_table} s WHERE s.raw_id > {lo} AND s.raw_id <= {hi}
             """)
-            current = "last_updated" if spec.policy == "versioned" else "NULL::TIMESTAMPTZ AS last_updated"
-            replaces = {"versioned": "c.last_updated IS NULL OR w.last_updated_ts > c.last_updated",
-                        "latest": "true", "immutable": "false"}[spec.policy]
-            # only the current versions of incoming identities: no DISTINCT over the whole core table
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE winner AS
-                SELECT w.* FROM incoming w
-                LEFT JOIN (SELECT DISTINCT {identity}, {current} FROM core.{spec.table}
-                           WHERE ({identity}) IN (SELECT {identity} FROM incoming)) c USING ({identity})
-                WHERE w.version_rank = 1 AND (c.{spec.identity[0]} IS NULL OR {replaces})
-            """)
+            if spec.policy == "latest":
+                # the latest arrival replaces whatever core holds: no comparison with core, and a view instead of
+                # a copy of every incoming row (on the bench sample ≈ 0.1 s of the checkup upsert's ≈ 0.6 s)
+                con.execute("CREATE OR REPLACE TEMP VIEW winner AS SELECT * FROM incoming WHERE version_rank = 1")
+            else:
+                current = "last_updated" if spec.policy == "versioned" else "NULL::TIMESTAMPTZ AS last_updated"
+                replaces = ("c.last_updated IS NULL OR w.last_updated_ts > c.last_updated"
+                            if spec.policy == "versioned" else "false")  # immutable: a resend never replaces
+                # only the current versions of incoming identities: no DISTINCT over the whole core table
+                con.execute(f"""
+                    CREATE OR REPLACE TEMP TABLE winner AS
+                    SELECT w.* FROM incoming w
+                    LEFT JOIN (SELECT DISTINCT {identity}, {current} FROM core.{spec.table}
+                               WHERE ({identity}) IN (SELECT {identity} FROM incoming)) c USING ({identity})
+                    WHERE w.version_rank = 1 AND (c.{spec.identity[0]} IS NULL OR {replaces})
+                """)
             columns, exprs = _select_list(spec, table_columns(con, f"core.{spec.table}"), available)
             # Replace the current version: delete then insert keeps multi-row identities (consent) whole.
             con.execute(f"DELETE FROM core.{spec.table} WHERE ({identity}) IN (SELECT DISTINCT {identity} FROM winner)")
@@ -109,6 +115,18 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
                 spec.after_insert(con)
         set_watermark(con, spec.consumer, hi)
     return counts
+
+
+@contextlib.contextmanager
+def _own_temp_objects(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Drop the temp tables and views made inside: `incoming` holds a row per staged record, which a connection
+    running more steps (the partitioned merge) would keep, and `winner` is a table or a view by policy, which
+    CREATE OR REPLACE cannot swap."""
+    before = temp_objects(con)
+    try:
+        yield
+    finally:
+        drop_temp_objects(con, temp_objects(con) - before)
 
 
 def _record_upsert_outcomes(con: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int) -> dict[str, int]:

@@ -89,6 +89,27 @@ def _row_counts(warehouse: Path, schemas=("staging", "core")) -> dict[str, int]:
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for (t,) in tables}
 
 
+def test_steps_split_into_map_and_reduce_whatever_the_serial_order_interleaves(monkeypatch):
+    """The serial order starts core.patient and the checkup upsert among the staging steps; the split still puts
+    every staging step in the map and every core step in the reduce, each in serial order, and refuses a
+    staging step that would wait for a core step."""
+    from pipelines.ingest import run as ingest_run
+    from pipelines.partitioned import steps as partitioned_steps
+
+    settings = load_settings()
+    serial = [name for name, _ in ingest_run.processing_steps(settings)]
+    assert serial.index("core.checkup_result") < serial.index("staging.condition")  # interleaved
+    parse, staging, core = partitioned_steps.split_steps(settings)
+    assert parse[0] == "raw.resource"
+    assert [n for n, _ in staging] == [n for n in serial[1:] if not n.startswith("core.")]
+    assert [n for n, _ in core] == [n for n in serial if n.startswith("core.")]
+    dependencies = ingest_run.step_dependencies()
+    monkeypatch.setattr(partitioned_steps, "step_dependencies",
+                        lambda: {**dependencies, "staging.condition": ("core.patient",)})
+    with pytest.raises(RuntimeError, match="staging step staging.condition waits for core.patient"):
+        partitioned_steps.split_steps(settings)
+
+
 def test_process_pool_run_equals_single_process_shares_through_ducklake_and_rerun_does_nothing(sample, tmp_path):
     inbox, single, single_summary = sample
     settings = _settings(tmp_path, inbox)
