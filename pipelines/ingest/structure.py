@@ -55,13 +55,16 @@ OVERRULED = 2  # the fast check rejected it, fhir.resources accepted it: it pass
 MISSED = 3  # the fast check passed it, fhir.resources (sample / first file) rejected it: it fails
 
 
-#: the resource types JP-CLINS documents and feeds carry (docs/domain_spec.md). Importing their fhir.resources
-#: models costs ~0.12 s in a fresh process, and the first validations another ~0.06 s of nested imports: time
-#: this step would spend on the run's critical path while the other core idles, so the raw step has them
-#: imported on a thread meanwhile (preload_models).
+#: the resource types JP-CLINS documents and feeds carry (docs/domain_spec.md), then the types their first
+#: validations import (the 17 modules the step imported on the bench sample, ≈ 0.1 s under cProfile). Importing
+#: them costs ~0.25 s in a fresh process: time this step would spend on the run's critical path while the
+#: other core idles, so the raw step has them imported on a thread meanwhile (preload_models).
 PRELOADED_TYPES = ("Patient", "Observation", "Condition", "AllergyIntolerance", "MedicationRequest", "Composition",
                    "Encounter", "Organization", "Practitioner", "Coverage", "DocumentReference", "Consent",
-                   "AuditEvent")
+                   "AuditEvent", "Specimen",
+                   "Address", "Attachment", "CodeableConcept", "Coding", "ContactPoint", "Dosage", "Duration",
+                   "Extension", "HumanName", "Identifier", "Meta", "Narrative", "Period", "Quantity", "Reference",
+                   "Timing")
 _preloading: threading.Thread | None = None
 
 
