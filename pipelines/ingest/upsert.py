@@ -2,8 +2,7 @@
 an older or equal version is counted as a duplicate; entered-in-error becomes a tombstone. Every
 staged record gets exactly one ops.record_outcome row, in the same transaction as the upsert."""
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -15,7 +14,7 @@ from pipelines.ingest.facility_registry import BED_BAND_SQL
 from pipelines.ingest.pending import rows_pending
 from pipelines.ingest.quarantine import record_outcomes
 from pipelines.ingest.tables import table_columns
-from pipelines.warehouse import drop_temp_objects, get_watermark, set_watermark, temp_objects, transaction
+from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 ENTERED_IN_ERROR = "'entered-in-error'"
 
@@ -77,7 +76,7 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
     hi = get_watermark(con, spec.upstream or f"staging.{spec.staging or spec.table}")
     counts = {"loaded": 0, "duplicate": 0, "tombstoned": 0}
     available = set(table_columns(con, spec.staging_table)) if hi > lo else set()
-    with _own_temp_objects(con), transaction(con):
+    with transaction(con):
         if available and _pending(con, spec, lo, hi):
             identity = ", ".join(spec.identity)
             version = "try_cast(s.last_updated AS TIMESTAMPTZ)" if "last_updated" in available else "NULL::TIMESTAMPTZ"
@@ -113,20 +112,13 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
                 _apply_document_children(con, lo, hi)
             if spec.after_insert is not None:
                 spec.after_insert(con)
+            # `incoming` holds a row per staged record, which a connection running more steps (the partitioned
+            # merge) would keep; and `winner` is a view or a table by policy, which CREATE OR REPLACE cannot swap.
+            # (A failed upsert's rollback takes both with it.)
+            con.execute(f"DROP {'VIEW' if spec.policy == 'latest' else 'TABLE'} winner")
+            con.execute("DROP TABLE incoming")
         set_watermark(con, spec.consumer, hi)
     return counts
-
-
-@contextlib.contextmanager
-def _own_temp_objects(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Drop the temp tables and views made inside: `incoming` holds a row per staged record, which a connection
-    running more steps (the partitioned merge) would keep, and `winner` is a table or a view by policy, which
-    CREATE OR REPLACE cannot swap."""
-    before = temp_objects(con)
-    try:
-        yield
-    finally:
-        drop_temp_objects(con, temp_objects(con) - before)
 
 
 def _record_upsert_outcomes(con: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int) -> dict[str, int]:
