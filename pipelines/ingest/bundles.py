@@ -75,8 +75,8 @@ def _document_parties(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: byt
 def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> pl.DataFrame:
     envelopes = flatten(con, "bundle", f"SELECT bundle_key, envelope AS resource FROM raw.bundle "
                                        f"WHERE bundle_key > {lo} AND bundle_key <= {hi}", ["bundle_key"])
-    facts = con.sql(f"SELECT bundle_key, file_id, batch_id, entry_count, entry_types FROM raw.bundle "
-                    f"WHERE bundle_key > {lo} AND bundle_key <= {hi}").pl()
+    facts = con.execute(f"SELECT bundle_key, file_id, batch_id, entry_count, entry_types FROM raw.bundle "
+                        f"WHERE bundle_key > {lo} AND bundle_key <= {hi}").pl()
     patients = flatten(con, "patient", _first_entry_sql("Patient", lo, hi),
                        ["bundle_key", "raw_id", "full_url"]).rename(
         {"raw_id": "patient_raw_id", "full_url": "patient_full_url", "profiles": "patient_profiles",
@@ -88,9 +88,9 @@ def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) 
         "bundle_key", pl.col("raw_id").alias("composition_raw_id"),
         pl.col("type_code").alias("composition_type_code"), "document_identifier")
     patients = patients.join(
-        con.sql("SELECT raw_id AS patient_raw_id, structure_error AS patient_structure_error "
-                f"FROM staging.structure_failure WHERE raw_id > (SELECT coalesce(min(first_raw_id), 0) - 1 "
-                f"FROM raw.bundle WHERE bundle_key > {lo})").pl(),
+        con.execute("SELECT raw_id AS patient_raw_id, structure_error AS patient_structure_error "
+                    f"FROM staging.structure_failure WHERE raw_id > (SELECT coalesce(min(first_raw_id), 0) - 1 "
+                    f"FROM raw.bundle WHERE bundle_key > {lo})").pl(),
         on="patient_raw_id", how="left")
     frame = (
         facts.join(envelopes, on="bundle_key", how="left")

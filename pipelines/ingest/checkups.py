@@ -45,7 +45,7 @@ def _fhir_headers(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> pl.DataFr
     """One row per checkup bundle: the header fields checkup_rows needs (the patient as its key)."""
     comps = flatten(con, "composition", _checkup_bundles_sql(lo, hi, "Composition"), ["bundle_key"])
     encounters = flatten(con, "encounter", _checkup_bundles_sql(lo, hi, "Encounter"), ["bundle_key", "full_url"])
-    bundles = con.sql(f"""
+    bundles = con.execute(f"""
         SELECT b.bundle_key, b.patient_key, b.institution_number, p.gender AS sex, p.birth_date
         FROM staging.bundle b JOIN staging.patient p ON p.raw_id = b.patient_raw_id
         WHERE b.accepted AND b.document_category = 'checkup' AND b.bundle_key IN (
@@ -156,8 +156,8 @@ def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tupl
                 # One raw record, one outcome: an implausible item quarantines the record that carried it.
                 passing = passing.join(index, on=ROW_KEY, how="left").join(failed.select("raw_id"), on="raw_id",
                                                                               how="anti")
-                provenance = con.sql(f"SELECT raw_id, bundle_key, file_id FROM raw.resource "
-                                     f"WHERE raw_id > {lo} AND raw_id <= {hi}").pl()
+                provenance = con.execute(f"SELECT raw_id, bundle_key, file_id FROM raw.resource "
+                                         f"WHERE raw_id > {lo} AND raw_id <= {hi}").pl()
                 passing = (passing.rename({"member_id": "patient_key"})
                            .with_columns(category=pl.lit("checkup"),
                                          checkup_date=pl.col("checkup_date").str.to_date(strict=False))
@@ -168,7 +168,7 @@ def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tupl
                 staged += append(con, "staging.checkup_result",
                                 contracts.select_columns(contracts.StagedCheckupResult, passing))
                 con.register("group_observation", groups)
-                append(con, "staging.document_resource", con.sql(
+                append(con, "staging.document_resource", con.execute(
                     """SELECT r.raw_id, r.bundle_key, r.file_id, b.document_key, r.resource_type,
                                json_extract_string(r.resource, '$.meta.profile[0]') AS profile
                         FROM raw.resource r JOIN staging.bundle b USING (bundle_key)

@@ -77,6 +77,6 @@ def stage_documents(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
                 staged += append(con, "staging.document", contracts.select_columns(contracts.StagedDocument, passing))
                 sections = flatten(con, "document_section", _compositions_sql(lo, hi), SECTION_CARRY)
                 append(con, "staging.document_section", sections.drop("resource_id"))
-                append(con, "staging.document_resource", con.sql(supporting_entries_sql(lo, hi)).pl())
+                append(con, "staging.document_resource", con.execute(supporting_entries_sql(lo, hi)).pl())
             set_watermark(con, CONSUMER, hi)
     return staged, quarantined

@@ -164,7 +164,7 @@ def stage_lines(con: duckdb.DuckDBPyConnection, stage: LineStage, pseudonym_key:
             if hi > lo and not _nothing_to_stage(con, stage, lo, hi):
                 sql = stage.source(stage.resource_type, lo, hi)
                 frame = (flatten(con, stage.view, sql, ["raw_id", "bundle_key", "file_id", "structure_error"]) if stage.view
-                         else con.sql(sql).pl())
+                         else con.execute(sql).pl())
                 frame = stage.prepare(frame, pseudonym_key)
                 failed = ig_rules.failures(frame, stage.rules(), "raw_id")
                 passing = frame.join(failed.select("raw_id"), on="raw_id", how="anti")
