@@ -24,7 +24,7 @@ from contextlib import closing
 
 import duckdb
 
-from pipelines.warehouse import drop_temp_objects, sibling_cursor, temp_objects
+from pipelines.warehouse import sibling_cursor
 
 Step = tuple[str, Callable[[duckdb.DuckDBPyConnection], object]]
 log = logging.getLogger(__name__)
@@ -129,7 +129,14 @@ def _on_calling_connection(con: duckdb.DuckDBPyConnection, step: Callable[[duckd
     """The step on `con`; then the temp tables and views it made are dropped, as closing a lane's own connection
     drops a concurrent step's. Left on `con` they would hold their rows (an upsert's incoming rows, one per staged
     record) for the rest of the run and beyond; the caller's own temp objects are left alone."""
-    before = temp_objects(con)
+    before = _temp_objects(con)
     result = step(con)
-    drop_temp_objects(con, temp_objects(con) - before)
+    for kind, name in sorted(_temp_objects(con) - before):
+        con.execute(f'DROP {kind} IF EXISTS temp.main."{name}"')
     return result
+
+
+def _temp_objects(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    return set(con.execute("SELECT 'TABLE', table_name FROM duckdb_tables() WHERE temporary "
+                           "UNION ALL SELECT 'VIEW', view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+                           ).fetchall())

@@ -79,17 +79,3 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         raise
     else:
         con.execute("COMMIT")
-
-
-def temp_objects(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
-    """The connection's temp tables and views, as (TABLE | VIEW, name)."""
-    return set(con.execute("SELECT 'TABLE', table_name FROM duckdb_tables() WHERE temporary "
-                           "UNION ALL SELECT 'VIEW', view_name FROM duckdb_views() WHERE temporary AND NOT internal"
-                           ).fetchall())
-
-
-def drop_temp_objects(con: duckdb.DuckDBPyConnection, objects: set[tuple[str, str]]) -> None:
-    """Drop temp objects named as temp_objects() names them (DuckDB refuses DROP VIEW on a table and the
-    reverse, so each is dropped as what it is)."""
-    for kind, name in sorted(objects):
-        con.execute(f'DROP {kind} IF EXISTS temp.main."{name}"')
