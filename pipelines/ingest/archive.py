@@ -10,8 +10,9 @@ duplicate, tombstoned or quarantined), so a crashed or unfinished run leaves its
 and the run that finishes them moves them (the files are those the landing found in the inbox: its sighting
 cache, not only this run's sightings). A sighted copy of content already ingested (a resubmission) moves too.
 The archive keeps the inbox's relative paths; a name already taken there by other content gets the content's
-hash before its suffixes, and a byte-identical copy of a file already archived is simply removed. A file that cannot be moved stays in the inbox
-with the reason in the result: archiving never fails a run whose data is committed.
+hash before its suffixes, and a byte-identical copy of a file already archived is simply removed. A file that
+cannot be moved stays in the inbox with the reason in the result: archiving never fails a run whose data is
+committed.
 """
 
 import errno

@@ -57,7 +57,7 @@ MISSED = 3  # the fast check passed it, fhir.resources (sample / first file) rej
 
 #: the resource types JP-CLINS documents and feeds carry (docs/domain_spec.md), then the types their first
 #: validations import (the 17 modules the step imported on the bench sample, ≈ 0.1 s under cProfile). Importing
-#: them costs ~0.25 s in a fresh process: time this step would spend on the run's critical path while the
+#: them all cost 0.19 s in a fresh process: time this step would spend on the run's critical path while the
 #: other core idles, so the raw step has them imported on a thread meanwhile (preload_models).
 PRELOADED_TYPES = ("Patient", "Observation", "Condition", "AllergyIntolerance", "MedicationRequest", "Composition",
                    "Encounter", "Organization", "Practitioner", "Coverage", "DocumentReference", "Consent",
