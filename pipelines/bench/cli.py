@@ -28,7 +28,7 @@ def _ingest(args, progress) -> dict:
 def _incremental(args, progress) -> dict:
     from pipelines.bench.incremental import run_incremental_bench
 
-    return run_incremental_bench(args.patients, progress=progress).as_dict()
+    return run_incremental_bench(args.patients, repeat=args.repeat, progress=progress).as_dict()
 
 
 def _parallel(args, progress) -> dict:
@@ -92,7 +92,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"Observation resources to flatten (default {DEFAULT_RESOURCES:,})")
     p.add_argument("--repeat", type=int, default=3,
                    help="timed runs: of each flatten (the best counts), of the ingest section's parse limit and "
-                        "default-mode ingest (the median counts) and of the reports (median) (default 3)")
+                        "default-mode ingest (the median counts), of the incremental section's scenarios "
+                        "(medians) and of the reports (median) (default 3)")
     p.add_argument("--only", choices=list(SECTIONS), help="run one section (default: all)")
     p.add_argument("--patients", type=int, default=1500,
                    help="ingest section: patients in the generated sample (default 1,500 ≈ 46k records)")

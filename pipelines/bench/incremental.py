@@ -1,4 +1,6 @@
-"""Incremental and scaling benchmark (issue 7), each figure from a fresh child process on generated data:
+"""Incremental and scaling benchmark (issue 7), each figure from a fresh child process on generated data, in
+rounds (`repeat`) of the six steps below; a figure is the median of the rounds', a ratio the median of each
+round's own ratio:
 
 1. a full load of the default sample — seconds and peak RSS;
 2. a re-run with nothing new — seconds spent inside `ingest()` (what a scheduled run costs beyond its
@@ -19,6 +21,7 @@ Targets (issue 7): re-run < 2 s; 1 % new data < 3 % of the full load; 4 × input
 from __future__ import annotations
 
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +74,8 @@ if __name__ == "__main__":
 """
 #: shards per default-sized sample: the 4 × input gets 4 × as many, so a shard holds the same share of files
 SHARDS_PER_SAMPLE = 4
+#: the partitioned ingest's processes whose peaks are compared: the merging one and the largest map process
+PARTITIONED_PROCESSES = ("peak_rss_mib", "worker_peak_rss_mib")
 
 
 @dataclass
@@ -104,6 +109,8 @@ class IncrementalBench:
     #: "worker_peak_rss_mib"}} and the ratios scaled / full of each process's peak (reports before it lack these)
     partitioned: dict = field(default_factory=dict)
     partitioned_rss_ratio: dict = field(default_factory=dict)
+    #: each round's full-load seconds and own ratios, in the order they ran (reports before rounds lack these)
+    rounds: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -137,8 +144,54 @@ def _add_increment(inbox: Path, increment: Path) -> None:
             shutil.copytree(increment / folder, inbox / folder / "increment")
 
 
-def run_incremental_bench(patients: int = 1500, scale: int = 4,
+def _round(data: Path, work: Path, scale: int, say: Callable[[str], None]) -> dict:
+    """Steps 1–6 once, on fresh copies of the generated inboxes under `work`: each process's figures."""
+    for name in ("inbox", "archived_inbox", "partitioned_inbox"):
+        shutil.copytree(data / "inbox", work / name)
+    say("full load")
+    full = _ingest(work / "inbox", work / "w.duckdb")
+    say("re-run with nothing new")
+    rerun = _ingest(work / "inbox", work / "w.duckdb")
+    rerun_command = _command_seconds(work / "inbox", work / "w.duckdb")
+    say("1 % new data")
+    _add_increment(work / "inbox", data / "increment")
+    increment = _ingest(work / "inbox", work / "w.duckdb")
+    say(f"{scale}× input")
+    scaled = _ingest(data / "scaled", work / "scaled.duckdb")
+    say("with an archive: full load, re-run, 1 % new data")
+    inbox, warehouse, archive = work / "archived_inbox", work / "archived.duckdb", work / "archive"
+    archive_full = _ingest(inbox, warehouse, archive)
+    archive_rerun = _ingest(inbox, warehouse, archive)
+    _add_increment(inbox, data / "increment")
+    archive_increment = _ingest(inbox, warehouse, archive)
+    say(f"partitioned ingest: the sample, then the {scale}× input (shards of the same size)")
+    partitioned = {"full": _partitioned(work / "partitioned_inbox", work / "partitioned_full", SHARDS_PER_SAMPLE),
+                   "scaled": _partitioned(data / "scaled", work / "partitioned_scaled", SHARDS_PER_SAMPLE * scale)}
+    return {"full": full, "rerun": rerun, "rerun_command": rerun_command, "increment": increment, "scaled": scaled,
+            "archive_full": archive_full, "archive_rerun": archive_rerun, "archive_increment": archive_increment,
+            "partitioned": partitioned}
+
+
+def _median(values) -> float:
+    return statistics.median(list(values))
+
+
+def _round_ratios(r: dict) -> dict:
+    """One round's own ratios: both sides of each measured minutes apart, in the same state of the machine."""
+    full, parts = r["full"], r["partitioned"]
+    return {"increment_share": r["increment"]["seconds"] / full["seconds"],
+            "rss_ratio": r["scaled"]["peak_rss_mib"] / full["peak_rss_mib"],
+            "archive_increment_share": r["archive_increment"]["seconds"] / full["seconds"],
+            **{f"partitioned_{process}": parts["scaled"][process] / parts["full"][process]
+               for process in PARTITIONED_PROCESSES}}
+
+
+def run_incremental_bench(patients: int = 1500, scale: int = 4, repeat: int = 1,
                           progress: Callable[[str], None] | None = None) -> IncrementalBench:
+    """Steps 1–6 `repeat` times on the same generated data, each round on fresh copies and warehouses. A figure
+    is the median of the rounds', a ratio the median of the rounds' own ratios (`rounds` keeps them all): one
+    round's memory ratio moves by ±0.1 from run to run on this machine, so a single round cannot tell whether a
+    target is met."""
     say = progress or (lambda _: None)
     with tempfile.TemporaryDirectory(prefix="karte-bench-incr-") as tmp:
         tmp = Path(tmp)
@@ -146,47 +199,46 @@ def run_incremental_bench(patients: int = 1500, scale: int = 4,
         generate(tmp / "inbox", patients=patients, seed=7, fault_rate=0.02)
         generate(tmp / "increment", patients=max(1, patients // 100), seed=1007, fault_rate=0.02)
         generate(tmp / "scaled", patients=patients * scale, seed=7, fault_rate=0.02)
-        shutil.copytree(tmp / "inbox", tmp / "archived_inbox")
-        shutil.copytree(tmp / "inbox", tmp / "partitioned_inbox")
-        say("full load")
-        full = _ingest(tmp / "inbox", tmp / "w.duckdb")
-        say("re-run with nothing new")
-        rerun = _ingest(tmp / "inbox", tmp / "w.duckdb")
-        rerun_command = _command_seconds(tmp / "inbox", tmp / "w.duckdb")
-        say("1 % new data")
-        _add_increment(tmp / "inbox", tmp / "increment")
-        increment = _ingest(tmp / "inbox", tmp / "w.duckdb")
-        say(f"{scale}× input")
-        scaled = _ingest(tmp / "scaled", tmp / "scaled.duckdb")
-        say("with an archive: full load, re-run, 1 % new data")
-        inbox, warehouse, archive = tmp / "archived_inbox", tmp / "archived.duckdb", tmp / "archive"
-        archive_full = _ingest(inbox, warehouse, archive)
-        archive_rerun = _ingest(inbox, warehouse, archive)
-        _add_increment(inbox, tmp / "increment")
-        archive_increment = _ingest(inbox, warehouse, archive)
-        say(f"partitioned ingest: the sample, then the {scale}× input (shards of the same size)")
-        partitioned = {"full": _partitioned(tmp / "partitioned_inbox", tmp / "partitioned_full", SHARDS_PER_SAMPLE),
-                       "scaled": _partitioned(tmp / "scaled", tmp / "partitioned_scaled", SHARDS_PER_SAMPLE * scale)}
-    share = increment["seconds"] / full["seconds"]
-    rss_ratio = scaled["peak_rss_mib"] / full["peak_rss_mib"]
+        rounds = []
+        for number in range(1, repeat + 1):
+            (work := tmp / f"round{number}").mkdir()
+            rounds.append(_round(tmp, work, scale, lambda step, n=number: say(f"round {n} of {repeat}: {step}")))
+            shutil.rmtree(work)  # a round's warehouses and copies (~1 GB at the default size) go before the next
+    ratios = [_round_ratios(r) for r in rounds]
+
+    def figure(scenario: str, key: str = "seconds") -> float:
+        return _median(r[scenario][key] for r in rounds)
+
+    def ratio(name: str) -> float:
+        return _median(x[name] for x in ratios)
+
+    share, rss_ratio = ratio("increment_share"), ratio("rss_ratio")
+    partitioned = {size: {key: (rounds[0]["partitioned"][size][key] if key in ("shards", "records") else
+                                _median(r["partitioned"][size][key] for r in rounds))
+                          for key in rounds[0]["partitioned"][size]}
+                   for size in ("full", "scaled")}
     return IncrementalBench(
-        patients=patients, full_records=full["records_in"], full_seconds=round(full["seconds"], 2),
-        full_peak_rss_mib=full["peak_rss_mib"], full_worker_peak_rss_mib=full["worker_peak_rss_mib"], rerun_seconds=round(rerun["seconds"], 2),
-        rerun_command_seconds=round(rerun_command, 2), increment_records=increment["records_in"],
-        increment_seconds=round(increment["seconds"], 2), increment_share=round(share, 4),
-        scaled_patients=patients * scale, scaled_records=scaled["records_in"],
-        scaled_seconds=round(scaled["seconds"], 2), scaled_peak_rss_mib=scaled["peak_rss_mib"],
-        scaled_worker_peak_rss_mib=scaled["worker_peak_rss_mib"],
-        rss_ratio=round(rss_ratio, 3), rerun_within_target=rerun["seconds"] < RERUN_TARGET_SECONDS,
+        patients=patients, full_records=rounds[0]["full"]["records_in"], full_seconds=round(figure("full"), 2),
+        full_peak_rss_mib=round(figure("full", "peak_rss_mib")),
+        full_worker_peak_rss_mib=round(figure("full", "worker_peak_rss_mib")),
+        rerun_seconds=round(figure("rerun"), 2), rerun_command_seconds=round(_median(r["rerun_command"] for r in rounds), 2),
+        increment_records=rounds[0]["increment"]["records_in"], increment_seconds=round(figure("increment"), 2),
+        increment_share=round(share, 4), scaled_patients=patients * scale,
+        scaled_records=rounds[0]["scaled"]["records_in"], scaled_seconds=round(figure("scaled"), 2),
+        scaled_peak_rss_mib=round(figure("scaled", "peak_rss_mib")),
+        scaled_worker_peak_rss_mib=round(figure("scaled", "worker_peak_rss_mib")),
+        rss_ratio=round(rss_ratio, 3), rerun_within_target=figure("rerun") < RERUN_TARGET_SECONDS,
         increment_within_target=share < INCREMENT_TARGET_SHARE, rss_within_target=rss_ratio < RSS_TARGET_RATIO,
-        archive_full_seconds=round(archive_full["seconds"], 2), archive_files_moved=archive_full["files_archived"],
-        archive_rerun_seconds=round(archive_rerun["seconds"], 2),
-        archive_increment_seconds=round(archive_increment["seconds"], 2),
+        archive_full_seconds=round(figure("archive_full"), 2),
+        archive_files_moved=rounds[0]["archive_full"]["files_archived"],
+        archive_rerun_seconds=round(figure("archive_rerun"), 2),
+        archive_increment_seconds=round(figure("archive_increment"), 2),
         # against the full load without an archive: moving the files is not part of what the increment is compared with
-        archive_increment_share=round(archive_increment["seconds"] / full["seconds"], 4),
+        archive_increment_share=round(ratio("archive_increment_share"), 4),
         partitioned=partitioned,
-        partitioned_rss_ratio={process: round(partitioned["scaled"][process] / partitioned["full"][process], 3)
-                               for process in ("peak_rss_mib", "worker_peak_rss_mib")})
+        partitioned_rss_ratio={process: round(ratio(f"partitioned_{process}"), 3) for process in PARTITIONED_PROCESSES},
+        rounds=[{"full_seconds": round(r["full"]["seconds"], 2), **{k: round(v, 3) for k, v in x.items()}}
+                for r, x in zip(rounds, ratios, strict=True)])
 
 
 def headline(b: dict) -> str:
@@ -233,4 +285,13 @@ def table(b: dict) -> str:
             f"{full['peak_rss_mib']:,} → {scaled['peak_rss_mib']:,} MiB ({ratio['peak_rss_mib']:.2f}×), largest map "
             f"process {full['worker_peak_rss_mib']:,} → {scaled['worker_peak_rss_mib']:,} MiB "
             f"({ratio['worker_peak_rss_mib']:.2f}×)   {verdict(worst < RSS_TARGET_RATIO)} < {RSS_TARGET_RATIO:g}×")
+    if len(b.get("rounds", [])) > 1:
+        def each(key: str, form: str) -> str:
+            return "[" + ", ".join(format(r[key], form) for r in b["rounds"] if key in r) + "]"
+
+        lines.append(
+            f"  rounds (medians count, ratios each round's own): full load {each('full_seconds', '.2f')} s, "
+            f"+1 % {each('increment_share', '.1%')}, {b['scaled_patients'] // b['patients']}× input peak RSS "
+            f"{each('rss_ratio', '.2f')}, partitioned merging {each('partitioned_peak_rss_mib', '.2f')} and map "
+            f"{each('partitioned_worker_peak_rss_mib', '.2f')}")
     return "\n".join(lines)

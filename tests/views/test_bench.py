@@ -101,11 +101,19 @@ def test_ingest_bench_smoke(tmp_path):
 
 
 def test_incremental_bench_smoke():
-    """The incremental section on a tiny sample: every scenario runs, the archive one moves the files its full
-    load finished (no timing asserts)."""
+    """The incremental section on a tiny sample, in two rounds: every scenario runs, the archive one moves the
+    files its full load finished, each ratio is the median of the rounds' own (no timing asserts)."""
     from pipelines.bench.incremental import headline, run_incremental_bench, table
 
-    result = run_incremental_bench(patients=20, scale=2).as_dict()
+    result = run_incremental_bench(patients=20, scale=2, repeat=2).as_dict()
+    rounds = result["rounds"]
+    assert len(rounds) == 2 and all(r["full_seconds"] > 0 for r in rounds)
+    for name in ("rss_ratio", "increment_share"):
+        assert abs(result[name] - (rounds[0][name] + rounds[1][name]) / 2) <= 0.001
+    merging = [r["partitioned_peak_rss_mib"] for r in rounds]
+    assert abs(result["partitioned_rss_ratio"]["peak_rss_mib"] - sum(merging) / 2) <= 0.001
+    assert "rounds (medians count, ratios each round's own)" in table(result)
+    assert "rounds (" not in table({k: v for k, v in result.items() if k != "rounds"})
     assert result["increment_records"] > 0 and result["scaled_records"] > result["full_records"]
     assert result["archive_files_moved"] > 20 and result["archive_increment_seconds"] > 0
     assert "with an archive (KARTE_ARCHIVE)" in table(result) and "with an archive re-run" in headline(result)
@@ -118,5 +126,5 @@ def test_incremental_bench_smoke():
     assert set(result["partitioned_rss_ratio"]) == {"peak_rss_mib", "worker_peak_rss_mib"}
     assert "partitioned ingest, 2× input on 8 shards against 4" in table(result)
     assert "partitioned 2 × input" in headline(result)
-    before = {k: v for k, v in result.items() if not k.startswith("partitioned")}
+    before = {k: v for k, v in result.items() if not k.startswith("partitioned") and k != "rounds"}
     assert "partitioned" not in table(before) + headline(before)
