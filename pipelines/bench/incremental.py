@@ -172,10 +172,6 @@ def _round(data: Path, work: Path, scale: int, say: Callable[[str], None]) -> di
             "partitioned": partitioned}
 
 
-def _median(values) -> float:
-    return statistics.median(list(values))
-
-
 def _round_ratios(r: dict) -> dict:
     """One round's own ratios: both sides of each measured minutes apart, in the same state of the machine."""
     full, parts = r["full"], r["partitioned"]
@@ -207,21 +203,22 @@ def run_incremental_bench(patients: int = 1500, scale: int = 4, repeat: int = 1,
     ratios = [_round_ratios(r) for r in rounds]
 
     def figure(scenario: str, key: str = "seconds") -> float:
-        return _median(r[scenario][key] for r in rounds)
+        return statistics.median(r[scenario][key] for r in rounds)
 
     def ratio(name: str) -> float:
-        return _median(x[name] for x in ratios)
+        return statistics.median(x[name] for x in ratios)
 
     share, rss_ratio = ratio("increment_share"), ratio("rss_ratio")
     partitioned = {size: {key: (rounds[0]["partitioned"][size][key] if key in ("shards", "records") else
-                                _median(r["partitioned"][size][key] for r in rounds))
+                                statistics.median(r["partitioned"][size][key] for r in rounds))
                           for key in rounds[0]["partitioned"][size]}
                    for size in ("full", "scaled")}
     return IncrementalBench(
         patients=patients, full_records=rounds[0]["full"]["records_in"], full_seconds=round(figure("full"), 2),
         full_peak_rss_mib=round(figure("full", "peak_rss_mib")),
         full_worker_peak_rss_mib=round(figure("full", "worker_peak_rss_mib")),
-        rerun_seconds=round(figure("rerun"), 2), rerun_command_seconds=round(_median(r["rerun_command"] for r in rounds), 2),
+        rerun_seconds=round(figure("rerun"), 2),
+        rerun_command_seconds=round(statistics.median(r["rerun_command"] for r in rounds), 2),
         increment_records=rounds[0]["increment"]["records_in"], increment_seconds=round(figure("increment"), 2),
         increment_share=round(share, 4), scaled_patients=patients * scale,
         scaled_records=rounds[0]["scaled"]["records_in"], scaled_seconds=round(figure("scaled"), 2),
