@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pipelines.generate import generate
-from tests.conftest import run_ingest
+from tests.conftest import run_ingest, write_bundles
 
 SIZE = {"facilities": 20, "patients": 300, "seed": 7}
 
@@ -127,3 +127,28 @@ def test_clean_sample_rejects_nothing(tmp_path):
     for table in ("core.condition", "core.allergy", "core.lab_result", "core.medication_request", "core.document",
                   "core.patient", "core.facility", "core.consent_event", "core.access_event"):
         assert tables.get(table, 0) > 0, table
+
+
+
+def test_every_bundle_entry_is_one_raw_record(tmp_path):
+    """raw.bundle.entry_count is the number of raw.resource rows of its bundle, malformed entries included: the
+    adoption report counts a bundle's records received from it (pipelines/reports/adoption/facts.py)."""
+    inbox = tmp_path / "inbox"
+    generate(inbox, fault_rate=0.05, facilities=3, patients=20, seed=11)
+    odd = {"resourceType": "Bundle", "type": "document", "timestamp": "2026-04-01T10:00:00+09:00"}
+    write_bundles(inbox, {
+        "1311234567_20260401_empty.json": {**odd, "entry": []},
+        "1311234567_20260401_odd.json": {**odd, "entry": [
+            {"fullUrl": "urn:uuid:0b1c2d3e-0000-4000-8000-000000000001"},  # no resource
+            "not an entry",
+            {"resource": {"resourceType": "Patient", "id": "p1", "gender": "female"}}]},
+    })
+    _, con = run_ingest(inbox, tmp_path / "w.duckdb")
+    mismatched = con.execute("""
+        SELECT b.bundle_key, b.entry_count, count(r.raw_id) AS raw_rows
+        FROM raw.bundle b LEFT JOIN raw.resource r USING (bundle_key)
+        GROUP BY ALL HAVING b.entry_count <> count(r.raw_id)""").fetchall()
+    assert not mismatched
+    assert con.execute("SELECT list(entry_count ORDER BY entry_count) FROM raw.bundle b JOIN ops.file_manifest m "
+                       "USING (file_id) WHERE m.path LIKE '%1311234567_20260401_%'").fetchone()[0] == [0, 3]
+    con.close()
