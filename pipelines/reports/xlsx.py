@@ -78,11 +78,13 @@ class SharedStrings:
 
     def indices(self, column: pl.Series) -> pl.Series:
         """`column` (text) as indices into the table, after adding its distinct values; null stays null."""
-        distinct = column.drop_nulls().unique().sort()
+        distinct = column.drop_nulls().unique().sort().to_list()
         base = len(self.values)
-        self.values.extend(distinct.to_list())
+        self.values.extend(distinct)
         self.references += column.len() - column.null_count()
-        return column.rank("dense").cast(pl.Int64) + (base - 1)  # dense rank follows the sorted distinct values
+        # an Enum's physical value is the position of its category: a hash lookup per row, where a dense rank
+        # sorted the column (≈ 3× as long on a national sheet's columns)
+        return column.cast(pl.Enum(distinct)).to_physical().cast(pl.Int64) + base
 
     def xml(self) -> bytes:
         items = "".join(f'<si><t xml:space="preserve">{_text(v)}</t></si>' for v in self.values)
