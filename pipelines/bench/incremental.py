@@ -42,6 +42,7 @@ RSS_TARGET_RATIO = 1.2
 #: and the largest pool worker's (MiB)
 _CHILD = """
 import json, resource, sys, time
+from pipelines.bench import own_peak_rss_kib
 from pipelines.config import load_settings
 from pipelines.ingest.run import ingest
 from pipelines.warehouse import connect
@@ -53,7 +54,7 @@ seconds = time.perf_counter() - started
 con.close()
 print("KARTE-BENCH", json.dumps({"seconds": seconds, "records_in": summary.records_in,
                   "files_archived": summary.files_archived,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                  "peak_rss_mib": own_peak_rss_kib() // 1024,
                   "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
 """
 
@@ -62,6 +63,7 @@ print("KARTE-BENCH", json.dumps({"seconds": seconds, "records_in": summary.recor
 _PARTITIONED_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
+from pipelines.bench import own_peak_rss_kib
 from pipelines.config import load_settings
 from pipelines.partitioned.run import run_partitioned
 if __name__ == "__main__":
@@ -69,7 +71,7 @@ if __name__ == "__main__":
     started = time.perf_counter()
     summary = run_partitioned(settings, lake=Path(sys.argv[2]).parent / "lake", shards=int(sys.argv[3]), workers=2)
     print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "records_in": summary.records_in,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                      "peak_rss_mib": own_peak_rss_kib() // 1024,
                       "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
 """
 #: shards per default-sized sample: the 4 × input gets 4 × as many, so a shard holds the same share of files

@@ -43,6 +43,7 @@ from pipelines.ingest.vault import seal_resource
 #: child and its pool workers, as JSON on stdout
 _CHILD = """
 import dataclasses, json, resource, sys, time
+from pipelines.bench import own_peak_rss_kib
 from pipelines.config import load_settings
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.run import processing_steps, start_batch, step_dependencies, summarise
@@ -67,7 +68,7 @@ def on_done(name, out):  # steps may overlap (two lanes): a step's figure is its
         structure = {**dataclasses.asdict(out), "cpu_seconds": cpu() - c}
 run_steps(con, processing_steps(settings), step_dependencies(), settings.ingest_lanes, on_start, on_done)
 summary = summarise(con, 1)
-peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+peak = max(own_peak_rss_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # pool workers: forked, not exec'd
 print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "steps": steps, "records_in": summary.records_in,
                   "structure": structure, "peak_kib": peak}))
 """

@@ -568,9 +568,10 @@ def build_scale_warehouse(path: str | Path, facilities: int = NATIONAL_FACILITIE
 #: one timed report in a fresh interpreter: the CLI's own main(), outputs into a folder of their own; the clock
 #: starts before the CLI is imported (its imports count, interpreter start-up does not)
 _CHILD = """
-import io, json, resource, sys, time
+import io, json, sys, time
 from contextlib import redirect_stdout
 started, cpu = time.perf_counter(), time.process_time()
+from pipelines.bench import own_peak_rss_kib
 from pipelines.cli import main
 name, warehouse, out = sys.argv[1:4]
 with redirect_stdout(io.StringIO()) as printed:
@@ -578,10 +579,7 @@ with redirect_stdout(io.StringIO()) as printed:
 seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
 if code:
     sys.exit(f"karte report {name} exited {code}")
-try:  # this process's own high-water mark (ru_maxrss would also count the parent's at fork)
-    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
-except (OSError, StopIteration):
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = own_peak_rss_kib() / 1024
 print("KARTE-BENCH", json.dumps({"seconds": seconds, "cpu_seconds": cpu, "cli": json.loads(printed.getvalue().splitlines()[-1]),
                   "peak_rss_mib": peak}))
 """

@@ -1,7 +1,11 @@
 """`karte bench` smoke test at a tiny size: the report's shape and that both flattens agree (no timing asserts)."""
 
 import json
+from pathlib import Path
 
+import pytest
+
+from pipelines.bench import child_figures
 from pipelines.bench.cli import _table
 from pipelines.bench.views import HAND_WRITTEN_SQL
 from pipelines.cli import main
@@ -128,3 +132,16 @@ def test_incremental_bench_smoke():
     assert "partitioned 2 × input" in headline(result)
     before = {k: v for k, v in result.items() if not k.startswith("partitioned") and k != "rounds"}
     assert "partitioned" not in table(before) + headline(before)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="a process's own peak (VmHWM) needs procfs")
+def test_a_child_reports_its_own_peak_not_its_parents():
+    """Linux keeps ru_maxrss across exec, so the ingest children of `make bench` reported the views section's
+    4.4 GiB as their own peak. A child started from a parent holding 400 MiB must report its own size."""
+    ballast = b"x" * (400 << 20)  # written, so resident
+    code = ("import json, resource; from pipelines.bench import FIGURES, own_peak_rss_kib; "
+            "print(FIGURES + json.dumps({'own': own_peak_rss_kib(), "
+            "'ru_maxrss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
+    figures = child_figures(code, what="a small child")
+    assert len(ballast) == 400 << 20
+    assert figures["own"] < 200 << 10, figures  # an interpreter with the bench package: well under 200 MiB
