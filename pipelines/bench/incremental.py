@@ -70,6 +70,8 @@ if __name__ == "__main__":
     settings = load_settings(warehouse=sys.argv[2], inbox=sys.argv[1])
     started = time.perf_counter()
     summary = run_partitioned(settings, lake=Path(sys.argv[2]).parent / "lake", shards=int(sys.argv[3]), workers=2)
+    # the map processes' ru_maxrss includes this process's size when they were spawned (exec keeps it): they are
+    # spawned before the merge, while it holds only the plan
     print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "records_in": summary.records_in,
                       "peak_rss_mib": own_peak_rss_kib() // 1024,
                       "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))

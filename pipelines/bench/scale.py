@@ -570,8 +570,8 @@ def build_scale_warehouse(path: str | Path, facilities: int = NATIONAL_FACILITIE
 _CHILD = """
 import io, json, sys, time
 from contextlib import redirect_stdout
-started, cpu = time.perf_counter(), time.process_time()
 from pipelines.bench import own_peak_rss_kib
+started, cpu = time.perf_counter(), time.process_time()
 from pipelines.cli import main
 name, warehouse, out = sys.argv[1:4]
 with redirect_stdout(io.StringIO()) as printed:

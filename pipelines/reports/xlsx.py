@@ -173,7 +173,7 @@ def _sheet_chunks(frame: pl.DataFrame, headers: list[str], strings: SharedString
     body = body.with_columns(strings.indices(body[n]).alias(n) for n in shared)
     cells = [_cell_expr(name, schema[name], decimal[j], name in shared)
              for j, name in enumerate(frame.columns)]
-    row = pl.concat_str([pl.lit('<row r="'), pl.col(_ROW), pl.lit('">'), *cells, pl.lit("</row>")], ignore_nulls=True)
+    row = pl.concat_str([pl.lit('<row r="'), pl.col(_ROW), pl.lit('">'), *cells, pl.lit("</row>")])
     body = body.with_row_index(_ROW, offset=2).with_columns(pl.col(_ROW).cast(pl.String))
     for offset in range(0, body.height, rows_per_chunk):
         yield _concatenated(body.slice(offset, rows_per_chunk).select(row).to_series())
