@@ -11,6 +11,7 @@ from assets.metadata import table_metadata
 from assets.ops import KEY as RUN_SUMMARY
 from pipelines.reports.adoption import TABLES, build_adoption_report, write_adoption_report
 from pipelines.reports.adoption.export import FORMATS, parse_formats
+from pipelines.reports.adoption.stored import refresh_facts
 from pipelines.resources import KarteWarehouse
 from pipelines.warehouse import transaction
 
@@ -47,6 +48,7 @@ def adoption_report(config: AdoptionReportConfig, karte: KarteWarehouse):
     settings = karte.settings()
     as_of = date.fromisoformat(config.as_of) if config.as_of else None
     with closing(karte.connect()) as con:
+        refreshed = refresh_facts(con)  # so this and later reports read stored facts, not every bundle
         report = build_adoption_report(con, as_of=as_of, warehouse=str(settings.warehouse))
         with transaction(con):
             for name, frame in report.tables.items():
@@ -59,7 +61,8 @@ def adoption_report(config: AdoptionReportConfig, karte: KarteWarehouse):
     for name, key in KEYS.items():
         extra = {"as_of": report.as_of.isoformat()}
         if key == MONTHLY:
-            extra |= {"files": dg.MetadataValue.json([str(p) for p in paths])}
+            extra |= {"files": dg.MetadataValue.json([str(p) for p in paths]),
+                      "facts_refreshed": dg.MetadataValue.json(refreshed)}
             if html:
                 extra["html"] = dg.MetadataValue.path(str(html))
         yield dg.MaterializeResult(asset_key=key, metadata={**metadata[name], **extra})

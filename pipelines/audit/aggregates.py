@@ -29,6 +29,7 @@ import duckdb
 from pipelines.audit import consent_rules
 from pipelines.audit.window import AuditWindow
 from pipelines.reports.jst import jst_day_sql, jst_midnight_sql
+from pipelines.reports.stored_state import state_row
 
 STATE_TABLES = ("audit_staff_day", "audit_facility_day", "audit_uncovered", "audit_state")
 
@@ -47,12 +48,8 @@ EMPTY = AuditState(0, 0, 0, 0)
 def stored_state(con: duckdb.DuckDBPyConnection) -> AuditState:
     """The read positions of the stored aggregates, if they still describe the warehouse; EMPTY otherwise (never
     refreshed, a warehouse from before them, or rows below a position deleted or added since)."""
-    present = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'reports' AND table_name IN "
-                          f"({', '.join(repr(t) for t in STATE_TABLES)})").fetchone()[0]
-    if present < len(STATE_TABLES):
-        return EMPTY
-    row = con.execute("SELECT access_raw_id, access_rows, consent_raw_id, consent_rows FROM reports.audit_state"
-                      ).fetchone()
+    row = state_row(con, STATE_TABLES,
+                    "SELECT access_raw_id, access_rows, consent_raw_id, consent_rows FROM reports.audit_state")
     if row is None:
         return EMPTY
     state = AuditState(*row)

@@ -61,6 +61,7 @@ from pipelines.config import REFERENCE_DIR
 from pipelines.consent.intervals import INTERVALS_SQL
 from pipelines.fhir.systems import INFORMATION_KINDS
 from pipelines.ingest.facility_registry import BED_BAND_SQL
+from pipelines.reports.adoption.stored import refresh_facts
 from pipelines.reports.jst import jst_midnight_sql
 from pipelines.warehouse import connect
 
@@ -515,6 +516,16 @@ def audit_state(con: duckdb.DuckDBPyConnection, backlog_days: int = AUDIT_BACKLO
     return refresh_aggregates(con, through_raw_id=raw_id)
 
 
+def adoption_state(con: duckdb.DuckDBPyConnection, backlog_days: int = AUDIT_BACKLOG_DAYS) -> dict:
+    """The adoption report's stored facts as the nightly run leaves them (pipelines/reports/adoption/stored.py):
+    refreshed through the last file sent before the last `backlog_days` days, whose files the report computes
+    itself, as it does the audit's backlog. Submission files are numbered in day order (_files)."""
+    cutoff = (END - timedelta(days=backlog_days - 1)).isoformat()
+    through = con.execute(f"SELECT max(file_id) FROM ops.file_manifest WHERE kind <> 'fhir' "
+                          f"OR regexp_extract(path, '_(\\d{{8}})_', 1) < '{cutoff.replace('-', '')}'").fetchone()[0]
+    return refresh_facts(con, through_file_id=through)
+
+
 def build_scale_warehouse(path: str | Path, facilities: int = NATIONAL_FACILITIES,
                           access_events: int = NATIONAL_ACCESS_EVENTS, seed: int = 0,
                           progress: Callable[[str], None] | None = None) -> dict:
@@ -553,6 +564,10 @@ def build_scale_warehouse(path: str | Path, facilities: int = NATIONAL_FACILITIE
         started = time.perf_counter()
         audit_state(con)
         steps["audit state"] = round(time.perf_counter() - started, 1)
+        say("scale warehouse: adoption facts")
+        started = time.perf_counter()
+        adoption_state(con)
+        steps["adoption facts"] = round(time.perf_counter() - started, 1)
         rows = dict(con.execute("""
             SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables()
             WHERE NOT temporary AND estimated_size > 0 ORDER BY 1""").fetchall())

@@ -12,6 +12,7 @@ import pytest
 from pipelines import cli
 from pipelines.audit.chain import verify_chain
 from pipelines.bench.scale import build_scale_warehouse, run_scale_bench, table
+from pipelines.reports.adoption import stored
 from pipelines.reports.adoption.measures import WINDOW_DAYS
 from pipelines.warehouse import connect
 
@@ -61,6 +62,22 @@ def test_the_access_log_is_hash_chained_like_an_ingested_one(scale):
     finally:
         con.close()
     assert verdict.intact and verdict.rows == EVENTS == verdict.head_seq
+
+
+def test_the_adoption_facts_are_stored_as_a_nightly_run_leaves_them(scale):
+    """Stored through the day before the last, so the timed report reads them and computes the last day's files
+    itself (as it does the audit's last day) — and gets what a computation from scratch gets."""
+    path, _, out = scale
+    con = connect(path, read_only=True)
+    try:
+        state = stored.stored_state(con)
+        later_days = con.execute(f"""SELECT count(*), count(DISTINCT regexp_extract(path, '_(\\d{{8}})_', 1))
+                                     FROM ops.file_manifest WHERE file_id > {state.file_id}""").fetchone()
+    finally:
+        con.close()
+    assert state != stored.EMPTY and later_days[0] > 0 and later_days[1] == 1
+    inputs = dict(pl.read_parquet(out / "adoption_inputs.parquet").iter_rows())
+    assert inputs["stored_facts"].endswith(f"{later_days[0]} later files computed for this report")
 
 
 def test_the_same_sizes_give_the_same_warehouse(scale, tmp_path):

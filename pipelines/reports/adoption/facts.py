@@ -15,11 +15,16 @@ At national scale (180,000 facilities, 10 million views) no table here has a row
 views: 10 million views are ~7 million facility-days, but only ~2 million facility-months, and the month's last
 day is all the 30-day windows of measures.py need.
 
+Every fact belongs to one file (a bundle's day falls back to its own file's), so the facts of disjoint sets of files
+combine by union, minimum and sum: the report takes what pipelines/reports/adoption/stored.py keeps for the files
+up to its read position and computes the files after it (`compute_file_facts` over a `FileRange`).
+
 The report reads staging (the append-only history of what passed validation) because core keeps only the newest
 version of a resource: "has ever sent" and "first sent on" need the history. Only aggregates per institution
 leave this module; no patient key does.
 """
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import duckdb
@@ -51,9 +56,28 @@ def _category_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
+@dataclass(frozen=True)
+class FileRange:
+    """The files whose file_id is above `after` and, when `through` is set, at most `through`."""
+    after: int = 0
+    through: int | None = None
+
+    def sql(self, alias: str = "") -> str:
+        """SQL predicate on `{alias}.file_id` (bounds, not a join, so DuckDB skips row groups outside them)."""
+        column = f"{alias}.file_id" if alias else "file_id"
+        upper = "" if self.through is None else f" AND {column} <= {int(self.through)}"
+        return f"{column} > {int(self.after)}{upper}"
+
+
+EVERY_FILE = FileRange()
+
+
 def build_facts(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create the adoption_* TEMP tables on `con` (read-only connections may hold TEMP tables); the views'
-    table waits for the as-of date (build_view_months)."""
+    """(Re)create the adoption_* TEMP tables on `con` (read-only connections may hold TEMP tables): the stored facts
+    where they still describe the warehouse, with the files after their read position computed now; every file
+    computed now when nothing usable is stored. The views' table waits for the as-of date (build_view_months)."""
+    from pipelines.reports.adoption import stored  # (it builds on compute_file_facts below)
+
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_facility AS
         SELECT institution_number, facility_name, prefecture_code, facility_type, bed_count,
@@ -66,35 +90,47 @@ def build_facts(con: duckdb.DuckDBPyConnection) -> None:
                first_view_on AS registry_first_view_on
         FROM core.facility
     """)
+    state = stored.stored_state(con)
+    if state == stored.EMPTY:
+        compute_file_facts(con, EVERY_FILE, into="adoption")
+    else:
+        compute_file_facts(con, FileRange(after=state.file_id), into="adoption_fresh")
+        stored.combine_with_stored(con, fresh="adoption_fresh", into="adoption")
+
+
+def compute_file_facts(con: duckdb.DuckDBPyConnection, files: FileRange, into: str) -> None:
+    """TEMP tables {into}_submission_day, {into}_category_first and {into}_records_day over `files` alone."""
     # each bundle's own date, read once (a JSON field of 2 million envelopes is the costly part)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_bundle_stamp AS
         SELECT bundle_key, file_id, try_cast(left(envelope->>'$.timestamp', 10) AS DATE) AS stamp FROM raw.bundle
+        WHERE {files.sql()}
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_file_day AS
         SELECT m.file_id, m.kind, m.sender, coalesce({_FILE_NAME_DAY}, s.stamp, m.landed_at::DATE) AS day
         FROM ops.file_manifest m
         LEFT JOIN (SELECT file_id, min(stamp) AS stamp FROM adoption_bundle_stamp GROUP BY file_id) s USING (file_id)
+        WHERE {files.sql("m")}
     """)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE adoption_bundle_day AS
         SELECT b.bundle_key, b.file_id, coalesce(b.stamp, f.day) AS day
         FROM adoption_bundle_stamp b JOIN adoption_file_day f USING (file_id)
     """)
-    _submission_days(con)
-    _category_first(con)
-    _records_days(con)
+    _submission_days(con, files, f"{into}_submission_day")
+    _category_first(con, files, f"{into}_category_first")
+    _records_days(con, files, f"{into}_records_day")
 
 
-def _submission_days(con: duckdb.DuckDBPyConnection) -> None:
+def _submission_days(con: duckdb.DuckDBPyConnection, files: FileRange, into: str) -> None:
     if _exists(con, "staging", "bundle"):
-        source = """SELECT DISTINCT s.institution_number, d.day
-                    FROM staging.bundle s JOIN adoption_bundle_day d USING (bundle_key)
-                    WHERE s.accepted AND s.institution_number IS NOT NULL AND d.day IS NOT NULL"""
+        source = f"""SELECT DISTINCT s.institution_number, d.day
+                     FROM staging.bundle s JOIN adoption_bundle_day d USING (bundle_key)
+                     WHERE {files.sql("s")} AND s.accepted AND s.institution_number IS NOT NULL AND d.day IS NOT NULL"""
     else:
         source = "SELECT NULL::VARCHAR AS institution_number, NULL::DATE AS day WHERE false"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE adoption_submission_day AS {source}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {source}")
 
 
 def build_view_months(con: duckdb.DuckDBPyConnection, as_of) -> None:
@@ -120,16 +156,16 @@ def view_span(con: duckdb.DuckDBPyConnection) -> tuple:
     """).fetchone()
 
 
-def _category_first(con: duckdb.DuckDBPyConnection) -> None:
+def _category_first(con: duckdb.DuckDBPyConnection, files: FileRange, into: str) -> None:
     kinds = ", ".join(f"'{k}'" for k in INFORMATION_KINDS)
-    parts = [f"SELECT institution_number, category, bundle_key, file_id, raw_id FROM staging.{t}"
+    parts = [f"SELECT institution_number, category, bundle_key, file_id, raw_id FROM staging.{t} WHERE {files.sql()}"
              for t in _category_tables(con)]
     rows = " UNION ALL ".join(parts) or (
         "SELECT NULL::VARCHAR institution_number, NULL::VARCHAR category, NULL::BIGINT bundle_key, "
         "NULL::BIGINT file_id, NULL::BIGINT raw_id WHERE false")
     # staging holds what passed the IG rules; a record the contract rejected afterwards is in ops.quarantine
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE adoption_category_first AS
+        CREATE OR REPLACE TEMP TABLE {into} AS
         SELECT r.institution_number, r.category, min(coalesce(b.day, f.day)) AS first_day
         FROM ({rows}) r
         LEFT JOIN adoption_bundle_day b USING (bundle_key)
@@ -140,7 +176,7 @@ def _category_first(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def _records_days(con: duckdb.DuckDBPyConnection) -> None:
+def _records_days(con: duckdb.DuckDBPyConnection, files: FileRange, into: str) -> None:
     """Records per sender and day: every parsed record of its files, plus units that could not be parsed.
     A record passed when it ended loaded, duplicate (an older or repeated version, e.g. the Patient entry
     every bundle repeats) or tombstoned; it failed when it ended in ops.quarantine."""
@@ -155,7 +191,7 @@ def _records_days(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE adoption_not_passed AS "
                 f"SELECT raw_id FROM ops.record_outcome WHERE outcome NOT IN ({passed})")
     con.execute("CREATE OR REPLACE TEMP TABLE adoption_unfinished_file AS "
-                "SELECT file_id FROM ops.file_manifest WHERE reported_batch_id IS NULL")
+                f"SELECT file_id FROM ops.file_manifest WHERE reported_batch_id IS NULL AND {files.sql()}")
     if con.execute("SELECT count(*) FROM adoption_unfinished_file").fetchone()[0]:
         con.execute("""INSERT INTO adoption_not_passed
                        SELECT r.raw_id FROM raw.resource r SEMI JOIN adoption_unfinished_file USING (file_id)
@@ -166,12 +202,13 @@ def _records_days(con: duckdb.DuckDBPyConnection) -> None:
     # 1.2–1.5 s at national scale (14.5 M raw records in 1.9 M bundles), this 0.9–1.1 s: what is left is the
     # dating and grouping of 1.9 M bundles. tests/ingest/test_generated_faults.py holds the raw step to it.
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE adoption_records_day AS
+        CREATE OR REPLACE TEMP TABLE {into} AS
         WITH submission_file AS (
             SELECT file_id, sender, day FROM adoption_file_day WHERE kind NOT IN ({not_submissions})
         ), not_passed AS (
             SELECT r.file_id, r.bundle_key, count(*) AS records
             FROM raw.resource r SEMI JOIN adoption_not_passed USING (raw_id)
+            WHERE {files.sql("r")}
             GROUP BY ALL
         )
         SELECT institution_number, day, sum(received)::BIGINT AS received, sum(passed)::BIGINT AS passed
@@ -183,9 +220,11 @@ def _records_days(con: duckdb.DuckDBPyConnection) -> None:
             LEFT JOIN (SELECT bundle_key, records FROM not_passed WHERE bundle_key IS NOT NULL) x
                 ON x.bundle_key = u.bundle_key
             {declared}
+            WHERE {files.sql("u")}
             UNION ALL
             SELECT f.sender, f.day, u.received, u.received - coalesce(x.records, 0)
-            FROM (SELECT file_id, count(*) AS received FROM raw.resource WHERE bundle_key IS NULL GROUP BY file_id) u
+            FROM (SELECT file_id, count(*) AS received FROM raw.resource
+                  WHERE bundle_key IS NULL AND {files.sql()} GROUP BY file_id) u
             JOIN submission_file f USING (file_id)
             LEFT JOIN (SELECT file_id, records FROM not_passed WHERE bundle_key IS NULL) x USING (file_id)
             UNION ALL

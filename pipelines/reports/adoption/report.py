@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.reports.adoption import facts, measures, provenance, reference, survey, trajectory
+from pipelines.reports.adoption import facts, measures, provenance, reference, stored, survey, trajectory
 from pipelines.reports.adoption.denominators import reference_rates
 from pipelines.reports.adoption.labels import SEGMENT_JA, SEGMENTS
 from pipelines.reports.adoption.reference import Target
@@ -86,6 +86,7 @@ def _inputs(con: duckdb.DuckDBPyConnection, as_of: date, as_of_basis: str, targe
         "code_version": provenance.code_version(), "generated_at": provenance.generated_at(),
         "unregistered_senders": (f"{senders} institutions sent {records} records but are not in the registry "
                                  "(core.facility): they are outside every measure"),
+        "stored_facts": stored.describe(con, stored.stored_state(con)),
         "trailing_window_days": measures.WINDOW_DAYS, "pace_window_months": trajectory.PACE_WINDOW_MONTHS,
         "projection_model": trajectory.MODEL, "survey_model": survey.MODEL,
         "small_cells": ("Every count here is of facilities or records, never of people: facility counts are public "
