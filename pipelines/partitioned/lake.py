@@ -13,6 +13,10 @@ from pipelines.views.fhirpath import sql_str
 
 #: a table's columns as (name, DuckDB type), in table order
 Columns = list[tuple[str, str]]
+#: rows per Parquet row group in the hand-over files: the writer holds a row group's pages whole, and DuckDB's
+#: default (122,880 rows, ≈ 150 MB of raw JSON) outgrew the 384 MB ingest cap on a 173 MB shard (one sender's day
+#: at 16 × the sample); 16,384 rows is ≈ 20 MB of JSON
+PARQUET_ROW_GROUP_ROWS = 16_384
 
 
 def phase_dir(lake: Path, batch_id: int, phase: str) -> Path:
@@ -38,6 +42,14 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> Columns:
         "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
 
 
+def _never_null(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    schema, name = table.split(".")
+    row = con.execute(
+        "SELECT NOT is_nullable FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ? AND column_name = ?", [schema, name, column]).fetchone()
+    return bool(row and row[0])
+
+
 def export_tables(con: duckdb.DuckDBPyConnection, tables: list[str], dest: Path, shard: Shard) -> dict[str, Columns]:
     """Every row of `tables` as Parquet under dest/<table>/day=…/sender=…/, the partition found through the row's
     file (its own file_id, or that of its raw record or bundle). Returns each table's columns."""
@@ -50,12 +62,16 @@ def export_tables(con: duckdb.DuckDBPyConnection, tables: list[str], dest: Path,
         joins, file_of_row = [], []
         if "file_id" in names:
             file_of_row.append("t.file_id")
-        if "raw_id" in names:
-            joins.append("LEFT JOIN raw.resource r ON r.raw_id = t.raw_id")
-            file_of_row.append("r.file_id")
-        if "bundle_key" in names:
-            joins.append("LEFT JOIN raw.bundle b ON b.bundle_key = t.bundle_key")
-            file_of_row.append("b.file_id")
+        # A row whose own file_id is never null needs no join. raw.resource joined to itself by raw_id made DuckDB
+        # hash one side whole, JSON included: a 173 MB shard (one sender's day at 16 × the sample) needed a
+        # 117 MiB allocation and ran out of the 384 MB cap.
+        if not _never_null(con, table, "file_id"):
+            if "raw_id" in names:
+                joins.append("LEFT JOIN raw.resource r ON r.raw_id = t.raw_id")
+                file_of_row.append("r.file_id")
+            if "bundle_key" in names:
+                joins.append("LEFT JOIN raw.bundle b ON b.bundle_key = t.bundle_key")
+                file_of_row.append("b.file_id")
         file_expr = f"coalesce({', '.join(file_of_row)})" if file_of_row else "NULL"
         target = dest / table
         target.mkdir(parents=True, exist_ok=True)
@@ -64,7 +80,7 @@ def export_tables(con: duckdb.DuckDBPyConnection, tables: list[str], dest: Path,
                       FROM {table} t {' '.join(joins)} LEFT JOIN file_part p ON p.file_id = {file_expr})
                 TO {sql_str(target.as_posix())}
                 (FORMAT parquet, PARTITION_BY (day, sender), FILENAME_PATTERN '{shard.name}_{{i}}',
-                 OVERWRITE_OR_IGNORE)""")
+                 ROW_GROUP_SIZE {PARQUET_ROW_GROUP_ROWS}, OVERWRITE_OR_IGNORE)""")
         schemas[table] = columns
     return schemas
 
