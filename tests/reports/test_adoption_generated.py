@@ -240,7 +240,7 @@ def test_default_as_of_is_the_latest_data_day(sample, truth):
 def test_records_of_a_file_no_run_finished_count_as_received_not_passed(warehouse_copy):
     """A run killed mid-way leaves a file whose records have no outcome yet (its reported_batch_id unset): they
     were received, and have not passed."""
-    from pipelines.reports.adoption.facts import build_facts
+    from pipelines.reports.adoption.stored import build_facts
 
     with connect(warehouse_copy) as con:
         file_id, sender, records = con.execute(

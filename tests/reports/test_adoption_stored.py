@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from pipelines import cli
-from pipelines.reports.adoption import build_adoption_report, facts, stored
+from pipelines.reports.adoption import build_adoption_report, stored
 from pipelines.warehouse import connect
 from tests.conftest import run_ingest
 from tests.reports.conftest import drop_checkups
@@ -20,7 +20,7 @@ LATER_FROM = "202607"
 
 
 def _facts(con) -> dict[str, list[tuple]]:
-    facts.build_facts(con)
+    stored.build_facts(con)
     return {fact: con.execute(f"SELECT * FROM adoption_{fact} ORDER BY ALL").fetchall() for fact in stored.FACTS}
 
 

@@ -72,12 +72,10 @@ class FileRange:
 EVERY_FILE = FileRange()
 
 
-def build_facts(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create the adoption_* TEMP tables on `con` (read-only connections may hold TEMP tables): the stored facts
-    where they still describe the warehouse, with the files after their read position computed now; every file
-    computed now when nothing usable is stored. The views' table waits for the as-of date (build_view_months)."""
-    from pipelines.reports.adoption import stored  # (it builds on compute_file_facts below)
-
+def build_facility(con: duckdb.DuckDBPyConnection) -> None:
+    """TEMP adoption_facility: every registered facility with its segment (read-only connections may hold TEMP
+    tables). The other facts come from stored.build_facts; the views' table waits for the as-of date
+    (build_view_months)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE adoption_facility AS
         SELECT institution_number, facility_name, prefecture_code, facility_type, bed_count,
@@ -90,12 +88,6 @@ def build_facts(con: duckdb.DuckDBPyConnection) -> None:
                first_view_on AS registry_first_view_on
         FROM core.facility
     """)
-    state = stored.stored_state(con)
-    if state == stored.EMPTY:
-        compute_file_facts(con, EVERY_FILE, into="adoption")
-    else:
-        compute_file_facts(con, FileRange(after=state.file_id), into="adoption_fresh")
-        stored.combine_with_stored(con, fresh="adoption_fresh", into="adoption")
 
 
 def compute_file_facts(con: duckdb.DuckDBPyConnection, files: FileRange, into: str) -> None:

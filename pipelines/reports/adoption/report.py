@@ -74,7 +74,7 @@ def _prefecture_gap(cells: pl.DataFrame, prefectures: pl.DataFrame, target: Targ
 
 
 def _inputs(con: duckdb.DuckDBPyConnection, as_of: date, as_of_basis: str, target: Target,
-            warehouse: str) -> dict:
+            warehouse: str, facts_state: stored.FactsState) -> dict:
     snapshot = provenance.warehouse_snapshot(con)
     senders, records = facts.unregistered_senders(con)
     return {
@@ -86,7 +86,7 @@ def _inputs(con: duckdb.DuckDBPyConnection, as_of: date, as_of_basis: str, targe
         "code_version": provenance.code_version(), "generated_at": provenance.generated_at(),
         "unregistered_senders": (f"{senders} institutions sent {records} records but are not in the registry "
                                  "(core.facility): they are outside every measure"),
-        "stored_facts": stored.describe(con, stored.stored_state(con)),
+        "stored_facts": stored.describe(con, facts_state),
         "trailing_window_days": measures.WINDOW_DAYS, "pace_window_months": trajectory.PACE_WINDOW_MONTHS,
         "projection_model": trajectory.MODEL, "survey_model": survey.MODEL,
         "small_cells": ("Every count here is of facilities or records, never of people: facility counts are public "
@@ -100,7 +100,7 @@ def build_adoption_report(con: duckdb.DuckDBPyConnection, as_of: date | None = N
     """Every adoption table for `as_of` (default: the last day the warehouse has data for — so the same
     warehouse always gives the same report — or today in Japan when it has none)."""
     target = target or reference.default_target(reference_dir)
-    facts.build_facts(con)
+    facts_state = stored.build_facts(con)
     first, last = facts.data_span(con)
     basis = "given" if as_of else "latest data day in the warehouse" if last else "today (Asia/Tokyo): no data yet"
     as_of = as_of or last or today_in_japan()
@@ -125,6 +125,6 @@ def build_adoption_report(con: duckdb.DuckDBPyConnection, as_of: date | None = N
         "ehr_survey_rates": survey.survey_rates(survey_frame),
         "ehr_survey_projection": survey.survey_projection(survey_frame, target),
     }
-    inputs = _inputs(con, as_of, basis, target, warehouse)
+    inputs = _inputs(con, as_of, basis, target, warehouse, facts_state)
     tables["adoption_inputs"] = pl.DataFrame({"key": list(inputs), "value": [str(v) for v in inputs.values()]})
     return AdoptionReport(as_of, target, tables, cells, survey_frame, inputs)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.reports.adoption.facts import FileRange, compute_file_facts
+from pipelines.reports.adoption.facts import EVERY_FILE, FileRange, build_facility, compute_file_facts
 from pipelines.reports.stored_state import state_row
 from pipelines.warehouse import transaction
 
@@ -62,6 +62,20 @@ def describe(con: duckdb.DuckDBPyConnection, state: FactsState) -> str:
     newer = con.execute(f"SELECT count(*) FROM ops.file_manifest WHERE file_id > {state.file_id}").fetchone()[0]
     return (f"stored adoption facts through file_id {state.file_id} (refreshed {refreshed:%Y-%m-%d %H:%M} UTC); "
             f"{newer} later files computed for this report")
+
+
+def build_facts(con: duckdb.DuckDBPyConnection) -> FactsState:
+    """(Re)create the report's adoption_* TEMP tables on `con`: the stored facts where they still describe the
+    warehouse, with the files after their read position computed now; every file computed now when nothing usable
+    is stored. Returns the state read (what describe() reports)."""
+    build_facility(con)
+    state = stored_state(con)
+    if state == EMPTY:
+        compute_file_facts(con, EVERY_FILE, into="adoption")
+    else:
+        compute_file_facts(con, FileRange(after=state.file_id), into="adoption_fresh")
+        combine_with_stored(con, fresh="adoption_fresh", into="adoption")
+    return state
 
 
 def combine_with_stored(con: duckdb.DuckDBPyConnection, fresh: str, into: str) -> None:
