@@ -27,7 +27,7 @@ def plan_partitions(context: dg.OpExecutionContext, config: PartitionedIngestCon
     with closing(karte.connect_for_ingest()) as con:
         plan = plan_run(con, settings, lake, config.shards, Path(config.ducklake) if config.ducklake else None)
     context.log.info(f"batch {plan.batch_id}: {plan.files_new} new files in "
-                     f"{sum(len(s.partitions) for s in plan.shards)} partitions, {len(plan.shards)} shards")
+                     f"{len({p.key for s in plan.shards for p in s.partitions})} partitions, {len(plan.shards)} shards")
     yield dg.Output(plan, "plan")
     for shard in plan.shards:
         yield dg.DynamicOutput(shard, output_name="shards", mapping_key=shard.name)

@@ -61,7 +61,7 @@ print("KARTE-BENCH", json.dumps({"seconds": seconds, "records_in": summary.recor
 #: the partitioned ingest of an inbox in this process (`shards` shards on 2 map processes); prints its seconds,
 #: records in, the merging process's peak RSS and the largest map process's (MiB)
 _PARTITIONED_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from pipelines.bench import own_peak_rss_kib
 from pipelines.config import load_settings
@@ -69,12 +69,12 @@ from pipelines.partitioned.run import run_partitioned
 if __name__ == "__main__":
     settings = load_settings(warehouse=sys.argv[2], inbox=sys.argv[1])
     started = time.perf_counter()
-    summary = run_partitioned(settings, lake=Path(sys.argv[2]).parent / "lake", shards=int(sys.argv[3]), workers=2)
-    # the map processes' ru_maxrss includes this process's size when they were spawned (exec keeps it): they are
-    # spawned before the merge, while it holds only the plan
+    maps = []
+    summary = run_partitioned(settings, lake=Path(sys.argv[2]).parent / "lake", shards=int(sys.argv[3]), workers=2,
+                              map_results=maps)
     print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "records_in": summary.records_in,
                       "peak_rss_mib": own_peak_rss_kib() // 1024,
-                      "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
+                      "worker_peak_rss_mib": max(m.peak_rss_kib for m in maps) // 1024}))
 """
 #: shards per default-sized sample: the 4 × input gets 4 × as many, so a shard holds the same share of files
 SHARDS_PER_SAMPLE = 4

@@ -7,12 +7,14 @@
 Both read the warehouse read-only (DuckDB allows many read-only processes while nobody writes) and write only
 their scratch file and their partitions of the lake."""
 
+import os
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from pipelines.bench import own_peak_rss_kib
 from pipelines.config import Settings
 from pipelines.fhir import structure_schema
 from pipelines.ingest import structure
@@ -35,6 +37,11 @@ class MapResult:
     schemas: dict[str, Columns]
     watermarks: dict[str, int] = field(default_factory=dict)
     rows: int = 0
+    #: the map process's own peak resident memory when the step ended (a pool process keeps its high-water mark
+    #: across the shards it ran); the parent cannot tell it: ru_maxrss of its children carries the parent's own
+    #: size into every child spawned after the parent grew
+    peak_rss_kib: int = 0
+    process_id: int = field(default_factory=os.getpid)  # the map process that ran the step
 
 
 def _scratch(shard: Shard, phase: str, settings: Settings) -> duckdb.DuckDBPyConnection:
@@ -68,7 +75,7 @@ def parse_shard(settings: Settings, shard: Shard) -> MapResult:
         # check runs in the staging phase (the raw phase's row ids are the shard's own).
         rows = parse_landed_files(con, settings.inbox, settings.pseudonym_key, precheck=False, workers=1)
         schemas = export_tables(con, RAW_TABLES, dest, shard)
-    return MapResult(shard, "raw", schemas, rows=rows)
+    return MapResult(shard, "raw", schemas, rows=rows, peak_rss_kib=own_peak_rss_kib())
 
 
 def _copy_structure_context(con: duckdb.DuckDBPyConnection) -> list[int]:
@@ -123,4 +130,4 @@ def stage_shard(settings: Settings, shard: Shard) -> MapResult:
         schemas = export_tables(con, staging_tables + STAGING_LEDGERS, dest, shard)
         watermarks = dict(con.execute("SELECT consumer, last_id FROM ops.watermark").fetchall())
         rows = con.execute("SELECT count(*) FROM raw.resource").fetchone()[0]
-    return MapResult(shard, "staging", schemas, watermarks, rows)
+    return MapResult(shard, "staging", schemas, watermarks, rows, own_peak_rss_kib())

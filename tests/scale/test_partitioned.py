@@ -61,11 +61,14 @@ def test_plan_cuts_days_by_senders_and_every_file_lands_in_one_partition(sample,
     settings = _settings(tmp_path, inbox)
     with connect(settings.warehouse) as con:
         plan = plan_run(con, settings, tmp_path / "lake", shards=2)
-        partitions = pending_partitions(con)
+        partitions = pending_partitions(con, inbox)
         landed = [f for (f,) in con.execute("SELECT file_id FROM ops.file_manifest ORDER BY 1").fetchall()]
+        on_disk, zips = con.execute("SELECT sum(size_bytes), count(*) FILTER (path LIKE '%.zip') "
+                                    "FROM ops.file_manifest").fetchone()
     assert len({p.day for p in partitions}) == DAYS
     assert len({p.sender for p in partitions}) >= 3 + 3  # facilities' 医療機関番号 + consent/access/facilities feeds
     assert sorted(f for p in partitions for f in p.file_ids) == landed
+    assert zips and sum(p.size_bytes for p in partitions) > on_disk  # a ZIP weighs the text it unpacks to
     assert len(landed) == single["files_ingested"]
     assert [len(s.partitions) for s in plan.shards] and len(plan.shards) == 2
     assert sorted(f for s in plan.shards for f in s.file_ids) == landed
@@ -80,6 +83,27 @@ def test_shards_balance_bytes_deterministically_and_refuse_zero():
     assert len(assign_shards(1, "/lake", [], 4)) == 1  # nothing new: one empty shard still closes the batch
     with pytest.raises(ValueError, match="at least 1"):
         assign_shards(1, "/lake", parts, 0)
+
+
+def test_a_partition_larger_than_a_shards_share_is_sliced_by_consecutive_files():
+    """One sender's day grows with the input; sliced to the even share, a map process's memory follows the
+    number of shards, not the largest sender (a single file larger than the share stays whole)."""
+    big = Partition("2026-05-29", "1311111111", (1, 2, 3, 4, 5, 6), 600, (100, 50, 100, 20, 30, 300))
+    small = Partition("2026-05-29", "consent", (7,), 100, (100,))
+    assert big.slices(175) == [Partition(big.day, big.sender, (1, 2), 150, (100, 50)),
+                               Partition(big.day, big.sender, (3, 4, 5), 150, (100, 20, 30)),
+                               Partition(big.day, big.sender, (6,), 300, (300,))]
+    assert big.slices(600) == [big]
+    unknown_sizes = Partition(big.day, big.sender, big.file_ids, big.size_bytes)
+    assert unknown_sizes.slices(175) == [unknown_sizes]
+
+    shards = assign_shards(1, "/lake", [big, small], 4)  # even share: 700 bytes / 4 shards → 175
+    assert sorted(sum(p.size_bytes for p in s.partitions) for s in shards) == [100, 150, 150, 300]
+    assert sorted(f for s in shards for f in s.file_ids) == [1, 2, 3, 4, 5, 6, 7]
+    assert {p.key for s in shards for p in s.partitions} == {big.key, small.key}  # the lake layout keeps its keys
+    assert assign_shards(1, "/lake", [big, small], 4) == shards
+    whole = assign_shards(1, "/lake", [big, small], 1)
+    assert whole[0].partitions == (big, small)  # one shard: nothing to spread, nothing sliced
 
 
 def _row_counts(warehouse: Path, schemas=("staging", "core")) -> dict[str, int]:
@@ -114,8 +138,13 @@ def test_process_pool_run_equals_single_process_shares_through_ducklake_and_reru
     inbox, single, single_summary = sample
     settings = _settings(tmp_path, inbox)
     catalog = tmp_path / "share" / "karte.ducklake"
-    summary = run_partitioned(settings, lake=tmp_path / "lake", shards=3, workers=2, ducklake=catalog)
+    maps = []
+    # one map step per process: every step in a fresh process (what bounds their memory), none left waiting
+    summary = run_partitioned(settings, lake=tmp_path / "lake", shards=3, workers=2, ducklake=catalog,
+                              map_results=maps, steps_per_process=1)
     assert fingerprints(settings.warehouse) == single
+    assert len(maps) == 6 and len({m.process_id for m in maps}) == 6 and os.getpid() not in {m.process_id for m in maps}
+    assert all(m.peak_rss_kib > 50 * 1024 for m in maps)  # each map process's own peak, DuckDB and imports in it
     for count in ("records_in", "records_loaded", "records_quarantined", "records_duplicate", "files_ingested"):
         assert getattr(summary, count) == single_summary[count], count
     assert any((tmp_path / "lake").glob("batch=1/staging/staging.condition/day=*/sender=*/*.parquet"))
@@ -190,6 +219,28 @@ def test_raw_merged_a_file_at_a_time_equals_single_process(sample, tmp_path, mon
         files = [f for (f,) in con.execute("SELECT file_id FROM ops.file_manifest ORDER BY 1").fetchall()]
     assert runs == [(f, f) for f in files] and len(runs) > 20
     assert fingerprints(tmp_path / "w.duckdb") == single
+
+
+def test_partitions_sliced_across_shards_give_the_single_process_warehouse(sample, tmp_path):
+    """With more shards than the senders' days fill evenly, one (day, sender) partition's files go to several
+    map processes; ids, bundle keys, the structure check's first files and sample, and every quarantine row
+    come out as a single-process run gives them."""
+    inbox, single, _ = sample
+    settings = _settings(tmp_path, inbox)
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, tmp_path / "lake", shards=8)
+    shards_of = {}
+    for shard in plan.shards:
+        for part in shard.partitions:
+            shards_of.setdefault(part.key, set()).add(shard.index)
+    assert max(len(s) for s in shards_of.values()) > 1  # some partition really is sliced
+    parsed = [parse_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_raw(con, plan, parsed)
+    staged = [stage_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_staging(con, settings, plan, staged)
+    assert fingerprints(settings.warehouse) == single
 
 
 def test_a_merge_re_executed_after_a_failed_publish_publishes_each_file_once(sample, tmp_path, monkeypatch):
