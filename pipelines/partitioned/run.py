@@ -12,14 +12,15 @@ from pipelines.partitioned.mapper import MapResult, parse_shard, stage_shard
 from pipelines.partitioned.merge import default_lake, merge_raw, merge_staging, plan_run
 from pipelines.warehouse import cap_memory, connect
 
-#: map steps a pool process runs before a fresh one replaces it. A process that ran shard after shard kept
-#: growing: at 16 × the sample on 64 shards its peak rose 421 → 666 MiB over the raw phase and to 818 MiB over
-#: the staging phase, so the map processes' memory followed the input, not the shard. Neither emptying the seal
-#: caches, malloc_trim nor DuckDB's allocator flush settings stopped it; a fresh process does. Dagster's
-#: executors start a process per step anyway. A fresh process costs ≈ 1.5 s (imports, compiled checks), so
-#: four steps each: at 4 × the sample on 16 shards the largest map process went 599 → 552 MiB (1.07 × the
-#: sample's, against 1.13 ×) for a run of 56.7 s against 44.8–49.6 s (docs/capacity.md).
-MAP_STEPS_PER_PROCESS = 4
+#: map steps a pool process runs before a fresh one replaces it: one, as under Dagster's executors. A process
+#: that ran shard after shard kept growing (at 16 × the sample on 64 shards its peak rose 421 → 666 MiB over
+#: the raw phase and to 818 MiB over the staging phase), so the map processes' memory followed the input, not
+#: the shard; neither emptying the seal caches, malloc_trim nor DuckDB's allocator flush settings stopped it.
+#: The processes fork from a server that imported the map code once, so a fresh one costs next to nothing
+#: (docs/capacity.md: at 4 × the sample on 16 shards, largest map process 603 → 504–513 MiB, run 51 → 52 s).
+MAP_STEPS_PER_PROCESS = 1
+#: what the fork server imports before it forks map processes (a spawned process re-imports for ≈ 1.5 s)
+MAP_PRELOAD = ["pipelines.partitioned.mapper"]
 
 
 def run_partitioned(settings: Settings, lake: Path | None = None, shards: int = 4,
@@ -36,10 +37,10 @@ def run_partitioned(settings: Settings, lake: Path | None = None, shards: int = 
 
     with warehouse() as con:
         plan = plan_run(con, settings, lake, shards, ducklake)
-    # spawn, not fork: the parent has had DuckDB's threads running
-    # multiprocessing's Pool, not ProcessPoolExecutor: the executor's max_tasks_per_child deadlocks once a
-    # process retires with tasks still queued (CPython gh-115634, 3.11 to 3.15 betas)
-    with get_context("spawn").Pool(workers, maxtasksperchild=steps_per_process) as pool:
+    # a fork server, not fork: this process has had DuckDB's threads running; the server has only imported
+    context = get_context("forkserver")
+    context.set_forkserver_preload(MAP_PRELOAD)
+    with context.Pool(workers, maxtasksperchild=steps_per_process) as pool:
         parsed = pool.map(partial(parse_shard, settings), plan.shards, chunksize=1)
         with warehouse() as con:
             merge_raw(con, plan, parsed)
