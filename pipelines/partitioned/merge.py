@@ -59,7 +59,7 @@ def plan_run(con: duckdb.DuckDBPyConnection, settings: Settings, lake: Path, sha
     _catch_up(con, settings)
     batch_id = start_batch(con, str(settings.inbox))
     landing = land_files(con, settings.inbox, batch_id)
-    cut = assign_shards(batch_id, str(lake), pending_partitions(con), shards)
+    cut = assign_shards(batch_id, str(lake), pending_partitions(con, settings.inbox), shards)
     return Plan(batch_id, str(lake), tuple(cut), landing.files_new, str(ducklake or ""))
 
 
