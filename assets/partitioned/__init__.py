@@ -43,7 +43,8 @@ def merge_raw_partitions(context: dg.OpExecutionContext, plan: Plan, parsed: lis
                          karte: KarteWarehouse):
     with closing(karte.connect_for_ingest()) as con:
         written = merge_raw(con, plan, parsed)
-    context.log.info(f"raw: {written} rows merged")
+    context.log.info(f"raw: {written} rows merged; largest parse process "
+                     f"{max(r.peak_rss_kib for r in parsed) // 1024 if parsed else 0} MiB")
     for shard in plan.shards:
         yield dg.DynamicOutput(shard, mapping_key=shard.name)
 
@@ -59,7 +60,9 @@ def merge_staging_partitions(context: dg.OpExecutionContext, plan: Plan, staged:
     with closing(karte.connect_for_ingest()) as con:
         summary = merge_staging(con, karte.settings(), plan, staged).as_dict()
     context.add_output_metadata({"summary": dg.MetadataValue.json(summary),
-                                 "records_in": summary["records_in"], "batch_id": summary["batch_id"]})
+                                 "records_in": summary["records_in"], "batch_id": summary["batch_id"],
+                                 # the map steps' own peaks: what a shard costs (docs/capacity.md)
+                                 "largest_staging_process_mib": max((r.peak_rss_kib for r in staged), default=0) // 1024})
     return summary
 
 
