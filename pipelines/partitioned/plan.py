@@ -98,8 +98,8 @@ def assign_shards(batch_id: int, lake: str, partitions: list[Partition], shards:
     """Largest partitions first onto the least loaded shard (bytes as the measure of work); deterministic.
     A partition larger than a shard's even share is first sliced into runs of consecutive files of at most that
     share: a map process holds its whole shard, and one sender's day grows with the input (the 4 × bench
-    input's largest is 42 MiB against an even share of 18 MiB), so unsliced the largest shard — and the map
-    processes' peak memory — followed the input, not the number of shards.
+    input's largest is 42 MiB against an even share of 18 MiB; at 16 × one 173 MB shard ran out of the ingest
+    cap before the lake's row groups were made small), so unsliced the largest shard followed the input.
     Always at least one shard, empty when nothing is new, so the reduce still closes the run's batch."""
     if shards < 1:
         raise ValueError(f"shards must be at least 1, not {shards}")
