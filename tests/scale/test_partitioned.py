@@ -86,8 +86,8 @@ def test_shards_balance_bytes_deterministically_and_refuse_zero():
 
 
 def test_a_partition_larger_than_a_shards_share_is_sliced_by_consecutive_files():
-    """One sender's day grows with the input; sliced to the even share, no shard holds more than its share plus
-    what one file brings (a single file larger than the share stays whole)."""
+    """One sender's day grows with the input; it is cut into slices of at most the even share (a single file
+    larger than the share stays whole), which spread over the shards."""
     big = Partition("2026-05-29", "1311111111", (1, 2, 3, 4, 5, 6), 600, (100, 50, 100, 20, 30, 300))
     small = Partition("2026-05-29", "consent", (7,), 100, (100,))
     assert big.slices(175) == [Partition(big.day, big.sender, (1, 2), 150, (100, 50)),
