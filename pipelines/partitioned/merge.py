@@ -18,7 +18,6 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.ingest import structure
 from pipelines.ingest.landing import land_files
-from pipelines.ingest.raw_read import unpacked_bytes
 from pipelines.ingest.run import IngestSummary, archive_into_summary, run_summary, start_batch
 from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
 from pipelines.partitioned.mapper import MapResult
@@ -86,19 +85,18 @@ def _stage_frame(con: duckdb.DuckDBPyConnection, name: str, like: str, files: li
 MERGE_CHUNK_BYTES = 64 * 1024**2
 
 
-def _file_runs(con: duckdb.DuckDBPyConnection, inbox: Path, file_ids: list[int]) -> list[tuple[int, int]]:
-    """(first, last) file id of consecutive runs of `file_ids` holding about MERGE_CHUNK_BYTES each."""
+def _file_runs(sizes: dict[int, int]) -> list[tuple[int, int]]:
+    """(first, last) file id of consecutive runs of the files (id → unpacked bytes, as the plan weighed them)
+    holding about MERGE_CHUNK_BYTES each."""
     runs, first, size = [], None, 0
-    for file_id, path, size_bytes in con.execute(
-            "SELECT file_id, path, size_bytes FROM ops.file_manifest WHERE file_id IN ? ORDER BY file_id",
-            [file_ids]).fetchall():
+    for file_id in sorted(sizes):
         first = file_id if first is None else first
-        size += unpacked_bytes(inbox / path, size_bytes)
+        size += sizes[file_id]
         if size >= MERGE_CHUNK_BYTES:
             runs.append((first, file_id))
             first, size = None, 0
     if first is not None:
-        runs.append((first, file_ids[-1]))
+        runs.append((first, max(sizes)))
     return runs
 
 
@@ -126,9 +124,8 @@ def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResul
         return 0  # this step already committed (a re-executed step must not load the rows twice)
     written = 0
     sources = {table: parquet_files(dest, table) for table in ("raw.resource", "raw.bundle", "ops.quarantine")}
-    inbox = Path(con.execute("SELECT inbox FROM ops.batch WHERE batch_id = ?", [plan.batch_id]).fetchone()[0])
     with transaction(con):
-        for run in _file_runs(con, inbox, file_ids) if file_ids else []:
+        for run in _file_runs({f: size for shard in plan.shards for f, size in shard.file_sizes.items()}):
             written += _merge_raw_run(con, sources, run)
         if file_ids:
             con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN ?", [file_ids])

@@ -66,6 +66,11 @@ class Shard:
         return sorted(f for p in self.partitions for f in p.file_ids)
 
     @property
+    def file_sizes(self) -> dict[int, int]:
+        """Each file's unpacked bytes, as the plan weighed them (the raw merge cuts its runs by them)."""
+        return {f: size for p in self.partitions for f, size in zip(p.file_ids, p.file_sizes, strict=True)}
+
+    @property
     def name(self) -> str:
         return f"shard{self.index:03d}"
 
