@@ -45,6 +45,7 @@ _CHILD = """
 import dataclasses, json, resource, sys, time
 from pipelines.bench import own_peak_rss_kib
 from pipelines.config import load_settings
+from pipelines.ingest.collector import batch_collection
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.run import processing_steps, start_batch, step_dependencies, summarise
 from pipelines.ingest.schedule import run_steps
@@ -55,8 +56,6 @@ con = cap_memory(connect(settings.warehouse), settings.ingest_memory_limit)
 def cpu():  # this process and its finished pool workers: CPU seconds do not depend on what else runs
     return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 steps, begun = {}, {}
-t = time.perf_counter(); land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
-steps["landing"] = time.perf_counter() - t
 structure = None
 def on_start(name):
     begun[name] = time.perf_counter(), cpu()
@@ -66,8 +65,11 @@ def on_done(name, out):  # steps may overlap (two lanes): a step's figure is its
     steps[name] = time.perf_counter() - t
     if name == "staging.fhir_structure":  # it runs alone: the raw step before it, the lanes after it
         structure = {**dataclasses.asdict(out), "cpu_seconds": cpu() - c}
-run_steps(con, processing_steps(settings), step_dependencies(), settings.ingest_lanes, on_start, on_done)
-summary = summarise(con, 1)
+with batch_collection():  # as ingest() runs
+    t = time.perf_counter(); land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
+    steps["landing"] = time.perf_counter() - t
+    run_steps(con, processing_steps(settings), step_dependencies(), settings.ingest_lanes, on_start, on_done)
+    summary = summarise(con, 1)
 peak = max(own_peak_rss_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # pool workers: forked, not exec'd
 print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "steps": steps, "records_in": summary.records_in,
                   "structure": structure, "peak_kib": peak}))

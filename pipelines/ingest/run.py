@@ -19,6 +19,7 @@ from pipelines.ingest import checkups, structure
 from pipelines.ingest.archive import archive_finished_files
 from pipelines.ingest.bundles import CONSUMER as BUNDLE_STEP
 from pipelines.ingest.bundles import stage_bundles
+from pipelines.ingest.collector import batch_collection
 from pipelines.ingest.documents import CONSUMER as DOCUMENT_STEP
 from pipelines.ingest.documents import stage_documents
 from pipelines.ingest.landing import land_files, landing_result
@@ -127,6 +128,12 @@ def step_dependencies() -> dict[str, tuple[str, ...]]:
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
            progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
     """Run every step; `progress(step, done, total)` is called before each step (for a progress bar)."""
+    with batch_collection():
+        return _ingest(con, settings, progress)
+
+
+def _ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
+            progress: Callable[[str, int, int], None] | None) -> IngestSummary:
     cap_memory(con, settings.ingest_memory_limit)
     batch_id = start_batch(con, str(settings.inbox))
     steps = processing_steps(settings)

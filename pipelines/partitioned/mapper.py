@@ -18,6 +18,7 @@ from pipelines.bench import own_peak_rss_kib
 from pipelines.config import Settings
 from pipelines.fhir import structure_schema
 from pipelines.ingest import structure
+from pipelines.ingest.collector import batch_collection
 from pipelines.ingest.raw import parse_landed_files
 from pipelines.partitioned.lake import Columns, export_tables, phase_dir, register_file_partitions
 from pipelines.partitioned.plan import Shard
@@ -65,6 +66,11 @@ def _clear_shard_files(dest: Path, shard: Shard) -> None:
 
 
 def parse_shard(settings: Settings, shard: Shard) -> MapResult:
+    with batch_collection():
+        return _parse_shard(settings, shard)
+
+
+def _parse_shard(settings: Settings, shard: Shard) -> MapResult:
     dest = phase_dir(Path(shard.lake), shard.batch_id, "raw")
     _clear_shard_files(dest, shard)
     with closing(_scratch(shard, "raw", settings)) as con:
@@ -109,6 +115,11 @@ def _remove_structure_context(con: duckdb.DuckDBPyConnection, stubs: list[int]) 
 
 
 def stage_shard(settings: Settings, shard: Shard) -> MapResult:
+    with batch_collection():
+        return _stage_shard(settings, shard)
+
+
+def _stage_shard(settings: Settings, shard: Shard) -> MapResult:
     dest = phase_dir(Path(shard.lake), shard.batch_id, "staging")
     _clear_shard_files(dest, shard)
     _, staging_steps, _ = split_steps(settings)

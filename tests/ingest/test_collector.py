@@ -1,0 +1,73 @@
+"""The garbage-collector settings of a batch run: frozen and relaxed inside, the process's own outside."""
+
+import gc
+
+import pytest
+
+from pipelines.ingest import collector
+from pipelines.ingest.collector import BATCH_GEN0_THRESHOLD, batch_collection
+from tests.conftest import run_ingest, write_bundles
+
+
+@pytest.fixture(autouse=True)
+def own_settings():
+    """Each test starts unfrozen at Python's defaults and leaves the session as it found it."""
+    before = gc.get_threshold()
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*before)
+
+
+def test_inside_a_run_objects_are_frozen_and_young_collections_rarer():
+    existing = [[i] for i in range(100)]  # tracked containers made before the run
+    with batch_collection():
+        assert gc.get_freeze_count() >= len(existing)
+        assert gc.get_threshold() == (BATCH_GEN0_THRESHOLD, 10, 10)
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_settings_come_back_when_the_run_fails():
+    with pytest.raises(RuntimeError), batch_collection():
+        raise RuntimeError("a step failed")
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_nested_run_leaves_the_outer_one_in_charge():
+    with batch_collection():
+        frozen = gc.get_freeze_count()
+        with batch_collection(gen0_threshold=50):
+            assert gc.get_threshold()[0] == BATCH_GEN0_THRESHOLD
+        assert gc.get_freeze_count() == frozen  # the inner exit did not unfreeze the outer run's objects
+    assert gc.get_freeze_count() == 0
+
+
+def test_cycles_made_during_a_run_are_still_collected():
+    class Node:
+        pass
+
+    with batch_collection():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        del a, b
+        assert gc.collect() >= 2  # frozen are only the objects from before the run
+
+
+def test_an_ingest_runs_under_it_and_restores_the_process(inbox, warehouse, monkeypatch):
+    seen = []
+    real = collector.batch_collection
+
+    def spy(*args, **kwargs):
+        seen.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("pipelines.ingest.run.batch_collection", spy)
+    write_bundles(inbox, {})
+    _, con = run_ingest(inbox, warehouse)
+    con.close()
+    assert seen
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == (700, 10, 10)
