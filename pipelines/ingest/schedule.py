@@ -7,8 +7,8 @@ what a step writes nor what a killed run leaves behind; it only needs to know wh
 
 A step runs once every step it depends on (`after`) has committed. Until two steps are ready at once (always,
 with one lane), steps run on the calling thread: the raw and structure steps fork worker processes, which must
-not happen while another thread holds locks. Each concurrent step gets its own DuckDB connection to the same
-database (temp tables, registered frames and the session time zone are per connection); DuckDB's optimistic
+not happen while another thread holds locks. Each step gets its own DuckDB connection to the same database,
+closed after it (temp tables, registered frames and the session time zone are per connection); DuckDB's optimistic
 concurrency lets two transactions write different rows of one table (ops.watermark, ops.record_outcome) at once.
 
 The two lanes share DuckDB's memory cap (Settings.ingest_memory_limit). Where a step runs out of it beside
@@ -73,7 +73,7 @@ def run_steps(con: duckdb.DuckDBPyConnection, steps: Sequence[Step], after: Mapp
                 pending.remove(startable[0])
                 if on_start:
                     on_start(name)
-                finished(name, _on_calling_connection(con, step))
+                finished(name, _on_own_connection(con, step))
                 continue
             if pool is None:
                 pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="karte-step")
@@ -121,22 +121,9 @@ def _collect(completed, running: dict[Future, str], beside: set[Future],
 
 
 def _on_own_connection(con: duckdb.DuckDBPyConnection, step: Callable[[duckdb.DuckDBPyConnection], object]):
+    """The step on a connection of its own, closed after it: closing drops the temp tables and views the step
+    made (left on `con` they would hold their rows, an upsert's incoming rows, one per staged record, for the
+    rest of the run and beyond). Also on the calling thread: listing and dropping them on `con` cost two catalog
+    queries a step (≈ 1.5 ms, 0.74 ms each) against 0.1 ms for a cursor."""
     with closing(sibling_cursor(con)) as own:
         return step(own)
-
-
-def _on_calling_connection(con: duckdb.DuckDBPyConnection, step: Callable[[duckdb.DuckDBPyConnection], object]):
-    """The step on `con`; then the temp tables and views it made are dropped, as closing a lane's own connection
-    drops a concurrent step's. Left on `con` they would hold their rows (an upsert's incoming rows, one per staged
-    record) for the rest of the run and beyond; the caller's own temp objects are left alone."""
-    before = _temp_objects(con)
-    result = step(con)
-    for kind, name in sorted(_temp_objects(con) - before):
-        con.execute(f'DROP {kind} IF EXISTS temp.main."{name}"')
-    return result
-
-
-def _temp_objects(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
-    return set(con.execute("SELECT 'TABLE', table_name FROM duckdb_tables() WHERE temporary "
-                           "UNION ALL SELECT 'VIEW', view_name FROM duckdb_views() WHERE temporary AND NOT internal"
-                           ).fetchall())

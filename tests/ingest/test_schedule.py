@@ -143,13 +143,22 @@ def test_the_dagster_assets_give_the_warehouse_karte_ingest_gives(faulty_inbox, 
     assert fingerprints(tmp_path / "dagster.duckdb") == karte_ingest
 
 
-def test_one_lane_runs_every_step_in_order_on_the_calling_thread():
-    con = duckdb.connect()
+def test_one_lane_runs_every_step_in_order_on_the_calling_thread(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE TEMP TABLE callers_own AS SELECT 1 AS x")
     seen = []
-    steps = [(name, lambda own, name=name: seen.append((name, threading.current_thread().name, own is con)))
-             for name in ("a", "b", "c", "d")]
+
+    def step(own, name):
+        own.execute(f"CREATE TABLE {name} AS SELECT 1 AS x")  # the same database as the caller's
+        own.execute(f"CREATE TEMP TABLE {name}_scratch AS SELECT 1 AS x")
+        seen.append((name, threading.current_thread().name, own is con))
+
+    steps = [(name, lambda own, name=name: step(own, name)) for name in ("a", "b", "c", "d")]
     run_steps(con, steps, {"c": ("a",), "d": ("a",)}, lanes=1)
-    assert seen == [(name, threading.main_thread().name, True) for name in ("a", "b", "c", "d")]
+    assert seen == [(name, threading.main_thread().name, False) for name in ("a", "b", "c", "d")]
+    assert con.execute("SELECT count(*) FROM a, b, c, d").fetchone() == (1,)
+    # a step's temp tables went with its connection; the caller's stayed
+    assert con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall() == [("callers_own",)]
 
 
 def test_a_step_that_runs_out_of_memory_beside_another_is_run_again_alone(tmp_path, caplog):
