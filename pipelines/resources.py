@@ -1,12 +1,14 @@
 """Dagster resources: where the warehouse, inbox and reports live (defaults from pipelines.config)."""
 
 import os
+from contextlib import AbstractContextManager
 
 import dagster as dg
 import duckdb
 
 from pipelines.config import Settings, load_settings
-from pipelines.warehouse import cap_memory, connect
+from pipelines.ingest.run import ingest_connection
+from pipelines.warehouse import connect
 
 
 class KarteWarehouse(dg.ConfigurableResource):
@@ -25,6 +27,7 @@ class KarteWarehouse(dg.ConfigurableResource):
         os.umask(0o077)  # what the run creates (warehouse, reports) is owner-only, as from the CLI
         return connect(self.settings().warehouse, read_only=read_only)
 
-    def connect_for_ingest(self) -> duckdb.DuckDBPyConnection:
-        """A write connection whose DuckDB memory is capped for the ingest steps (Settings.ingest_memory_limit)."""
-        return cap_memory(self.connect(), self.settings().ingest_memory_limit)
+    def ingest_connection(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A write connection for an ingest step, closed after it (pipelines.ingest.run.ingest_connection)."""
+        os.umask(0o077)
+        return ingest_connection(self.settings())

@@ -1,7 +1,6 @@
 """core: deduplicated, pseudonymous tables keyed by identity; newest version wins, entered-in-error is a
 tombstone; every clinical row carries patient_key, institution_number, category and provenance."""
 
-from contextlib import closing
 
 import dagster as dg
 
@@ -44,7 +43,7 @@ def _core_asset(spec: CoreTable) -> dg.AssetsDefinition:
         name=f"core_{spec.table}",
     )
     def _asset(karte: KarteWarehouse):
-        with closing(karte.connect_for_ingest()) as con:
+        with karte.ingest_connection() as con:
             counts = upsert(con, spec)
             yield dg.MaterializeResult(asset_key=key, metadata=table_metadata(con, f"core.{spec.table}", **counts))
             for extra in extra_specs:
@@ -64,7 +63,7 @@ core_assets = [_core_asset(spec) for spec in CORE_TABLES]
                                          blocking=True)])
 def consent_interval(karte: KarteWarehouse):
     """core.consent_interval: one row per permitting Consent × kind × grantee while it is in force."""
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         written = intervals.derive_consent_intervals(con)
         yield dg.MaterializeResult(metadata=table_metadata(con, "core.consent_interval", rows_written=written))
         bad = con.execute("SELECT count(*) FROM core.consent_interval WHERE valid_to <= valid_from").fetchone()[0]

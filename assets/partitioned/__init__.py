@@ -3,7 +3,6 @@ partitions) → raw merge → staging map → staging merge + core. The map step
 executor the job uses (multiprocess here, dask / Celery / Kubernetes elsewhere: docs/scale_out.md); the plan and
 merge steps are the warehouse's single writer. Thin wrappers over pipelines/partitioned."""
 
-from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -24,7 +23,7 @@ class PartitionedIngestConfig(dg.Config):
 def plan_partitions(context: dg.OpExecutionContext, config: PartitionedIngestConfig, karte: KarteWarehouse):
     settings = karte.settings()
     lake = Path(config.lake) if config.lake else default_lake(settings)
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         plan = plan_run(con, settings, lake, config.shards, Path(config.ducklake) if config.ducklake else None)
     context.log.info(f"batch {plan.batch_id}: {plan.files_new} new files in "
                      f"{len({p.key for s in plan.shards for p in s.partitions})} partitions, {len(plan.shards)} shards")
@@ -41,7 +40,7 @@ def parse_partitions(shard, karte: KarteWarehouse) -> MapResult:
 @dg.op(out=dg.DynamicOut(), description="Reduce: raw rows into the warehouse with single-process ids.")
 def merge_raw_partitions(context: dg.OpExecutionContext, plan: Plan, parsed: list[MapResult],
                          karte: KarteWarehouse):
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         written = merge_raw(con, plan, parsed)
     context.log.info(f"raw: {written} rows merged; largest parse process "
                      f"{max(r.peak_rss_kib for r in parsed) // 1024 if parsed else 0} MiB")
@@ -57,7 +56,7 @@ def stage_partitions(shard, karte: KarteWarehouse) -> MapResult:
 @dg.op(description="Reduce: staging rows into the warehouse, then core upserts, consent intervals, summary.")
 def merge_staging_partitions(context: dg.OpExecutionContext, plan: Plan, staged: list[MapResult],
                              karte: KarteWarehouse) -> dict:
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         summary = merge_staging(con, karte.settings(), plan, staged).as_dict()
     context.add_output_metadata({"summary": dg.MetadataValue.json(summary),
                                  "records_in": summary["records_in"], "batch_id": summary["batch_id"],
@@ -93,7 +92,7 @@ def _shard_ops(index: int) -> tuple[dg.OpDefinition, dg.OpDefinition]:
 def plan_fixed_shards(config: PartitionedIngestConfig, karte: KarteWarehouse) -> Plan:
     settings = karte.settings()
     lake = Path(config.lake) if config.lake else default_lake(settings)
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         return plan_run(con, settings, lake, config.shards, Path(config.ducklake) if config.ducklake else None)
 
 
@@ -103,13 +102,13 @@ def _merge_ops(shards: int) -> tuple[dg.OpDefinition, dg.OpDefinition]:
 
     @dg.op(ins=ins, out=dg.Out(Plan), description="Reduce: raw rows into the warehouse with single-process ids.")
     def merge_raw_fixed(karte: KarteWarehouse, plan: Plan, **parsed: list[MapResult]) -> Plan:
-        with closing(karte.connect_for_ingest()) as con:
+        with karte.ingest_connection() as con:
             merge_raw(con, plan, [r for rs in parsed.values() for r in rs])
         return plan
 
     @dg.op(ins=ins, description="Reduce: staging rows into the warehouse, then core, consent intervals, summary.")
     def merge_staging_fixed(karte: KarteWarehouse, plan: Plan, **staged: list[MapResult]) -> dict:
-        with closing(karte.connect_for_ingest()) as con:
+        with karte.ingest_connection() as con:
             return merge_staging(con, karte.settings(), plan, [r for rs in staged.values() for r in rs]).as_dict()
 
     return merge_raw_fixed, merge_staging_fixed

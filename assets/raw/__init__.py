@@ -1,6 +1,5 @@
 """raw: verbatim input with provenance (one row per bundle entry, NDJSON line or registry row)."""
 
-from contextlib import closing
 
 import dagster as dg
 
@@ -20,7 +19,7 @@ from pipelines.resources import KarteWarehouse
 )
 def raw_layer(karte: KarteWarehouse):
     """Parses every landed, not yet parsed file; unreadable files and lines go to ops.quarantine."""
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         written = parse_landed_files(con, karte.settings().inbox, karte.settings().pseudonym_key)
         yield dg.MaterializeResult(asset_key=["raw", "resource"],
                                    metadata=table_metadata(con, "raw.resource", rows_written=written))

@@ -1,7 +1,6 @@
 """staging: typed flat tables per kind of information, built from the ViewDefinitions, after the IG rules
 and the data contracts; every failure is an ops.quarantine row."""
 
-from contextlib import closing
 
 import dagster as dg
 
@@ -22,7 +21,7 @@ BUNDLE = ["staging", "bundle"]
 @dg.asset(key=STRUCTURE, group_name=GROUP, kinds={"duckdb"}, deps=[["raw", "resource"]])
 def fhir_structure(karte: KarteWarehouse) -> dg.MaterializeResult:
     """staging.structure_failure: one row per raw record that fhir.resources (R4B) rejects."""
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         outcome = structure.stage_structure(con, karte.settings().structure_validation)
         # missed > 0: the fast check passed what fhir.resources rejects (docs/structure.md)
         return dg.MaterializeResult(metadata=table_metadata(con, "staging.structure_failure", **vars(outcome)))
@@ -39,7 +38,7 @@ def fhir_structure(karte: KarteWarehouse) -> dg.MaterializeResult:
                 dg.AssetCheckSpec("meets_contract", asset=["staging", "patient"], blocking=True)])
 def bundle(karte: KarteWarehouse):
     """Bundle-level IG rules; a rejected bundle is quarantined whole."""
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         result = stage_bundles(con, karte.settings().pseudonym_key)
         yield dg.MaterializeResult(asset_key=BUNDLE, metadata=table_metadata(
             con, "staging.bundle", bundles=result.rows_in, accepted=result.accepted, rejected=result.rejected))
@@ -59,7 +58,7 @@ def bundle(karte: KarteWarehouse):
                  description="staging.document_resource: one row per supporting (non-clinical) document entry."),
 ], check_specs=[dg.AssetCheckSpec("meets_contract", asset=["staging", "document"], blocking=True)])
 def document(karte: KarteWarehouse):
-    with closing(karte.connect_for_ingest()) as con:
+    with karte.ingest_connection() as con:
         staged, quarantined = stage_documents(con)
         yield dg.MaterializeResult(asset_key=["staging", "document"], metadata=table_metadata(
             con, "staging.document", contracts.StagedDocument, staged=staged, quarantined=quarantined))
@@ -92,7 +91,7 @@ def _stage_asset(table: str, contract, stage_fn) -> dg.AssetsDefinition:
               metadata={"dagster/column_schema": contract_schema(contract)},
               check_specs=[dg.AssetCheckSpec("meets_contract", asset=key, blocking=True)])
     def _asset(karte: KarteWarehouse):
-        with closing(karte.connect_for_ingest()) as con:
+        with karte.ingest_connection() as con:
             staged, quarantined = stage_fn(con, karte.settings().pseudonym_key)
             yield dg.MaterializeResult(metadata=table_metadata(
                 con, f"staging.{table}", contract, staged=staged, quarantined=quarantined))

@@ -7,7 +7,8 @@ time (pipelines/ingest/schedule.py, `step_dependencies` below).
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,7 +29,7 @@ from pipelines.ingest.raw import parse_landed_files
 from pipelines.ingest.resources import clinical_stages, stage_resources
 from pipelines.ingest.schedule import run_steps
 from pipelines.ingest.upsert import CORE_TABLES, upsert
-from pipelines.warehouse import cap_memory, transaction
+from pipelines.warehouse import cap_memory, connect, transaction
 
 
 @dataclass
@@ -54,6 +55,15 @@ class IngestSummary:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+@contextmanager
+def ingest_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A write connection for ingest steps run outside `ingest()` (the Dagster assets, the partitioned run's
+    merges), closed after them: DuckDB's memory capped for the ingest (Settings.ingest_memory_limit) and Python's
+    collector set as `ingest()` sets it (pipelines/ingest/collector.py)."""
+    with batch_collection(), closing(cap_memory(connect(settings.warehouse), settings.ingest_memory_limit)) as con:
+        yield con
 
 
 def start_batch(con: duckdb.DuckDBPyConnection, inbox: str) -> int:

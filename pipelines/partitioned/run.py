@@ -1,16 +1,14 @@
 """The partitioned ingest without Dagster: map steps over a process pool, reduce steps in this process.
 Same result as `pipelines.ingest.run.ingest` (tests/scale/test_partitioned.py); what `karte bench` times."""
 
-from contextlib import closing
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
 from pipelines.config import Settings
-from pipelines.ingest.run import IngestSummary
+from pipelines.ingest.run import IngestSummary, ingest_connection
 from pipelines.partitioned.mapper import MapResult, parse_shard, stage_shard
 from pipelines.partitioned.merge import default_lake, merge_raw, merge_staging, plan_run
-from pipelines.warehouse import cap_memory, connect
 
 #: map steps a pool process runs before a fresh one replaces it: one, as under Dagster's executors. A process
 #: that ran shard after shard kept growing (at 16 × the sample on 64 shards its peak rose 421 → 666 MiB over
@@ -32,20 +30,17 @@ def run_partitioned(settings: Settings, lake: Path | None = None, shards: int = 
     `steps_per_process`: map steps a pool process runs before it is replaced (memory; see MAP_STEPS_PER_PROCESS)."""
     lake = Path(lake or default_lake(settings))
 
-    def warehouse():  # every connection of the run under the ingest cap, as the Dagster ops' (connect_for_ingest)
-        return closing(cap_memory(connect(settings.warehouse), settings.ingest_memory_limit))
-
-    with warehouse() as con:
+    with ingest_connection(settings) as con:
         plan = plan_run(con, settings, lake, shards, ducklake)
     # a fork server, not fork: this process has had DuckDB's threads running; the server has only imported
     context = get_context("forkserver")
     context.set_forkserver_preload(MAP_PRELOAD)
     with context.Pool(workers, maxtasksperchild=steps_per_process) as pool:
         parsed = pool.map(partial(parse_shard, settings), plan.shards, chunksize=1)
-        with warehouse() as con:
+        with ingest_connection(settings) as con:
             merge_raw(con, plan, parsed)
         staged = pool.map(partial(stage_shard, settings), plan.shards, chunksize=1)
     if map_results is not None:
         map_results.extend(parsed + staged)
-    with warehouse() as con:
+    with ingest_connection(settings) as con:
         return merge_staging(con, settings, plan, staged)

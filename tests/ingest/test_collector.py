@@ -2,10 +2,12 @@
 
 import gc
 
+import duckdb
 import pytest
 
 from pipelines.ingest import collector
 from pipelines.ingest.collector import BATCH_GEN0_THRESHOLD, batch_collection
+from pipelines.warehouse import cap_memory
 from tests.conftest import run_ingest, write_bundles
 
 
@@ -71,3 +73,19 @@ def test_an_ingest_runs_under_it_and_restores_the_process(inbox, warehouse, monk
     assert seen
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_dagster_ingest_step_runs_under_it_on_a_capped_connection_closed_after(tmp_path):
+    from pipelines.resources import KarteWarehouse
+
+    karte = KarteWarehouse(warehouse=str(tmp_path / "w.duckdb"), inbox=str(tmp_path / "inbox"),
+                           reports=str(tmp_path / "reports"))
+    with karte.ingest_connection() as con:
+        assert gc.get_threshold()[0] == BATCH_GEN0_THRESHOLD
+        capped = cap_memory(duckdb.connect(), karte.settings().ingest_memory_limit)
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone() == \
+            capped.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert con.execute("SELECT count(*) FROM ops.watermark").fetchone() == (0,)  # the warehouse, laid out
+    assert gc.get_threshold() == (700, 10, 10)
+    with pytest.raises(Exception, match="closed"):
+        con.execute("SELECT 1")
