@@ -60,8 +60,8 @@ class IngestSummary:
 @contextmanager
 def ingest_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A write connection for ingest steps run outside `ingest()` (the Dagster assets, the partitioned run's
-    merges), closed after them: DuckDB's memory capped for the ingest (Settings.ingest_memory_limit) and Python's
-    collector set as `ingest()` sets it (pipelines/ingest/collector.py)."""
+    merges), closed after them: DuckDB's memory capped for the ingest (Settings.ingest_memory_limit) and the objects
+    from before the step kept from Python's collector, as in `ingest()` (pipelines/ingest/collector.py)."""
     with batch_collection(), closing(cap_memory(connect(settings.warehouse), settings.ingest_memory_limit)) as con:
         yield con
 

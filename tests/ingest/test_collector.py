@@ -1,4 +1,4 @@
-"""The garbage-collector settings of a batch run: frozen and relaxed inside, the process's own outside."""
+"""The garbage collector during a batch run: the objects from before it frozen inside, nothing frozen outside."""
 
 import gc
 
@@ -6,43 +6,37 @@ import duckdb
 import pytest
 
 from pipelines.ingest import collector
-from pipelines.ingest.collector import BATCH_GEN0_THRESHOLD, batch_collection
+from pipelines.ingest.collector import batch_collection
 from pipelines.warehouse import cap_memory
 from tests.conftest import run_ingest, write_bundles
 
 
 @pytest.fixture(autouse=True)
-def own_settings():
-    """Each test starts unfrozen at Python's defaults and leaves the session as it found it."""
-    before = gc.get_threshold()
+def nothing_frozen():
+    """Each test starts with nothing frozen and leaves it so."""
     gc.unfreeze()
-    gc.set_threshold(700, 10, 10)
     yield
     gc.unfreeze()
-    gc.set_threshold(*before)
 
 
-def test_inside_a_run_objects_are_frozen_and_young_collections_rarer():
+def test_inside_a_run_the_objects_from_before_it_are_frozen():
     existing = [[i] for i in range(100)]  # tracked containers made before the run
     with batch_collection():
         assert gc.get_freeze_count() >= len(existing)
-        assert gc.get_threshold() == (BATCH_GEN0_THRESHOLD, 10, 10)
     assert gc.get_freeze_count() == 0
-    assert gc.get_threshold() == (700, 10, 10)
 
 
-def test_settings_come_back_when_the_run_fails():
+def test_nothing_stays_frozen_when_the_run_fails():
     with pytest.raises(RuntimeError), batch_collection():
         raise RuntimeError("a step failed")
     assert gc.get_freeze_count() == 0
-    assert gc.get_threshold() == (700, 10, 10)
 
 
 def test_a_nested_run_leaves_the_outer_one_in_charge():
     with batch_collection():
         frozen = gc.get_freeze_count()
-        with batch_collection(gen0_threshold=50):
-            assert gc.get_threshold()[0] == BATCH_GEN0_THRESHOLD
+        with batch_collection():
+            pass
         assert gc.get_freeze_count() == frozen  # the inner exit did not unfreeze the outer run's objects
     assert gc.get_freeze_count() == 0
 
@@ -72,7 +66,6 @@ def test_an_ingest_runs_under_it_and_restores_the_process(inbox, warehouse, monk
     con.close()
     assert seen
     assert gc.get_freeze_count() == 0
-    assert gc.get_threshold() == (700, 10, 10)
 
 
 def test_a_dagster_ingest_step_runs_under_it_on_a_capped_connection_closed_after(tmp_path):
@@ -81,11 +74,11 @@ def test_a_dagster_ingest_step_runs_under_it_on_a_capped_connection_closed_after
     karte = KarteWarehouse(warehouse=str(tmp_path / "w.duckdb"), inbox=str(tmp_path / "inbox"),
                            reports=str(tmp_path / "reports"))
     with karte.ingest_connection() as con:
-        assert gc.get_threshold()[0] == BATCH_GEN0_THRESHOLD
+        assert gc.get_freeze_count() > 0
         capped = cap_memory(duckdb.connect(), karte.settings().ingest_memory_limit)
         assert con.execute("SELECT current_setting('memory_limit')").fetchone() == \
             capped.execute("SELECT current_setting('memory_limit')").fetchone()
         assert con.execute("SELECT count(*) FROM ops.watermark").fetchone() == (0,)  # the warehouse, laid out
-    assert gc.get_threshold() == (700, 10, 10)
+    assert gc.get_freeze_count() == 0
     with pytest.raises(Exception, match="closed"):
         con.execute("SELECT 1")
