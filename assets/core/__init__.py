@@ -1,7 +1,6 @@
 """core: deduplicated, pseudonymous tables keyed by identity; newest version wins, entered-in-error is a
 tombstone; every clinical row carries patient_key, institution_number, category and provenance."""
 
-
 import dagster as dg
 
 from assets.metadata import declared_schema, step_upstream_keys, table_metadata

@@ -1,6 +1,5 @@
 """raw: verbatim input with provenance (one row per bundle entry, NDJSON line or registry row)."""
 
-
 import dagster as dg
 
 from assets.metadata import table_metadata

@@ -1,7 +1,6 @@
 """staging: typed flat tables per kind of information, built from the ViewDefinitions, after the IG rules
 and the data contracts; every failure is an ops.quarantine row."""
 
-
 import dagster as dg
 
 from assets.metadata import contract_schema, step_upstream_keys, table_exists, table_metadata
