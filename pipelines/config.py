@@ -31,6 +31,11 @@ class Settings:
     ingest_memory_limit: str = "384MB"
     #: ingest steps run at once where they are independent (pipelines/ingest/schedule.py); 1 runs them in order
     ingest_lanes: int = 2
+    #: DuckDB threads of an ingest connection: one query spreads over at most this many cores, so the lanes side
+    #: by side (and the raw step's reading workers, the partitioned run's map processes) do not each claim every
+    #: core. Default: the cores shared among the lanes, 1 on the 2-core machine, where DuckDB's own default (a
+    #: thread per core) made 4 × the bench sample take 16.0–18.4 s against 14.4–14.5 s (docs/capacity.md)
+    ingest_threads: int = 1
     #: where a run moves the inbox files it finished (pipelines/ingest/archive.py); None keeps them in the inbox
     archive: Path | None = None
 
@@ -56,6 +61,7 @@ def load_settings(
         from pipelines.ingest.archive import check_archive  # the inbox's layout is landing's
 
         check_archive(inbox, Path(archive))  # at start-up, not after a run
+    lanes = _positive_int("KARTE_INGEST_LANES", 2)
     return Settings(
         warehouse=Path(warehouse or os.environ.get("KARTE_WAREHOUSE") or DATA_DIR / "warehouse.duckdb"),
         inbox=inbox,
@@ -64,9 +70,18 @@ def load_settings(
         uses_development_key=not key,
         structure_validation=os.environ.get("KARTE_STRUCTURE_VALIDATION", "fast"),
         ingest_memory_limit=os.environ.get("KARTE_INGEST_MEMORY_LIMIT", "384MB"),
-        ingest_lanes=_positive_int("KARTE_INGEST_LANES", 2),
+        ingest_lanes=lanes,
+        ingest_threads=_positive_int("KARTE_INGEST_THREADS", max(1, usable_cores() // lanes)),
         archive=None if archive is None else Path(archive),
     )
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container's cpuset narrows), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _positive_int(variable: str, default: int) -> int:

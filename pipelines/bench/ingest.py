@@ -49,10 +49,10 @@ from pipelines.ingest.collector import batch_collection
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.run import processing_steps, start_batch, step_dependencies, summarise
 from pipelines.ingest.schedule import run_steps
-from pipelines.warehouse import cap_memory, connect
+from pipelines.warehouse import cap_duckdb, connect
 settings = load_settings(warehouse=sys.argv[2], inbox=sys.argv[1])
 started = time.perf_counter()
-con = cap_memory(connect(settings.warehouse), settings.ingest_memory_limit)
+con = cap_duckdb(connect(settings.warehouse), settings.ingest_memory_limit, settings.ingest_threads)
 def cpu():  # this process and its finished pool workers: CPU seconds do not depend on what else runs
     return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 steps, begun = {}, {}

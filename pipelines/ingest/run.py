@@ -29,7 +29,7 @@ from pipelines.ingest.raw import parse_landed_files
 from pipelines.ingest.resources import clinical_stages, stage_resources
 from pipelines.ingest.schedule import run_steps
 from pipelines.ingest.upsert import CORE_TABLES, upsert
-from pipelines.warehouse import cap_memory, connect, transaction
+from pipelines.warehouse import cap_duckdb, connect, transaction
 
 
 @dataclass
@@ -60,9 +60,10 @@ class IngestSummary:
 @contextmanager
 def ingest_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A write connection for ingest steps run outside `ingest()` (the Dagster assets, the partitioned run's
-    merges), closed after them: DuckDB's memory capped for the ingest (Settings.ingest_memory_limit) and the objects
-    from before the step kept from Python's collector, as in `ingest()` (pipelines/ingest/collector.py)."""
-    with batch_collection(), closing(cap_memory(connect(settings.warehouse), settings.ingest_memory_limit)) as con:
+    merges), closed after them: DuckDB capped for the ingest (Settings.ingest_memory_limit, ingest_threads) and the
+    objects from before the step kept from Python's collector, as in `ingest()` (pipelines/ingest/collector.py)."""
+    con = cap_duckdb(connect(settings.warehouse), settings.ingest_memory_limit, settings.ingest_threads)
+    with batch_collection(), closing(con):
         yield con
 
 
@@ -144,7 +145,7 @@ def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
 
 def _ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
             progress: Callable[[str, int, int], None] | None) -> IngestSummary:
-    cap_memory(con, settings.ingest_memory_limit)
+    cap_duckdb(con, settings.ingest_memory_limit, settings.ingest_threads)
     batch_id = start_batch(con, str(settings.inbox))
     steps = processing_steps(settings)
     if progress:

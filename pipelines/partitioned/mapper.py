@@ -24,7 +24,7 @@ from pipelines.partitioned.lake import Columns, export_tables, phase_dir, regist
 from pipelines.partitioned.plan import Shard
 from pipelines.partitioned.steps import split_steps
 from pipelines.views.fhirpath import sql_str
-from pipelines.warehouse import cap_memory, connect
+from pipelines.warehouse import cap_duckdb, connect
 
 RAW_TABLES = ["raw.resource", "raw.bundle", "ops.quarantine"]
 #: ops ledgers the staging steps append to (the rest of ops is bookkeeping the reduce writes itself)
@@ -52,7 +52,7 @@ def _scratch(shard: Shard, phase: str, settings: Settings) -> duckdb.DuckDBPyCon
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
     con = connect(path)
-    cap_memory(con, settings.ingest_memory_limit)
+    cap_duckdb(con, settings.ingest_memory_limit, settings.ingest_threads)
     con.execute(f"ATTACH {sql_str(Path(settings.warehouse).as_posix())} AS wh (READ_ONLY)")
     register_file_partitions(con, shard)
     return con

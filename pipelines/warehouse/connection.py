@@ -61,10 +61,16 @@ def sibling_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return own
 
 
-def cap_memory(con: duckdb.DuckDBPyConnection, limit: str) -> duckdb.DuckDBPyConnection:
-    """Cap DuckDB's buffer pool (it otherwise grows to 80 % of RAM caching what it wrote); ingest runs under
-    Settings.ingest_memory_limit so its peak follows the step windows, not the warehouse size."""
-    con.execute("SET memory_limit = ?", [limit])
+def cap_duckdb(con: duckdb.DuckDBPyConnection, memory_limit: str, threads: int | None = None
+               ) -> duckdb.DuckDBPyConnection:
+    """Cap DuckDB's buffer pool (it otherwise grows to 80 % of RAM caching what it wrote) and, where given, the
+    threads a query may use (otherwise one per core). Ingest runs under Settings.ingest_memory_limit, so its peak
+    follows the step windows, not the warehouse size, and Settings.ingest_threads, so that its lanes (or map
+    processes) side by side do not each spread a query over every core. Both settings hold for the database
+    (every cursor of it) until changed."""
+    con.execute("SET memory_limit = ?", [memory_limit])
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
     return con
 
 

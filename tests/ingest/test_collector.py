@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.ingest import collector
 from pipelines.ingest.collector import batch_collection
-from pipelines.warehouse import cap_memory
+from pipelines.warehouse import cap_duckdb
 from tests.conftest import run_ingest, write_bundles
 
 
@@ -75,7 +75,7 @@ def test_a_dagster_ingest_step_runs_under_it_on_a_capped_connection_closed_after
                            reports=str(tmp_path / "reports"))
     with karte.ingest_connection() as con:
         assert gc.get_freeze_count() > 0
-        capped = cap_memory(duckdb.connect(), karte.settings().ingest_memory_limit)
+        capped = cap_duckdb(duckdb.connect(), karte.settings().ingest_memory_limit)
         assert con.execute("SELECT current_setting('memory_limit')").fetchone() == \
             capped.execute("SELECT current_setting('memory_limit')").fetchone()
         assert con.execute("SELECT count(*) FROM ops.watermark").fetchone() == (0,)  # the warehouse, laid out

@@ -125,6 +125,36 @@ def test_a_lane_count_that_is_not_a_positive_number_is_a_clear_error(monkeypatch
         load_settings()
 
 
+@pytest.mark.parametrize(("cores", "lanes", "threads"), [(2, "2", 1), (16, "2", 8), (2, "1", 2), (1, "2", 1)])
+def test_duckdb_threads_default_to_the_cores_shared_among_the_lanes(monkeypatch, cores, lanes, threads):
+    monkeypatch.setattr("pipelines.config.usable_cores", lambda: cores)
+    monkeypatch.setenv("KARTE_INGEST_LANES", lanes)
+    monkeypatch.delenv("KARTE_INGEST_THREADS", raising=False)
+    assert load_settings().ingest_threads == threads
+
+
+def test_an_ingest_runs_its_duckdb_queries_on_the_configured_threads(faulty_inbox, tmp_path, monkeypatch):
+    from pipelines.ingest import run
+
+    inbox, _ = faulty_inbox
+    monkeypatch.setenv("KARTE_INGEST_THREADS", "3")
+    seen = []
+    real = run.run_steps
+    monkeypatch.setattr(run, "run_steps", lambda con, *a, **k: seen.append(
+        con.execute("SELECT current_setting('threads')").fetchone()[0]) or real(con, *a, **k))
+    run_ingest(inbox, tmp_path / "threads.duckdb")[1].close()
+    assert seen == [3]
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_a_thread_count_that_is_not_a_positive_number_is_a_clear_error(monkeypatch, value):
+    from pipelines.config import ConfigError
+
+    monkeypatch.setenv("KARTE_INGEST_THREADS", value)
+    with pytest.raises(ConfigError, match="KARTE_INGEST_THREADS must be a whole number of at least 1"):
+        load_settings()
+
+
 def test_the_dagster_assets_give_the_warehouse_karte_ingest_gives(faulty_inbox, tmp_path):
     """The asset graph runs the steps in its own topological order: its dependencies come from the same
     step_dependencies, so the order cannot change what is written."""
