@@ -45,14 +45,11 @@ _CHILD = """
 import dataclasses, json, resource, sys, time
 from pipelines.bench import own_peak_rss_kib
 from pipelines.config import load_settings
-from pipelines.ingest.collector import batch_collection
 from pipelines.ingest.landing import land_files
-from pipelines.ingest.run import processing_steps, start_batch, step_dependencies, summarise
+from pipelines.ingest.run import ingest_connection, processing_steps, start_batch, step_dependencies, summarise
 from pipelines.ingest.schedule import run_steps
-from pipelines.warehouse import cap_duckdb, connect
 settings = load_settings(warehouse=sys.argv[2], inbox=sys.argv[1])
 started = time.perf_counter()
-con = cap_duckdb(connect(settings.warehouse), settings.ingest_memory_limit, settings.ingest_threads)
 def cpu():  # this process and its finished pool workers: CPU seconds do not depend on what else runs
     return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 steps, begun = {}, {}
@@ -65,7 +62,7 @@ def on_done(name, out):  # steps may overlap (two lanes): a step's figure is its
     steps[name] = time.perf_counter() - t
     if name == "staging.fhir_structure":  # it runs alone: the raw step before it, the lanes after it
         structure = {**dataclasses.asdict(out), "cpu_seconds": cpu() - c}
-with batch_collection():  # as ingest() runs
+with ingest_connection(settings) as con:  # capped and with the collector as ingest() runs
     t = time.perf_counter(); land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
     steps["landing"] = time.perf_counter() - t
     run_steps(con, processing_steps(settings), step_dependencies(), settings.ingest_lanes, on_start, on_done)

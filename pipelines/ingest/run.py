@@ -62,9 +62,8 @@ def ingest_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]
     """A write connection for ingest steps run outside `ingest()` (the Dagster assets, the partitioned run's
     merges), closed after them: DuckDB capped for the ingest (Settings.ingest_memory_limit, ingest_threads) and the
     objects from before the step kept from Python's collector, as in `ingest()` (pipelines/ingest/collector.py)."""
-    con = cap_duckdb(connect(settings.warehouse), settings.ingest_memory_limit, settings.ingest_threads)
-    with batch_collection(), closing(con):
-        yield con
+    with closing(connect(settings.warehouse)) as con, batch_collection():
+        yield cap_duckdb(con, settings.ingest_memory_limit, settings.ingest_threads)
 
 
 def start_batch(con: duckdb.DuckDBPyConnection, inbox: str) -> int:

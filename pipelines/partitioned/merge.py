@@ -24,7 +24,7 @@ from pipelines.partitioned.mapper import MapResult
 from pipelines.partitioned.plan import Shard, assign_shards, pending_partitions
 from pipelines.partitioned.steps import split_steps
 from pipelines.views.fhirpath import sql_str
-from pipelines.warehouse import cap_duckdb, get_watermark, set_watermark, transaction
+from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ def _catch_up(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 
 def plan_run(con: duckdb.DuckDBPyConnection, settings: Settings, lake: Path, shards: int,
              ducklake: Path | None = None) -> Plan:
-    cap_duckdb(con, settings.ingest_memory_limit, settings.ingest_threads)
+    """Land the batch and cut it into shards, on `con` as the caller opened it (the run and the Dagster ops open
+    it through ingest_connection, under the ingest caps)."""
     _catch_up(con, settings)
     batch_id = start_batch(con, str(settings.inbox))
     landing = land_files(con, settings.inbox, batch_id)
