@@ -7,6 +7,7 @@ import duckdb
 import pandera.polars as pa
 
 from pipelines.ingest.run import step_dependencies
+from pipelines.warehouse import raw_lake
 from pipelines.warehouse.connection import SCHEMA_SQL
 from pipelines.warehouse.tables import CORE_SQL
 
@@ -33,9 +34,10 @@ def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """A table, or a view standing for one (raw.resource over the raw lake's files)."""
     schema, name = table.split(".")
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, name]).fetchone()[0])
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+                            "AND table_schema = ? AND table_name = ?", [schema, name]).fetchone()[0])
 
 
 def table_metadata(con: duckdb.DuckDBPyConnection, table: str, model=None, **extra) -> dict:
@@ -52,6 +54,7 @@ def _layout() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute(SCHEMA_SQL)
     con.execute(CORE_SQL)
+    raw_lake.refresh_view(con)  # raw.resource, with no files yet
     return con
 
 

@@ -17,7 +17,7 @@ from pipelines.config import load_settings
 from pipelines.generate import generate
 from pipelines.ingest.run import ingest
 from pipelines.partitioned.run import run_partitioned
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, raw_lake
 
 
 @dataclass
@@ -36,8 +36,10 @@ class ParallelBench:
 
 def _row_counts(warehouse: Path) -> dict[str, int]:
     with closing(connect(warehouse, read_only=True)) as con:
+        # raw.resource is a view over the raw lake; how many files hold it depends on how the run was cut
         tables = con.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables() "
-                             "WHERE schema_name IN ('raw', 'staging', 'core') ORDER BY 1").fetchall()
+                             "WHERE schema_name IN ('raw', 'staging', 'core') AND table_name <> 'resource_file' "
+                             "UNION ALL SELECT ? ORDER BY 1", [raw_lake.VIEW]).fetchall()
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for (t,) in tables}
 
 

@@ -63,7 +63,7 @@ from pipelines.fhir.systems import INFORMATION_KINDS
 from pipelines.ingest.facility_registry import BED_BAND_SQL
 from pipelines.reports.adoption.stored import refresh_facts
 from pipelines.reports.jst import jst_midnight_sql
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, raw_lake
 
 TARGET_SECONDS = 10.0
 START, END = date(2025, 4, 1), date(2030, 3, 31)  # 60 months
@@ -269,8 +269,7 @@ def _files(con: duckdb.DuckDBPyConnection, spec: ScaleSpec) -> None:
         SELECT bundle_key, file_id, 1, 'http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_CLINS',
                'collection', bundle_identifier, institution_number, true, patient_raw_id, NOT rejected
         FROM scale_bundle_ids""")
-    con.execute(f"""
-        INSERT INTO raw.resource
+    _append_raw(con, f"""
         SELECT patient_raw_id, file_id, 1, bundle_key, 1, 0, NULL, 'Patient', '{{"resourceType":"Patient"}}'
         FROM scale_bundle_ids
         UNION ALL
@@ -302,10 +301,15 @@ def _files(con: duckdb.DuckDBPyConnection, spec: ScaleSpec) -> None:
         con.execute(f"""INSERT INTO staging.{table} SELECT institution_number, category, file_id, bundle_key,
                                                            record_raw_id FROM scale_bundle_ids
                         WHERE NOT rejected AND category IN ({', '.join(f"'{k}'" for k in kinds)})""")
-    con.execute("""
-        INSERT INTO raw.resource
+    _append_raw(con, """
         SELECT i + 1, 1, 1, NULL, i + 2, NULL, NULL, NULL, '{"resourceType":"Registry"}' FROM scale_facility""")
     con.execute("""INSERT INTO ops.record_outcome SELECT i + 1, 1, 'loaded', 'core.facility' FROM scale_facility""")
+
+
+def _append_raw(con: duckdb.DuckDBPyConnection, select: str) -> None:
+    """Stand-in raw records (raw.resource's columns in order) into the raw lake."""
+    columns = ", ".join(name for name, _ in raw_lake.COLUMNS)
+    raw_lake.append(con, f"SELECT * FROM ({select}) AS raw({columns})")
 
 
 def _patients(con: duckdb.DuckDBPyConnection, spec: ScaleSpec) -> None:
@@ -413,8 +417,7 @@ def _access_events(con: duckdb.DuckDBPyConnection, spec: ScaleSpec) -> None:
                     THEN [viewer || '|' || viewer || '-C' || lpad(p::VARCHAR, 9, '0')] ELSE []::VARCHAR[] END
                    AS resource_refs
         FROM scale_access ORDER BY recorded, i""")
-    con.execute(f"""
-        INSERT INTO raw.resource
+    _append_raw(con, f"""
         SELECT a.raw_id, 2 + datediff('month', DATE '{START}', timezone('Asia/Tokyo', a.recorded)::DATE), 1, NULL,
                row_number() OVER (PARTITION BY date_trunc('month', timezone('Asia/Tokyo', a.recorded)) ORDER BY a.raw_id),
                NULL, NULL, 'AuditEvent', '{{"resourceType":"AuditEvent"}}'
@@ -457,8 +460,7 @@ def _consents(con: duckdb.DuckDBPyConnection, spec: ScaleSpec) -> None:
         SELECT {withdraw_id}, c.patient_key, c.withdrawn_at, 'inactive', 'deny', NULL, NULL, c.withdrawn_at, NULL,
                {base} + 2 * c.p + 2
         FROM scale_consent c WHERE c.withdrawn_at IS NOT NULL""")
-    con.execute(f"""
-        INSERT INTO raw.resource
+    _append_raw(con, f"""
         SELECT raw_id, 2 + {MONTHS} + datediff('month', DATE '{START}',
                                               timezone('Asia/Tokyo', any_value(event_time))::DATE),
                1, NULL, 1, NULL, NULL, 'Consent', '{{"resourceType":"Consent"}}'

@@ -19,7 +19,7 @@ from pipelines.fhir import structure_schema
 from pipelines.ingest import structure
 from pipelines.ingest import workers as workers_module
 from pipelines.ingest.raw_read import LandedFile, RawBuffer, read_group, unpacked_bytes
-from pipelines.warehouse import transaction
+from pipelines.warehouse import raw_lake, transaction
 
 #: flush a transaction after this many input bytes, so memory is bounded by the group, not the inbox
 #: (16 MiB of files hold ~14k resources; larger groups bought no speed in `karte bench`)
@@ -48,10 +48,8 @@ def _flush(con: duckdb.DuckDBPyConnection, buf: RawBuffer) -> int:
         # Ids continue from the table maxima inside the transaction, so a rolled-back group leaves no gap
         # and a re-run after a crash assigns exactly the ids an uninterrupted run would have. The buffer is
         # already in (file, line, entry) order, so a row's position is its raw id.
-        raw_base, bundle_base = con.execute(
-            "SELECT (SELECT coalesce(max(raw_id), 0) FROM raw.resource), "
-            "(SELECT coalesce(max(bundle_key), 0) FROM raw.bundle)"
-        ).fetchone()
+        raw_base = raw_lake.last_raw_id(con)
+        bundle_base = con.execute("SELECT coalesce(max(bundle_key), 0) FROM raw.bundle").fetchone()[0]
         resources = resources.with_row_index("raw_id", offset=raw_base + 1).with_columns(
             pl.col("raw_id").cast(pl.Int64), bundle_key=pl.col("bundle_seq") + bundle_base + 1
         ).join(batches, on="file_id", how="left", maintain_order="left")
@@ -62,16 +60,9 @@ def _flush(con: duckdb.DuckDBPyConnection, buf: RawBuffer) -> int:
         for name, frame in (("resources", resources), ("bundles", bundles), ("quarantine", quarantine),
                             ("batches", batches)):
             con.register(name, frame)
-        # The resource text goes in as it is (raw.resource.resource is VARCHAR: schema.sql). The frame is in
-        # raw id order and a plain scan keeps it (insertion order is preserved), which the staging steps' raw
-        # id ranges rely on; sorting 100 MB of text again cost a third of the insert.
-        con.execute(
-            """
-            INSERT INTO raw.resource
-            SELECT raw_id, file_id, batch_id, bundle_key, line_no, entry_index, full_url, resource_type, resource
-            FROM resources
-            """
-        )
+        # The frame is in raw id order, which a plain scan keeps (insertion order is preserved) and the lake
+        # file's row groups need for the staging steps' raw id windows to skip the others.
+        raw_lake.append(con, "SELECT * FROM resources")
         con.execute("INSERT INTO staging.fast_structure_check SELECT raw_id, structure_problem FROM resources "
                     "WHERE structure_checked")
         con.execute(
@@ -155,6 +146,7 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
     key = settings.pseudonym_key if pseudonym_key is None else pseudonym_key
     if precheck is None:
         precheck = structure.MODES.get(settings.structure_validation) == "fast"
+    raw_lake.remove_unlisted(con)  # what a killed or rolled-back earlier write left
     pending = [LandedFile(*row) for row in con.execute(
         "SELECT file_id, path, kind, size_bytes, batch_id FROM ops.file_manifest WHERE NOT parsed ORDER BY file_id"
     ).fetchall()]

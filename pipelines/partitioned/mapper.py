@@ -24,7 +24,7 @@ from pipelines.partitioned.lake import Columns, export_tables, phase_dir, regist
 from pipelines.partitioned.plan import Shard
 from pipelines.partitioned.steps import split_steps
 from pipelines.views.fhirpath import sql_str
-from pipelines.warehouse import cap_duckdb, connect
+from pipelines.warehouse import cap_duckdb, connect, raw_lake
 
 RAW_TABLES = ["raw.resource", "raw.bundle", "ops.quarantine"]
 #: ops ledgers the staging steps append to (the rest of ops is bookkeeping the reduce writes itself)
@@ -98,9 +98,9 @@ def _copy_structure_context(con: duckdb.DuckDBPyConnection) -> list[int]:
               AND f.file_id NOT IN (SELECT file_id FROM file_part)""").fetchall()]
     if stubs:
         con.execute("INSERT INTO ops.file_manifest SELECT * FROM wh.ops.file_manifest WHERE file_id IN ?", [stubs])
-        con.execute(f"""INSERT INTO raw.resource SELECT * FROM wh.raw.resource r
-                        WHERE r.file_id IN ? AND ({fhir_rows})
-                        QUALIFY row_number() OVER (PARTITION BY r.file_id ORDER BY r.raw_id) = 1""", [stubs])
+        raw_lake.append(con, f"""SELECT * FROM wh.raw.resource r WHERE r.file_id IN ? AND ({fhir_rows})
+                                  QUALIFY row_number() OVER (PARTITION BY r.file_id ORDER BY r.raw_id) = 1
+                                  ORDER BY r.raw_id""", [stubs])
     return stubs
 
 
@@ -110,7 +110,7 @@ def _remove_structure_context(con: duckdb.DuckDBPyConnection, stubs: list[int]) 
     for table in ("staging.structure_failure", "staging.fast_structure_check"):
         con.execute(f"DELETE FROM {table} WHERE raw_id IN (SELECT raw_id FROM raw.resource WHERE file_id IN ?)",
                     [stubs])
-    con.execute("DELETE FROM raw.resource WHERE file_id IN ?", [stubs])
+    raw_lake.delete_where(con, "file_id IN ?", [stubs])
     con.execute("DELETE FROM ops.file_manifest WHERE file_id IN ?", [stubs])
 
 
@@ -128,8 +128,10 @@ def _stage_shard(settings: Settings, shard: Shard) -> MapResult:
     # (its Python walk cost 3.3 of the 16 s the sample's four shards took to stage)
     structure_schema.warm_up(compiled=True)
     with closing(_scratch(shard, "staging", settings)) as con:
-        for table in ("ops.file_manifest", "raw.resource", "raw.bundle"):
+        for table in ("ops.file_manifest", "raw.bundle"):
             con.execute(f"INSERT INTO {table} SELECT * FROM wh.{table} WHERE file_id IN (SELECT file_id FROM file_part)")
+        raw_lake.append(con, "SELECT * FROM wh.raw.resource WHERE file_id IN (SELECT file_id FROM file_part) "
+                             "ORDER BY raw_id")
         stubs = _copy_structure_context(con)
         con.execute("DETACH wh")
         for name, step in staging_steps:

@@ -24,7 +24,7 @@ from pipelines.partitioned.mapper import MapResult
 from pipelines.partitioned.plan import Shard, assign_shards, pending_partitions
 from pipelines.partitioned.steps import split_steps
 from pipelines.views.fhirpath import sql_str
-from pipelines.warehouse import get_watermark, set_watermark, transaction
+from pipelines.warehouse import get_watermark, raw_lake, set_watermark, transaction
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def _catch_up(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """A run killed earlier may have left landed files unparsed or raw rows not yet staged; the partitions
     start from a warehouse where every step is level, so those are finished here, single-process."""
     parse, staging, core = split_steps(settings)
-    top = con.execute("SELECT coalesce(max(raw_id), 0) FROM raw.resource").fetchone()[0]
+    top = raw_lake.last_raw_id(con)
     behind = con.execute("SELECT count(*) FROM ops.file_manifest WHERE NOT parsed").fetchone()[0] or any(
         get_watermark(con, name) < top for name, _ in staging + core if not name.startswith("staging.bundle"))
     if behind:
@@ -139,9 +139,8 @@ def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]]
     _stage_frame(con, "new_resource", "raw.resource", sources["raw.resource"], run)
     _stage_frame(con, "new_bundle", "raw.bundle", sources["raw.bundle"], run)
     _stage_frame(con, "new_quarantine", "ops.quarantine", sources["ops.quarantine"], run)
-    raw_base, bundle_base = con.execute(
-        "SELECT (SELECT coalesce(max(raw_id), 0) FROM raw.resource), "
-        "(SELECT coalesce(max(bundle_key), 0) FROM raw.bundle)").fetchone()
+    raw_base = raw_lake.last_raw_id(con)
+    bundle_base = con.execute("SELECT coalesce(max(bundle_key), 0) FROM raw.bundle").fetchone()[0]
     con.execute("""CREATE OR REPLACE TEMP TABLE raw_ids AS
                    SELECT file_id, raw_id AS local_id, ? + row_number() OVER (ORDER BY file_id, raw_id) AS raw_id
                    FROM new_resource""", [raw_base])
@@ -149,14 +148,12 @@ def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]]
                    SELECT file_id, bundle_key AS local_key,
                           ? + row_number() OVER (ORDER BY file_id, bundle_key) AS bundle_key
                    FROM new_bundle""", [bundle_base])
-    written = con.execute(
-        """INSERT INTO raw.resource (raw_id, file_id, batch_id, bundle_key, line_no, entry_index, full_url,
-                                     resource_type, resource)
-           SELECT i.raw_id, n.file_id, n.batch_id, k.bundle_key, n.line_no, n.entry_index, n.full_url,
-                  n.resource_type, n.resource
-           FROM new_resource n JOIN raw_ids i ON i.file_id = n.file_id AND i.local_id = n.raw_id
-           LEFT JOIN bundle_keys k ON k.file_id = n.file_id AND k.local_key = n.bundle_key
-           ORDER BY i.raw_id""").fetchone()[0]
+    written = raw_lake.append(
+        con, """SELECT i.raw_id, n.file_id, n.batch_id, k.bundle_key, n.line_no, n.entry_index, n.full_url,
+                       n.resource_type, n.resource
+                FROM new_resource n JOIN raw_ids i ON i.file_id = n.file_id AND i.local_id = n.raw_id
+                LEFT JOIN bundle_keys k ON k.file_id = n.file_id AND k.local_key = n.bundle_key
+                ORDER BY i.raw_id""")
     con.execute(
         """INSERT INTO raw.bundle (bundle_key, file_id, batch_id, line_no, entry_count, entry_types,
                                    first_raw_id, last_raw_id, envelope)

@@ -11,9 +11,9 @@ SCHEMA_SQL = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 
 # Extensions cannot be downloaded here (closed networks); fail fast instead of hanging on a fetch. A new
 # warehouse file is created in storage format v1.2.0 (an existing file keeps its own; DuckDB cannot lower it):
-# the first that compresses raw.resource's JSON with zstd (schema.sql: 199 → 51 MB for the bench sample). The
-# newest format stores other strings as DICT_FSST, which made the national-scale warehouse larger (2,714 against
-# 2,560 MiB) and its adoption report slower (10.2 s against 9.05 s; docs/capacity.md).
+# the newest format stores strings as DICT_FSST, which made the national-scale warehouse larger (2,714 against
+# 2,560 MiB) and its adoption report slower (10.2 s against 9.05 s; docs/capacity.md). (The raw JSON, which
+# v1.2.0 was first chosen to compress with zstd, now lives in zstd Parquet: pipelines/warehouse/raw_lake.py.)
 _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
            "storage_compatibility_version": "v1.2.0"}
 
@@ -40,9 +40,11 @@ def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckD
     _set_session(con)
     if not read_only:
         con.execute(SCHEMA_SQL)
+        from pipelines.warehouse.raw_lake import ensure_raw_lake
         from pipelines.warehouse.tables import create_tables
 
         create_tables(con)
+        ensure_raw_lake(con)
     return con
 
 

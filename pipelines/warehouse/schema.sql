@@ -122,22 +122,14 @@ CREATE TABLE IF NOT EXISTS raw.bundle (
     envelope     JSON NOT NULL          -- the Bundle without its entries
 );
 
--- grain: one row per input record: a bundle entry, an NDJSON resource, or a registry CSV row.
--- raw_id is unique by construction (the raw step numbers each group from the table's maximum inside its
--- transaction, single writer); no PRIMARY KEY: its in-memory index grew with the table and halved the step's
--- insert speed, while ops.record_outcome's key still proves one outcome per record. `resource` is JSON text the
--- raw step serialised itself: VARCHAR, because a JSON column re-parses all of it on insert to validate it
--- (a third of the insert's time); DuckDB's JSON functions read either. Older warehouses keep their JSON column.
-CREATE TABLE IF NOT EXISTS raw.resource (
-    raw_id        BIGINT NOT NULL,
-    file_id       BIGINT NOT NULL,
-    batch_id      BIGINT NOT NULL,
-    bundle_key    BIGINT,
-    line_no       INTEGER NOT NULL,
-    entry_index   INTEGER,
-    full_url      VARCHAR,
-    resource_type VARCHAR,
-    resource      VARCHAR NOT NULL USING COMPRESSION zstd  -- ~1.8 KB of JSON a row: 5× smaller than DuckDB's default
+-- raw.resource (one row per input record: a bundle entry, an NDJSON resource, a registry CSV row or a 特定健診
+-- document) is a view over Parquet files beside the warehouse (pipelines/warehouse/raw_lake.py), made at connect.
+-- grain: one row per committed file of it, in raw id order.
+CREATE TABLE IF NOT EXISTS raw.resource_file (
+    path          VARCHAR NOT NULL,  -- absolute; written into <warehouse>.raw/
+    first_raw_id  BIGINT NOT NULL,
+    last_raw_id   BIGINT NOT NULL,
+    row_count     BIGINT NOT NULL
 );
 
 -- staging tables the stages read before their first write (the others take their columns from the

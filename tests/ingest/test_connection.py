@@ -5,7 +5,7 @@ import contextlib
 import duckdb
 import pytest
 
-from pipelines.warehouse import connect, sibling_cursor, transaction
+from pipelines.warehouse import connect, raw_lake, sibling_cursor, transaction
 
 
 def test_two_connections_to_one_file_share_it_and_either_may_close_last(tmp_path):
@@ -37,19 +37,24 @@ def test_a_sibling_cursor_sees_the_warehouse_in_utc(tmp_path, read_only):
             assert con.cursor().execute("SELECT current_setting('TimeZone')").fetchone() == ("Asia/Tokyo",)
 
 
-def test_a_new_warehouse_compresses_raw_json_with_zstd_in_the_v1_2_format(tmp_path):
+def test_a_new_warehouse_is_in_the_v1_2_format_and_its_raw_json_in_zstd_parquet(tmp_path):
     with contextlib.closing(connect(tmp_path / "w.duckdb")) as con:
-        con.execute("""INSERT INTO raw.resource (raw_id, file_id, batch_id, line_no, full_url, resource_type,
-                                                 resource)
-                       SELECT range, 1, 1, range, 'urn:uuid:' || (range % 50), 'Observation',
-                              '{"resourceType":"Observation","code":{"text":"血圧 ' || range || '"}}'
-                       FROM range(5000)""")
+        with transaction(con):
+            raw_lake.append(con, """SELECT range AS raw_id, 1 AS file_id, 1 AS batch_id, NULL AS bundle_key,
+                                           range AS line_no, NULL AS entry_index, 'urn:uuid:' || (range % 50) AS full_url,
+                                           'Observation' AS resource_type,
+                                           '{"resourceType":"Observation","code":{"text":"血圧 ' || range || '"}}' AS resource
+                                    FROM range(1, 5001)""")
+        con.execute("CREATE TABLE core.note AS SELECT '血圧 ' || range AS text FROM range(5000)")
         con.execute("CHECKPOINT")
-        codecs = dict(con.execute(
-            "SELECT column_name, string_agg(DISTINCT compression, ',') FROM pragma_storage_info('raw.resource') "
-            "WHERE compression <> 'Constant' GROUP BY ALL").fetchall())
-    assert codecs["resource"] == "ZSTD"
-    assert "DICT_FSST" not in ",".join(codecs.values())  # the newer format's string codec (slower reports)
+        raw_codecs = {c for (c,) in con.execute(
+            "SELECT DISTINCT compression FROM parquet_metadata(?) WHERE path_in_schema = 'resource'",
+            raw_lake.listed_files(con)).fetchall()}
+        table_codecs = {c for (c,) in con.execute(
+            "SELECT DISTINCT compression FROM pragma_storage_info('core.note') WHERE compression <> 'Constant'"
+        ).fetchall()}
+    assert raw_codecs == {"ZSTD"}
+    assert "DICT_FSST" not in table_codecs  # the newer format's string codec (slower reports)
 
 
 def test_a_warehouse_in_a_newer_storage_format_still_opens(tmp_path):

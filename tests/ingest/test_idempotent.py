@@ -22,9 +22,12 @@ def fingerprints(warehouse) -> dict[str, tuple[int, str]]:
     outcome ledgers, leaving out run-bookkeeping columns."""
     con = connect(warehouse, read_only=True)
     try:
+        # raw.resource is a view over the raw lake's files; its file list (raw.resource_file) is left out: the
+        # files' names are random, their rows are what the view compares
         tables = con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name IN ? "
-            "OR (schema_name = 'ops' AND table_name IN ('quarantine', 'record_outcome', 'file_manifest')) ORDER BY ALL",
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE (schema_name IN ? AND table_name <> 'resource_file') "
+            "OR (schema_name = 'ops' AND table_name IN ('quarantine', 'record_outcome', 'file_manifest')) "
+            "UNION ALL SELECT 'raw', 'resource' ORDER BY ALL",
             [list(COMPARED_SCHEMAS)]).fetchall()
         result = {}
         for schema, table in tables:

@@ -13,7 +13,7 @@ from pipelines.ingest import raw
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.run import start_batch
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, raw_lake
 
 TABLES = {
     "raw.resource": "raw_id",
@@ -36,9 +36,12 @@ def _raw(inbox: Path, warehouse: Path, workers: int) -> dict[str, list]:
     land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
     written = raw.parse_landed_files(con, settings.inbox, settings.pseudonym_key, precheck=True, workers=workers)
     tables = {t: con.execute(f"SELECT * FROM {t} ORDER BY {order}").fetchall() for t, order in TABLES.items()}
-    # stored in raw id order (the staging steps read raw id ranges; zone maps then skip the rest)
-    assert con.execute("SELECT count(*) FROM (SELECT raw_id, lag(raw_id) OVER (ORDER BY rowid) AS before "
-                       "FROM raw.resource) WHERE raw_id < before").fetchone() == (0,)
+    # stored in raw id order, within each lake file and from file to file (the staging steps read raw id
+    # ranges; row group statistics then skip the rest)
+    assert con.execute("""SELECT count(*) FROM (
+                              SELECT raw_id, lag(raw_id) OVER (ORDER BY filename, file_row_number) AS before
+                              FROM read_parquet(?, filename = true, file_row_number = true))
+                          WHERE raw_id < before""", [raw_lake.listed_files(con)]).fetchone() == (0,)
     con.close()
     assert written == len(tables["raw.resource"])
     return tables

@@ -21,6 +21,7 @@ from pipelines.generate import generate
 from pipelines.generate.common import to_full_width_digits
 from pipelines.ingest import vault
 from pipelines.ingest.checks import raw_identifier_hits
+from pipelines.warehouse import raw_lake
 from tests.conftest import run_ingest
 
 SAMPLE = {"facilities": 8, "patients": 100, "seed": 7, "fault_rate": 0.05}
@@ -56,9 +57,12 @@ def scan_warehouse(con: duckdb.DuckDBPyConnection, needles: set[str]) -> tuple[d
     every table in every schema, each cast to VARCHAR (JSON, lists and structs included). Aho-Corasick
     (polars str.contains_any): linear in the text whatever the number of needles."""
     patterns = sorted(needles)
+    # raw.resource is a view over the raw lake's files (pipelines/warehouse/raw_lake.py): scanned as a table
     tables = con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND NOT internal ORDER BY ALL").fetchall()
+        "AND NOT internal UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
+        "WHERE database_name = current_database() AND schema_name || '.' || view_name = ? ORDER BY ALL",
+        [raw_lake.VIEW]).fetchall()
     hits, counted = {}, {"tables": 0, "columns": 0, "rows": 0}
     for schema, table in tables:
         columns = [c for (c,) in con.execute(
@@ -170,8 +174,13 @@ def test_the_warehouse_check_sees_every_schema_and_unsealed_raw(ingested, tmp_pa
                         "ORDER BY raw_id LIMIT 1").fetchone()[0]
     name = vault.reveal(token, key)
     con.execute("CREATE TABLE ops.planted AS SELECT ? AS note", [name])
-    con.execute("UPDATE raw.resource SET resource = json_merge_patch(resource, '{\"telecom\": [{\"value\": \"03-1234-5678\"}]}') "
-                "WHERE raw_id = (SELECT min(raw_id) FROM raw.resource WHERE resource_type = 'Patient')")
+    # the raw lake's files are written once: the leak is the first Patient row replaced by a changed copy
+    con.execute("""CREATE TEMP TABLE leaked AS
+                   SELECT * REPLACE (json_merge_patch(resource, '{"telecom": [{"value": "03-1234-5678"}]}')::VARCHAR
+                                     AS resource)
+                   FROM raw.resource WHERE raw_id = (SELECT min(raw_id) FROM raw.resource WHERE resource_type = 'Patient')""")
+    raw_lake.delete_where(con, "raw_id IN (SELECT raw_id FROM leaked)")
+    raw_lake.append(con, "SELECT * FROM leaked")
     hits = raw_identifier_hits(con, pseudonym_key=key)
     con.close()
     assert hits == {"ops.planted.note": 1, "raw.resource.resource (Patient values outside the vault)": 1}

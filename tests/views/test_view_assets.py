@@ -11,7 +11,7 @@ from assets.views import ViewCatalogWarning, build_view_assets
 from pipelines.resources import KarteWarehouse
 from pipelines.views.catalog import load_catalog
 from pipelines.views.materialize import build_view_table
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, raw_lake
 from tests.conftest import load_example, run_ingest, write_bundles
 
 LABS = {"resourceType": "ViewDefinition", "name": "labs", "title": "Labs", "resource": "Observation",
@@ -34,10 +34,13 @@ def test_only_records_that_reached_core_are_read(tmp_path):
     """loaded and tombstoned records are rows; quarantined and duplicate ones are not."""
     con = connect(tmp_path / "w.duckdb")
     outcomes = {1: "loaded", 2: "quarantined", 3: "tombstoned", 4: "duplicate", 5: None}
+    resources = [json.dumps({"resourceType": "Observation", "id": f"o{raw_id}", "code": {"text": f"検査{raw_id}"}},
+                            ensure_ascii=False) for raw_id in outcomes]
+    raw_lake.append(con, """SELECT raw_id, 1 AS file_id, 1 AS batch_id, NULL AS bundle_key, raw_id AS line_no,
+                                   NULL AS entry_index, NULL AS full_url, 'Observation' AS resource_type, resource
+                            FROM (SELECT unnest(range(1, len(?::VARCHAR[]) + 1)) AS raw_id, unnest(?::VARCHAR[]) AS resource)""",
+                    [resources, resources])
     for raw_id, outcome in outcomes.items():
-        resource = {"resourceType": "Observation", "id": f"o{raw_id}", "code": {"text": f"検査{raw_id}"}}
-        con.execute("INSERT INTO raw.resource VALUES (?, 1, 1, NULL, ?, NULL, NULL, 'Observation', ?)",
-                    [raw_id, raw_id, json.dumps(resource, ensure_ascii=False)])
         if outcome:
             con.execute("INSERT INTO ops.record_outcome VALUES (?, 1, ?, NULL)", [raw_id, outcome])
     [entry] = _catalog(tmp_path, {"labs.json": LABS}).views

@@ -1,0 +1,188 @@
+"""raw.resource: the verbatim records, kept as Parquet files beside the warehouse instead of in a DuckDB table.
+
+Grain: one row per input record (a bundle entry, an NDJSON resource, a registry CSV row or a 特定健診 document),
+`raw_id` unique and dense, in `<warehouse>.raw/r<first raw id>-<n>.parquet` files, each holding one write (a raw
+step group, a merge run) in raw id order. The raw step numbers each group on from `last_raw_id` inside its
+transaction (one writer), so ids are unique by construction; `resource` is the JSON text the raw step
+serialised (VARCHAR: DuckDB's JSON functions read it as they read JSON). raw.resource_file lists the committed files; raw.resource is a view over
+exactly those files, so every reader (staging, views, checks, ad-hoc SQL) reads it as it read the table.
+
+Why not a table: DuckDB rewrites a table's last, still-growing row group whole at every checkpoint, and this is
+by far the widest table (≈ 1.8 kB of JSON a row). At 4 × the bench sample the raw step's checkpoints held 183 MiB
+of overflow strings and 179 MiB of table data in the process, the single largest demand of the whole load, and
+it grew with the input. A Parquet file is written once, its size set by the group, and never rewritten
+(docs/capacity.md, twelfth session).
+
+Transactions: a file is written under a temporary name and renamed before the transaction that lists it commits;
+the view is replaced in that same transaction, so readers see a file once it is committed. A rolled-back or
+crashed write leaves a file nothing lists: it is never read, and `remove_unlisted` (the raw step, before it
+writes) deletes it.
+
+Paths: files are listed, and the view names them, by absolute path (DuckDB resolves a relative path against the
+process's working directory, not the database file). A warehouse moved together with its `.raw` folder is
+re-pointed by its next writable connect (until then reads of raw.resource fail on the missing file; the reports
+never read it). A copy of the `.duckdb` file alone reads the original's raw files, and writes its own beside
+itself; copy the folder with it for a copy that stands alone.
+"""
+
+import tempfile
+import uuid
+from pathlib import Path
+
+import duckdb
+
+VIEW = "raw.resource"
+SUFFIX = ".raw"
+#: the view's columns, in order; the files hold exactly these
+COLUMNS = (("raw_id", "BIGINT"), ("file_id", "BIGINT"), ("batch_id", "BIGINT"), ("bundle_key", "BIGINT"),
+           ("line_no", "INTEGER"), ("entry_index", "INTEGER"), ("full_url", "VARCHAR"),
+           ("resource_type", "VARCHAR"), ("resource", "VARCHAR"))
+#: columns every row has (a table's NOT NULL; checked on each file before it is listed)
+NOT_NULL = ("raw_id", "file_id", "batch_id", "line_no")
+#: rows per Parquet row group, DuckDB's smallest: a reader decompresses the `resource` pages of every row group its
+#: filter cannot skip, and the staging steps pick few rows of a type from a bundle key or raw id range (an
+#: Organization query on the bench sample: 16.8 ms at 2,048 rows, 32.7 ms at 16,384, 13.2 ms from the old table;
+#: the files are as large either way). It also bounds what the writer holds: 2,048 特定健診 documents ≈ 60 MB.
+ROW_GROUP_ROWS = 2_048
+
+
+def sql_str(text: str) -> str:
+    """A SQL string literal (file paths cannot be bound as parameters of COPY or a view)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def lake_dir(con: duckdb.DuckDBPyConnection) -> Path:
+    """`<warehouse file>.raw`; for an in-memory warehouse a temporary folder, named in the database itself (each
+    in-memory database is its own)."""
+    (path,) = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    if path and path != ":memory:":
+        return Path(path).resolve().with_name(Path(path).name + SUFFIX)
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    con.execute("CREATE TABLE IF NOT EXISTS raw.memory_lake AS SELECT ? AS path",
+                [tempfile.mkdtemp(prefix="karte-raw-")])
+    return Path(con.execute("SELECT path FROM raw.memory_lake").fetchone()[0])
+
+
+def listed_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The committed files' paths, in raw id order."""
+    return [path for (path,) in con.execute("SELECT path FROM raw.resource_file ORDER BY first_raw_id, path")
+            .fetchall()]
+
+
+def last_raw_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The largest raw id written (0 for none): from the file list, without reading a file."""
+    return con.execute("SELECT coalesce(max(last_raw_id), 0) FROM raw.resource_file").fetchone()[0]
+
+
+def refresh_view(con: duckdb.DuckDBPyConnection) -> None:
+    """raw.resource: a view over exactly the listed files."""
+    files = listed_files(con)
+    if files:
+        listing = ", ".join(sql_str(path) for path in files)
+        body = (f"SELECT {', '.join(name for name, _ in COLUMNS)} "
+                f"FROM read_parquet([{listing}], hive_partitioning = false)")
+    else:
+        body = "SELECT " + ", ".join(f"NULL::{kind} AS {name}" for name, kind in COLUMNS) + " LIMIT 0"
+    con.execute(f"CREATE OR REPLACE VIEW {VIEW} AS {body}")
+
+
+def append(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> int:
+    """Write the rows of `query` (raw.resource's columns, by name; in raw id order) as a new file and list it;
+    returns the rows written. Run it inside the transaction that writes what goes with the rows."""
+    written = _write(con, query, params)
+    if written is None:
+        return 0
+    con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(written))
+    refresh_view(con)
+    return written[-1]
+
+
+def delete_where(con: duckdb.DuckDBPyConnection, condition: str, params: list | None = None) -> int:
+    """Remove the rows matching `condition` (SQL over raw.resource's columns): each file holding any is replaced
+    by a file of its other rows. Returns the rows removed."""
+    removed = 0
+    for path in listed_files(con):
+        source = f"read_parquet({sql_str(path)}, hive_partitioning = false)"
+        matched = con.execute(f"SELECT count(*) FROM {source} WHERE {condition}", params or []).fetchone()[0]
+        if not matched:
+            continue
+        kept = _write(con, f"SELECT * FROM {source} WHERE NOT ({condition}) ORDER BY raw_id", params)
+        con.execute("DELETE FROM raw.resource_file WHERE path = ?", [path])
+        if kept is not None:
+            con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(kept))
+        removed += matched
+    refresh_view(con)
+    return removed
+
+
+def _write(con: duckdb.DuckDBPyConnection, query: str, params: list | None) -> tuple[str, int, int, int] | None:
+    """The query's rows as a file of the lake (temporary name, then renamed): (path, first id, last id, rows),
+    or None when it has no rows."""
+    directory = lake_dir(con)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{uuid.uuid4().hex}.tmp"
+    select = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in COLUMNS)
+    try:
+        rows = con.execute(f"""COPY (SELECT {select} FROM ({query})) TO {sql_str(temporary.as_posix())}
+                               (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})""",
+                           params or []).fetchone()[0]
+        if not rows:
+            temporary.unlink(missing_ok=True)
+            return None
+        nulls = " OR ".join(f"{name} IS NULL" for name in NOT_NULL)
+        first, last, missing = con.execute(
+            f"SELECT min(raw_id), max(raw_id), count(*) FILTER (WHERE {nulls}) "
+            f"FROM read_parquet({sql_str(temporary.as_posix())})").fetchone()
+        if missing:
+            raise ValueError(f"{missing} of {rows} raw rows lack one of {', '.join(NOT_NULL)} (not written)")
+        final = directory / f"r{first:012d}-{uuid.uuid4().hex[:8]}.parquet"
+        temporary.rename(final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return final.as_posix(), first, last, rows
+
+
+def remove_unlisted(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Delete the lake's files no committed row lists (left by a rolled-back or killed write, or replaced by
+    `delete_where`); returns their names. Only for the warehouse's writer, between writes."""
+    directory = lake_dir(con)
+    if not directory.is_dir():
+        return []
+    listed = set(listed_files(con))
+    stale = sorted(p for p in directory.iterdir() if p.is_file() and p.as_posix() not in listed)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return [path.name for path in stale]
+
+
+def ensure_raw_lake(con: duckdb.DuckDBPyConnection) -> None:
+    """At a writable connect: a warehouse from before the lake has its raw.resource table moved into it; files
+    listed where they no longer are, but present in this warehouse's own folder (the warehouse was moved with
+    it), are re-pointed there; the view is made when missing."""
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_catalog = current_database() "
+                       "AND table_schema = 'raw' AND table_name = 'resource'").fetchone()
+    if kind and kind[0] == "BASE TABLE":
+        _move_table_into_lake(con)
+        return
+    directory = lake_dir(con)
+    moved = [(path, (directory / Path(path).name).as_posix()) for path in listed_files(con)
+             if not Path(path).exists() and (directory / Path(path).name).exists()]
+    for old, new in moved:
+        con.execute("UPDATE raw.resource_file SET path = ? WHERE path = ?", [new, old])
+    if moved or not kind:
+        refresh_view(con)
+
+
+def _move_table_into_lake(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        written = _write(con, "SELECT * FROM raw.resource ORDER BY raw_id", None)
+        con.execute("DROP TABLE raw.resource")
+        if written is not None:
+            con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(written))
+        refresh_view(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
