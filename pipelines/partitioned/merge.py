@@ -74,12 +74,13 @@ def _schemas(results: list[MapResult]) -> dict[str, Columns]:
 
 
 def _stage_frame(con: duckdb.DuckDBPyConnection, name: str, like: str, files: list[str],
-                 file_ids: tuple[int, int]) -> None:
-    """Temp table `name`: the rows of `files` (Parquet shaped like table `like`) of file ids first..last."""
+                 file_ids: tuple[int, int], kind: str = "TABLE") -> None:
+    """Temp table (or view) `name`: the rows of `files` (Parquet shaped like table `like`) of file ids first..last."""
     source = (f"read_parquet([{', '.join(sql_str(f) for f in files)}], hive_partitioning = false)" if files
               else f"(SELECT * FROM {like} LIMIT 0)")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {source} WHERE file_id BETWEEN ? AND ?",
-                list(file_ids))
+    first, last = (int(i) for i in file_ids)  # a view's body cannot hold parameters
+    con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS SELECT * FROM {source} "
+                f"WHERE file_id BETWEEN {first} AND {last}")
 
 
 #: text merged into raw per statement, counted as the raw step counts its groups (a ZIP at its unpacked size)
@@ -136,7 +137,9 @@ def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResul
 def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]], run: tuple[int, int]) -> int:
     """One run of consecutive files' raw rows, bundles and file/line quarantine rows, with ids continuing from
     the warehouse's (the caller's transaction)."""
-    _stage_frame(con, "new_resource", "raw.resource", sources["raw.resource"], run)
+    # the records' text is read where it lies, once, by the lake write below: a copy of a run's ≈ 64 MiB of
+    # JSON in a temp table stayed in the merge's memory (at 4 × the input the merging process's peak)
+    _stage_frame(con, "new_resource", "raw.resource", sources["raw.resource"], run, kind="VIEW")
     _stage_frame(con, "new_bundle", "raw.bundle", sources["raw.bundle"], run)
     _stage_frame(con, "new_quarantine", "ops.quarantine", sources["ops.quarantine"], run)
     raw_base = raw_lake.last_raw_id(con)
@@ -171,7 +174,8 @@ def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]]
            LEFT JOIN raw_ids i ON i.file_id = q.file_id AND i.local_id = q.raw_id
            LEFT JOIN bundle_keys k ON k.file_id = q.file_id AND k.local_key = q.bundle_key
            ORDER BY q.file_id, q.line_no NULLS FIRST""")
-    for name in ("new_resource", "new_bundle", "new_quarantine", "raw_ids", "bundle_keys"):
+    con.execute("DROP VIEW new_resource")
+    for name in ("new_bundle", "new_quarantine", "raw_ids", "bundle_keys"):
         con.execute(f"DROP TABLE {name}")
     return written
 

@@ -5,7 +5,7 @@ import contextlib
 import duckdb
 import pytest
 
-from pipelines.warehouse import connect, raw_lake, sibling_cursor, transaction
+from pipelines.warehouse import cap_duckdb, connect, raw_lake, sibling_cursor, transaction
 
 
 def test_two_connections_to_one_file_share_it_and_either_may_close_last(tmp_path):
@@ -62,3 +62,11 @@ def test_a_warehouse_in_a_newer_storage_format_still_opens(tmp_path):
     duckdb.connect(str(path), config={"storage_compatibility_version": "latest"}).close()
     with contextlib.closing(connect(path)) as con:
         assert con.execute("SELECT count(*) FROM ops.batch").fetchone() == (0,)
+
+
+def test_an_ingest_connection_does_not_cache_the_parquet_it_reads(tmp_path):
+    with contextlib.closing(connect(tmp_path / "w.duckdb")) as con:
+        assert con.execute("SELECT current_setting('enable_external_file_cache')").fetchone() == (True,)
+        cap_duckdb(con, "256MB", threads=1)
+        assert con.execute("SELECT current_setting('enable_external_file_cache'), current_setting('threads')"
+                           ).fetchone() == (False, 1)
