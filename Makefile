@@ -34,4 +34,4 @@ lint: setup
 	$(BIN)/ruff check pipelines assets tests
 
 clean:
-	rm -rf data/inbox data/reports data/warehouse.duckdb data/warehouse.duckdb.wal
+	rm -rf data/inbox data/reports data/warehouse.duckdb data/warehouse.duckdb.wal data/warehouse.duckdb.raw

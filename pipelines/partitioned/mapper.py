@@ -8,6 +8,7 @@ Both read the warehouse read-only (DuckDB allows many read-only processes while 
 their scratch file and their partitions of the lake."""
 
 import os
+import shutil
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ def _scratch(shard: Shard, phase: str, settings: Settings) -> duckdb.DuckDBPyCon
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
+    shutil.rmtree(path.with_name(path.name + raw_lake.SUFFIX), ignore_errors=True)  # its raw lake
     con = connect(path)
     cap_duckdb(con, settings.ingest_memory_limit, settings.ingest_threads)
     con.execute(f"ATTACH {sql_str(Path(settings.warehouse).as_posix())} AS wh (READ_ONLY)")
