@@ -25,8 +25,10 @@ never read it). A copy of the `.duckdb` file alone reads the original's raw file
 itself; copy the folder with it for a copy that stands alone.
 """
 
+import contextlib
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -88,18 +90,25 @@ def refresh_view(con: duckdb.DuckDBPyConnection) -> None:
 
 def append(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> int:
     """Write the rows of `query` (raw.resource's columns, by name; in raw id order) as a new file and list it;
-    returns the rows written. Run it inside the transaction that writes what goes with the rows."""
-    written = _write(con, query, params)
-    if written is None:
-        return 0
-    con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(written))
-    refresh_view(con)
+    returns the rows written. Inside a transaction, the file is listed with whatever else it writes; outside
+    one, in a transaction of its own."""
+    with _within_transaction(con):
+        written = _write(con, query, params)
+        if written is None:
+            return 0
+        con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(written))
+        refresh_view(con)
     return written[-1]
 
 
 def delete_where(con: duckdb.DuckDBPyConnection, condition: str, params: list | None = None) -> int:
     """Remove the rows matching `condition` (SQL over raw.resource's columns): each file holding any is replaced
     by a file of its other rows. Returns the rows removed."""
+    with _within_transaction(con):
+        return _delete_where(con, condition, params)
+
+
+def _delete_where(con: duckdb.DuckDBPyConnection, condition: str, params: list | None) -> int:
     removed = 0
     for path in listed_files(con):
         source = f"read_parquet({sql_str(path)}, hive_partitioning = false)"
@@ -113,6 +122,29 @@ def delete_where(con: duckdb.DuckDBPyConnection, condition: str, params: list | 
         removed += matched
     refresh_view(con)
     return removed
+
+
+@contextlib.contextmanager
+def _within_transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The caller's transaction if one is open, else one of its own: a file listed without its view replaced (or
+    the reverse) would be a view that reads other files than the list says."""
+    if _in_transaction(con):  # the caller's commits or rolls back the whole
+        yield
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `con` has an explicit transaction open: outside one, each statement gets a transaction id of its
+    own (a failed BEGIN would instead abort the caller's transaction)."""
+    (first,), (second,) = (con.execute("SELECT txid_current()").fetchone() for _ in range(2))
+    return first == second
 
 
 def _write(con: duckdb.DuckDBPyConnection, query: str, params: list | None) -> tuple[str, int, int, int] | None:
@@ -175,14 +207,9 @@ def ensure_raw_lake(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _move_table_into_lake(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with _within_transaction(con):
         written = _write(con, "SELECT * FROM raw.resource ORDER BY raw_id", None)
         con.execute("DROP TABLE raw.resource")
         if written is not None:
             con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(written))
         refresh_view(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise

@@ -137,3 +137,22 @@ def test_dagster_shows_the_raw_view_as_the_table_it_stands_for(tmp_path):
     assert [c.name for c in shown["dagster/column_schema"].columns] == [name for name, _ in raw_lake.COLUMNS]
     assert [c.name for c in declared_schema("raw.resource")["dagster/column_schema"].columns] == [
         name for name, _ in raw_lake.COLUMNS]
+
+
+def test_outside_a_transaction_a_write_lists_its_file_and_replaces_the_view_together(tmp_path, monkeypatch):
+    with contextlib.closing(connect(tmp_path / "w.duckdb")) as con:
+        raw_lake.append(con, ROWS, [1, 3])
+        real_refresh = raw_lake.refresh_view
+
+        def fails(c):
+            raise duckdb.IOException("disk full")
+
+        monkeypatch.setattr(raw_lake, "refresh_view", fails)
+        with pytest.raises(duckdb.IOException, match="disk full"):
+            raw_lake.append(con, ROWS, [3, 5])
+        monkeypatch.setattr(raw_lake, "refresh_view", real_refresh)
+        assert raw_lake.last_raw_id(con) == 2 and [r for r, _ in _rows(con)] == [1, 2]  # neither listed nor read
+        with transaction(con):  # inside the caller's transaction it takes part, and the caller's stays usable
+            raw_lake.append(con, ROWS, [3, 4])
+            assert con.execute("SELECT count(*) FROM raw.resource").fetchone() == (3,)
+        assert raw_lake.last_raw_id(con) == 3
