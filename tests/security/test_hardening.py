@@ -35,7 +35,9 @@ def test_warehouse_and_reports_are_owner_only(examples, inbox, tmp_path):
     warehouse, reports = tmp_path / "private" / "w.duckdb", tmp_path / "reports"
     assert karte("ingest", "--inbox", inbox, "--warehouse", warehouse).returncode == 0
     assert karte("report", "quality", "--warehouse", warehouse, "--out", reports).returncode == 0
-    for path in [warehouse, warehouse.parent, reports, *reports.iterdir()]:
+    raw_files = warehouse.with_name(warehouse.name + ".raw")  # raw.resource's Parquet (sealed, still private)
+    assert list(raw_files.glob("*.parquet"))
+    for path in [warehouse, warehouse.parent, raw_files, *raw_files.iterdir(), reports, *reports.iterdir()]:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
