@@ -1,10 +1,11 @@
 """Raw: every landed file becomes rows with provenance (raw.bundle + raw.resource), or a file/line-level
 quarantine row. Files are read in groups (pipelines/ingest/raw_read.py: parse, seal, and in fast structure mode
-the schema check), each group written in one transaction, in file order.
+the schema check), each group written in one transaction, in file order, its records as one file of the raw
+lake (pipelines/warehouse/raw_lake.py).
 
 Large batches are read by a pool of worker processes, one group each, while this process writes the groups
-they finished: reading is about three quarters of the step's CPU, and the order of writing (hence every raw id) does not depend
-on which worker finished first."""
+they finished: reading is about three quarters of the step's CPU, and the order of writing (hence every raw
+id) does not depend on which worker finished first."""
 
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -45,7 +46,7 @@ def _flush(con: duckdb.DuckDBPyConnection, buf: RawBuffer) -> int:
     batches = pl.DataFrame({"file_id": [f.file_id for f in buf.files], "batch_id": [f.batch_id for f in buf.files]},
                            schema={"file_id": pl.Int64, "batch_id": pl.Int64})
     with transaction(con):
-        # Ids continue from the table maxima inside the transaction, so a rolled-back group leaves no gap
+        # Ids continue from the largest written, read inside the transaction, so a rolled-back group leaves no gap
         # and a re-run after a crash assigns exactly the ids an uninterrupted run would have. The buffer is
         # already in (file, line, entry) order, so a row's position is its raw id.
         raw_base = raw_lake.last_raw_id(con)

@@ -31,7 +31,7 @@ from pipelines.fhir import structure_compiled, structure_schema
 from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.tables import append
 from pipelines.ingest.workers import process_pool, worker_count
-from pipelines.warehouse import get_watermark, set_watermark, transaction
+from pipelines.warehouse import get_watermark, raw_lake, set_watermark, transaction
 
 CONSUMER = "staging.fhir_structure"
 #: fast mode: fhir.resources re-checks 1 in SAMPLE_EVERY of the resources the fast check passed. The sample
@@ -252,7 +252,7 @@ def stage_structure(con: duckdb.DuckDBPyConnection, mode: str = "fast") -> Struc
     mode = MODES[mode]
     _models_ready()  # also when there is nothing to check: no later step may import fhir.resources beside it
     lo = get_watermark(con, CONSUMER)
-    hi = con.execute("SELECT coalesce(max(raw_id), 0) FROM raw.resource").fetchone()[0]
+    hi = raw_lake.last_raw_id(con)
     raw_ids, errors, how, problems, checked_here = [], [], [], [], []
     passed_unread = 0
     with transaction(con):

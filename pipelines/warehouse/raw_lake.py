@@ -1,11 +1,12 @@
 """raw.resource: the verbatim records, kept as Parquet files beside the warehouse instead of in a DuckDB table.
 
 Grain: one row per input record (a bundle entry, an NDJSON resource, a registry CSV row or a 特定健診 document),
-`raw_id` unique and dense, in `<warehouse>.raw/r<first raw id>-<n>.parquet` files, each holding one write (a raw
-step group, a merge run) in raw id order. The raw step numbers each group on from `last_raw_id` inside its
-transaction (one writer), so ids are unique by construction; `resource` is the JSON text the raw step
-serialised (VARCHAR: DuckDB's JSON functions read it as they read JSON). raw.resource_file lists the committed files; raw.resource is a view over
-exactly those files, so every reader (staging, views, checks, ad-hoc SQL) reads it as it read the table.
+`raw_id` unique and dense, in `<warehouse>.raw/r<first raw id>-<random>.parquet` files, each holding one write
+(a raw step group, a merge run) in raw id order. The raw step numbers each group on from `last_raw_id` inside
+its transaction (one writer), so ids are unique by construction; `resource` is the JSON text the raw step
+serialised (VARCHAR: DuckDB's JSON functions read it as they read JSON). raw.resource_file lists the committed
+files; raw.resource is a view over exactly those files, so every reader (staging, views, checks, ad-hoc SQL)
+reads it as it read the table.
 
 Why not a table: DuckDB rewrites a table's last, still-growing row group whole at every checkpoint, and this is
 by far the widest table (≈ 1.8 kB of JSON a row). At 4 × the bench sample the raw step's checkpoints held 183 MiB

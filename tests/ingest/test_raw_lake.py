@@ -48,8 +48,8 @@ def test_rows_appear_when_their_transaction_commits_and_a_rolled_back_file_is_ne
 def test_rows_without_an_id_or_a_file_are_refused_before_anything_is_listed(tmp_path):
     with contextlib.closing(connect(tmp_path / "w.duckdb")) as con:
         with pytest.raises(ValueError, match="1 of 2 raw rows lack one of raw_id, file_id"):
-            raw_lake.append(con, "SELECT * REPLACE (CASE WHEN raw_id = 2 THEN NULL ELSE file_id END AS file_id) FROM (" + ROWS + ")",
-                            [1, 3])
+            one_without_file = "CASE WHEN raw_id = 2 THEN NULL ELSE file_id END AS file_id"
+            raw_lake.append(con, f"SELECT * REPLACE ({one_without_file}) FROM ({ROWS})", [1, 3])
         assert raw_lake.listed_files(con) == [] and list(raw_lake.lake_dir(con).glob("*")) == []
 
 
@@ -68,13 +68,14 @@ def test_a_warehouse_from_before_the_lake_has_its_raw_table_moved_into_it(tmp_pa
     with contextlib.closing(duckdb.connect(str(path))) as old:
         old.execute("CREATE SCHEMA raw")
         # the first layout's JSON column, with kana, kanji and full-width digits
-        old.execute("""CREATE TABLE raw.resource (raw_id BIGINT NOT NULL, file_id BIGINT NOT NULL, batch_id BIGINT NOT NULL,
-                       bundle_key BIGINT, line_no INTEGER NOT NULL, entry_index INTEGER, full_url VARCHAR,
-                       resource_type VARCHAR, resource JSON NOT NULL)""")
-        old.execute("""INSERT INTO raw.resource VALUES (2, 1, 1, 10, 1, 1, 'urn:uuid:b', 'Patient',
-                                                        '{"resourceType":"Patient","name":[{"text":"ヤマダ　タロウ"}]}'),
-                                                       (1, 1, 1, 10, 1, 0, 'urn:uuid:a', 'Composition',
-                                                        '{"resourceType":"Composition","title":"診療情報提供書１２"}')""")
+        old.execute("""CREATE TABLE raw.resource (raw_id BIGINT NOT NULL, file_id BIGINT NOT NULL,
+                       batch_id BIGINT NOT NULL, bundle_key BIGINT, line_no INTEGER NOT NULL, entry_index INTEGER,
+                       full_url VARCHAR, resource_type VARCHAR, resource JSON NOT NULL)""")
+        old.execute("""INSERT INTO raw.resource VALUES
+                         (2, 1, 1, 10, 1, 1, 'urn:uuid:b', 'Patient',
+                          '{"resourceType":"Patient","name":[{"text":"ヤマダ　タロウ"}]}'),
+                         (1, 1, 1, 10, 1, 0, 'urn:uuid:a', 'Composition',
+                          '{"resourceType":"Composition","title":"診療情報提供書１２"}')""")
     with contextlib.closing(connect(path)) as con:
         assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'raw' "
                            "AND table_name = 'resource'").fetchone() == ("VIEW",)
