@@ -357,3 +357,42 @@ def test_an_archive_takes_the_files_the_partitioned_run_finished(sample, tmp_pat
     assert summary.files_archived == len(files) and scan_inbox(inbox) == []
     assert {f.relpath for f in scan_inbox(tmp_path / "archive")} == files
     assert fingerprints(settings.warehouse) == sample[1]
+
+
+def test_a_raw_merge_killed_between_runs_is_finished_by_its_retry_as_one_process_would(sample, tmp_path,
+                                                                                       monkeypatch):
+    """Each run of files commits with its files' parsed flags: a merge that fails on its third run keeps the first
+    two, and the re-executed step loads the rest with the ids, bundle keys and quarantine rows a single-process
+    run gives them."""
+    from pipelines.partitioned import merge
+
+    inbox, single, _ = sample
+    settings = _settings(tmp_path, inbox)
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, tmp_path / "lake", shards=2)
+    parsed = [parse_shard(settings, shard) for shard in plan.shards]
+    real, calls = merge._merge_raw_run, []
+
+    def dies_on_the_third_run(con, sources, run):
+        calls.append(run)
+        if len(calls) == 3:
+            raise OSError("No space left on device")
+        return real(con, sources, run)
+
+    monkeypatch.setattr(merge, "MERGE_CHUNK_BYTES", 1)  # every file is a run of its own
+    monkeypatch.setattr(merge, "_merge_raw_run", dies_on_the_third_run)
+    with connect(settings.warehouse) as con:
+        with pytest.raises(OSError, match="No space left"):
+            merge_raw(con, plan, parsed)
+        first_two = [f for f, _ in calls[:2]]
+        assert [f for (f,) in con.execute("SELECT file_id FROM ops.file_manifest WHERE parsed ORDER BY 1")
+                .fetchall()] == first_two
+        assert con.execute("SELECT count(DISTINCT file_id) FROM raw.resource").fetchone()[0] == 2
+    monkeypatch.setattr(merge, "_merge_raw_run", real)
+    with connect(settings.warehouse) as con:
+        assert merge_raw(con, plan, parsed) > 0
+        assert con.execute("SELECT bool_and(parsed) FROM ops.file_manifest").fetchone()[0]
+    staged = [stage_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_staging(con, settings, plan, staged)
+    assert fingerprints(settings.warehouse) == single
