@@ -3,10 +3,10 @@
 - plan_run: finish whatever an earlier run left half-done, open the batch, land the inbox (as `ingest` does)
   and cut the new files into partitions and shards.
 - merge_raw: the shards' raw rows get the ids a single-process run assigns — raw ids and bundle keys are
-  handed out in (file id, position in file) order, and a file's rows are contiguous in its shard — in one
-  transaction with the file/line quarantine rows and the files' `parsed` flag. The rows go in by runs of
-  consecutive files of about MERGE_CHUNK_BYTES of text, so the merge's memory follows that, not the run's
-  input (the whole 4 × bench input in one statement ran out of the 384 MB ingest cap).
+  handed out in (file id, position in file) order, and a file's rows are contiguous in its shard — by runs of
+  consecutive files of about MERGE_CHUNK_BYTES of text, each in one transaction with its file/line quarantine
+  rows and its files' `parsed` flags, so the merge's memory follows the run, not the batch (the whole 4 × bench
+  input in one statement ran out of the 384 MB ingest cap; one transaction for the 16 × input held 741 MiB).
 - merge_staging: the shards' staging rows and ledgers, the staging watermarks, then the core upserts and
   consent intervals (cheap SQL over the whole warehouse) and the run's summary."""
 
