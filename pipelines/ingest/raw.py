@@ -161,4 +161,6 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
     # the structure step comes next; in a large batch its fhir.resources models import meanwhile, beside this
     # step's writes (an increment reads in this process, where the import would only compete with reading)
     buffers = _read_in_order(list(_groups(pending, inbox)), read, pool_size, forked=structure.preload_models)
-    return sum(_flush_or_explain(con, buf) for buf in buffers)
+    written = sum(_flush_or_explain(con, buf) for buf in buffers)
+    raw_lake.compact(con)  # one file per group adds up over the runs (pipelines/warehouse/raw_lake.py)
+    return written

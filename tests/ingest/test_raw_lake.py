@@ -157,3 +157,35 @@ def test_outside_a_transaction_a_write_lists_its_file_and_replaces_the_view_toge
             raw_lake.append(con, ROWS, [3, 4])
             assert con.execute("SELECT count(*) FROM raw.resource").fetchone() == (3,)
         assert raw_lake.last_raw_id(con) == 3
+
+
+def test_many_small_files_are_compacted_into_runs_in_raw_id_order(tmp_path):
+    with contextlib.closing(connect(tmp_path / "w.duckdb")) as con:
+        for start in range(1, 501, 100):  # five files of 100 rows
+            raw_lake.append(con, ROWS, [start, start + 100])
+        before = _rows(con)
+        assert raw_lake.compact(con, max_files=5, rows=250) == 0  # not more than the limit: left alone
+        assert raw_lake.compact(con, max_files=3, rows=250) == 2  # runs [1, 2], [3, 4], [5]
+        assert con.execute("SELECT row_count FROM raw.resource_file ORDER BY first_raw_id").fetchall() == [
+            (200,), (200,), (100,)]
+        assert _rows(con) == before
+        files = raw_lake.listed_files(con)
+        assert sorted(p.as_posix() for p in raw_lake.lake_dir(con).iterdir()) == sorted(files)  # old ones deleted
+        assert con.execute("""SELECT count(*) FROM (
+                                  SELECT raw_id, lag(raw_id) OVER (ORDER BY filename, file_row_number) AS before
+                                  FROM read_parquet(?, filename = true, file_row_number = true))
+                              WHERE raw_id < before""", [files]).fetchone() == (0,)
+
+
+def test_the_raw_step_compacts_the_lake_once_it_lists_too_many_files(tmp_path, monkeypatch):
+    from pipelines.generate import generate
+    from tests.conftest import run_ingest
+
+    generate(tmp_path / "inbox", patients=12, seed=5)
+    monkeypatch.setattr(raw_lake, "MAX_FILES", 2)
+    monkeypatch.setattr("pipelines.ingest.raw.GROUP_BYTES", 64 * 1024)  # many small groups, a file each
+    summary, con = run_ingest(tmp_path / "inbox", tmp_path / "w.duckdb")
+    with contextlib.closing(con):
+        assert len(raw_lake.listed_files(con)) == 1  # the sample's few thousand rows: one compacted file
+        assert con.execute("SELECT count(*), count(DISTINCT raw_id), max(raw_id) FROM raw.resource").fetchone() == (
+            summary["records_in"],) * 3
