@@ -34,6 +34,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.views.fhirpath import sql_str
+
 VIEW = "raw.resource"
 SUFFIX = ".raw"
 #: the view's columns, in order; the files hold exactly these
@@ -45,22 +47,16 @@ NOT_NULL = ("raw_id", "file_id", "batch_id", "line_no")
 #: rows per Parquet row group, DuckDB's smallest: a reader decompresses the `resource` pages of every row group its
 #: filter cannot skip, and the staging steps pick few rows of a type from a bundle key or raw id range (an
 #: Organization query on the bench sample: 16.8 ms at 2,048 rows, 32.7 ms at 16,384, 13.2 ms from the old table;
-#: the files are as large either way). It also bounds what the writer holds: 2,048 特定健診 documents ≈ 60 MB.
+#: the files are as large either way). It also bounds what the writer holds: 2,048 特定健診 documents at their
+#: 15–60 kB each are 30–120 MB.
 ROW_GROUP_ROWS = 2_048
-
-
 #: more listed files than this and the raw step compacts them: every query of raw.resource opens each listed
 #: file's footer, ≈ 26 µs a file (a raw id range query: 0.7 ms over 10 files, 2.7 ms over 100, 26 ms over 1,000),
 #: and a staging run makes hundreds of such queries
 MAX_FILES = 64
-#: a compacted file holds up to this many rows (≈ 0.9 GB of JSON, ≈ 0.2 GB of zstd Parquet); larger files are
-#: left as they are
+#: a compacted file holds up to this many rows (at the bench sample's ≈ 1.8 kB of JSON and ≈ 0.4 kB of zstd
+#: Parquet a row: ≈ 0.9 GB of JSON in a ≈ 0.2 GB file); larger files are left as they are
 COMPACT_ROWS = 500_000
-
-
-def sql_str(text: str) -> str:
-    """A SQL string literal (file paths cannot be bound as parameters of COPY or a view)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def lake_dir(con: duckdb.DuckDBPyConnection) -> Path:
@@ -104,11 +100,8 @@ def append(con: duckdb.DuckDBPyConnection, query: str, params: list | None = Non
     one, in a transaction of its own."""
     with _within_transaction(con):
         written = _write(con, query, params)
-        if written is None:
-            return 0
-        con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(written))
-        refresh_view(con)
-    return written[-1]
+        _relist(con, [], written)
+    return written[-1] if written else 0
 
 
 def delete_where(con: duckdb.DuckDBPyConnection, condition: str, params: list | None = None) -> int:
@@ -125,13 +118,19 @@ def _delete_where(con: duckdb.DuckDBPyConnection, condition: str, params: list |
         matched = con.execute(f"SELECT count(*) FROM {source} WHERE {condition}", params or []).fetchone()[0]
         if not matched:
             continue
-        kept = _write(con, f"SELECT * FROM {source} WHERE NOT ({condition}) ORDER BY raw_id", params)
-        con.execute("DELETE FROM raw.resource_file WHERE path = ?", [path])
-        if kept is not None:
-            con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(kept))
+        _relist(con, [path], _write(con, f"SELECT * FROM {source} WHERE NOT ({condition}) ORDER BY raw_id", params))
         removed += matched
-    refresh_view(con)
     return removed
+
+
+def _relist(con: duckdb.DuckDBPyConnection, replaced: list[str], written: tuple | None) -> None:
+    """The file list without `replaced`, with `written` (from `_write`; None: no rows), and the view over it, in
+    the caller's transaction."""
+    if replaced:
+        con.execute("DELETE FROM raw.resource_file WHERE path IN ?", [replaced])
+    if written is not None:
+        con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(written))
+    refresh_view(con)
 
 
 @contextlib.contextmanager
@@ -186,10 +185,10 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, params: list | None) -> t
 
 
 def compact(con: duckdb.DuckDBPyConnection, max_files: int | None = None, rows: int | None = None) -> int:
-    """With more than `max_files` (default MAX_FILES) listed, rewrite each run of consecutive files holding fewer than `rows` rows
-    (default COMPACT_ROWS) rows together as one file (streamed in list order, which is raw id order: no sort), a
+    """With more than `max_files` (default MAX_FILES) listed, rewrite each run of consecutive files that together
+    hold at most `rows` (default COMPACT_ROWS) as one file, streamed in list order (raw id order: no sort), a
     transaction a run; the replaced files are deleted after. Only for the warehouse's writer, between writes.
-    Returns the number of files fewer."""
+    Returns how many files fewer are listed."""
     max_files, rows = max_files or MAX_FILES, rows or COMPACT_ROWS
     listed = con.execute("SELECT path, row_count FROM raw.resource_file ORDER BY first_raw_id, path").fetchall()
     if len(listed) <= max_files:
@@ -206,10 +205,7 @@ def compact(con: duckdb.DuckDBPyConnection, max_files: int | None = None, rows: 
     for run in (r for r in runs if len(r) > 1):
         listing = ", ".join(sql_str(path) for path in run)
         with _within_transaction(con):
-            merged = _write(con, f"SELECT * FROM read_parquet([{listing}], hive_partitioning = false)", None)
-            con.execute("DELETE FROM raw.resource_file WHERE path IN ?", [run])
-            con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(merged))
-            refresh_view(con)
+            _relist(con, run, _write(con, f"SELECT * FROM read_parquet([{listing}], hive_partitioning = false)", None))
         removed += len(run) - 1
     remove_unlisted(con)
     return removed
@@ -217,7 +213,7 @@ def compact(con: duckdb.DuckDBPyConnection, max_files: int | None = None, rows: 
 
 def remove_unlisted(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Delete the lake's files no committed row lists (left by a rolled-back or killed write, or replaced by
-    `delete_where`); returns their names. Only for the warehouse's writer, between writes."""
+    `delete_where` or `compact`); returns their names. Only for the warehouse's writer, between writes."""
     directory = lake_dir(con)
     if not directory.is_dir():
         return []
@@ -250,6 +246,4 @@ def _move_table_into_lake(con: duckdb.DuckDBPyConnection) -> None:
     with _within_transaction(con):
         written = _write(con, "SELECT * FROM raw.resource ORDER BY raw_id", None)
         con.execute("DROP TABLE raw.resource")
-        if written is not None:
-            con.execute("INSERT INTO raw.resource_file VALUES (?, ?, ?, ?)", list(written))
-        refresh_view(con)
+        _relist(con, [], written)
