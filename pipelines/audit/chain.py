@@ -54,7 +54,7 @@ def chain_head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
 
 
 def chain_new_rows(con: duckdb.DuckDBPyConnection) -> int:
-    """Chain the rows the running upsert just inserted (its `winner` temp table); returns how many.
+    """Chain the rows the running upsert just inserted (the raw ids of its `winner_key`); returns how many.
 
     Call inside the transaction of the insert, so rows and their chain commit together. Only the batch's own
     rows are chained — a row slipped in by hand stays unchained and the check names it — except on the first
@@ -63,7 +63,7 @@ def chain_new_rows(con: duckdb.DuckDBPyConnection) -> int:
     gigabytes, chunked ones stay within DuckDB's memory limit.
     """
     head_seq, head_hash = chain_head(con)
-    scope = "" if head_seq == 0 else "AND raw_id IN (SELECT raw_id FROM winner)"
+    scope = "" if head_seq == 0 else "AND raw_id IN (SELECT raw_id FROM winner_key)"
     todo = con.execute(f"SELECT raw_id FROM core.access_event WHERE chain_seq IS NULL {scope} ORDER BY raw_id"
                        ).fetchnumpy()["raw_id"]  # 8 bytes a row
     done = 0

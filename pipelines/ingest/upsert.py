@@ -80,32 +80,42 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
         if available and _pending(con, spec, lo, hi):
             identity = ", ".join(spec.identity)
             version = "try_cast(s.last_updated AS TIMESTAMPTZ)" if "last_updated" in available else "NULL::TIMESTAMPTZ"
+            # `incoming` ranks the staged rows by their keys alone; the wide rows stay in staging and are read once,
+            # by the insert, through `winner`. (A copy of every staged column was the partitioned merge's peak: at 4 ×
+            # the sample the checkup upsert held its ≈ 0.5 M result rows twice, docs/capacity.md thirteenth session.)
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE incoming AS
-                SELECT s.*, {version} AS last_updated_ts, coalesce(({spec.tombstone}), false) AS is_tombstoned,
+                SELECT s.rowid AS staging_row, s.raw_id, {", ".join(f"s.{c}" for c in spec.identity)},
+                       {version} AS last_updated_ts, coalesce(({spec.tombstone}), false) AS is_tombstoned,
                        dense_rank() OVER (PARTITION BY {identity}
                                           ORDER BY {version} DESC NULLS LAST, s.raw_id DESC) AS version_rank
                 FROM {spec.staging_table} s WHERE s.raw_id > {lo} AND s.raw_id <= {hi}
             """)
             if spec.policy == "latest":
-                # the latest arrival replaces whatever core holds: no comparison with core, and a view instead of
-                # a copy of every incoming row (on the bench sample ≈ 0.1 s of the checkup upsert's ≈ 0.6 s)
-                con.execute("CREATE OR REPLACE TEMP VIEW winner AS SELECT * FROM incoming WHERE version_rank = 1")
+                # the latest arrival replaces whatever core holds: no comparison with core
+                con.execute("CREATE OR REPLACE TEMP VIEW winner_key AS SELECT * FROM incoming WHERE version_rank = 1")
             else:
                 current = "last_updated" if spec.policy == "versioned" else "NULL::TIMESTAMPTZ AS last_updated"
                 replaces = ("c.last_updated IS NULL OR w.last_updated_ts > c.last_updated"
                             if spec.policy == "versioned" else "false")  # immutable: a resend never replaces
                 # only the current versions of incoming identities: no DISTINCT over the whole core table
                 con.execute(f"""
-                    CREATE OR REPLACE TEMP TABLE winner AS
+                    CREATE OR REPLACE TEMP TABLE winner_key AS
                     SELECT w.* FROM incoming w
                     LEFT JOIN (SELECT DISTINCT {identity}, {current} FROM core.{spec.table}
                                WHERE ({identity}) IN (SELECT {identity} FROM incoming)) c USING ({identity})
                     WHERE w.version_rank = 1 AND (c.{spec.identity[0]} IS NULL OR {replaces})
                 """)
+            # the winning staged rows whole (a view's body cannot hold parameters: lo and hi are ints)
+            con.execute(f"""
+                CREATE OR REPLACE TEMP VIEW winner AS
+                SELECT s.*, k.last_updated_ts, k.is_tombstoned
+                FROM {spec.staging_table} s JOIN winner_key k ON k.staging_row = s.rowid
+                WHERE s.raw_id > {int(lo)} AND s.raw_id <= {int(hi)}
+            """)
             columns, exprs = _select_list(spec, table_columns(con, f"core.{spec.table}"), available)
             # Replace the current version: delete then insert keeps multi-row identities (consent) whole.
-            con.execute(f"DELETE FROM core.{spec.table} WHERE ({identity}) IN (SELECT DISTINCT {identity} FROM winner)")
+            con.execute(f"DELETE FROM core.{spec.table} WHERE ({identity}) IN (SELECT DISTINCT {identity} FROM winner_key)")
             con.execute(f"INSERT INTO core.{spec.table} ({', '.join(columns)}) SELECT {', '.join(exprs)} FROM winner")
             counts |= _record_upsert_outcomes(con, f"core.{spec.table}", lo, hi)
             if spec.table == "document":
@@ -113,9 +123,10 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
             if spec.after_insert is not None:
                 spec.after_insert(con)
             # `incoming` holds a row per staged record, which a connection running more steps (the partitioned
-            # merge) would keep; and `winner` is a view or a table by policy, which CREATE OR REPLACE cannot swap.
-            # (A failed upsert's rollback takes both with it.)
-            con.execute(f"DROP {'VIEW' if spec.policy == 'latest' else 'TABLE'} winner")
+            # merge) would keep; and `winner_key` is a view or a table by policy, which CREATE OR REPLACE cannot
+            # swap. (A failed upsert's rollback takes them with it.)
+            con.execute("DROP VIEW winner")
+            con.execute(f"DROP {'VIEW' if spec.policy == 'latest' else 'TABLE'} winner_key")
             con.execute("DROP TABLE incoming")
         set_watermark(con, spec.consumer, hi)
     return counts
@@ -125,11 +136,13 @@ def _record_upsert_outcomes(con: duckdb.DuckDBPyConnection, table: str, lo: int,
     """Each incoming record's outcome: tombstoned or loaded (a winner), else duplicate."""
     window = (lo, hi)
     return {
-        "loaded": record_outcomes(con, "SELECT raw_id FROM winner WHERE NOT is_tombstoned", "loaded", table, window),
-        "tombstoned": record_outcomes(con, "SELECT raw_id FROM winner WHERE is_tombstoned", "tombstoned", table,
+        "loaded": record_outcomes(con, "SELECT raw_id FROM winner_key WHERE NOT is_tombstoned", "loaded", table,
+                                  window),
+        "tombstoned": record_outcomes(con, "SELECT raw_id FROM winner_key WHERE is_tombstoned", "tombstoned", table,
                                       window),
-        "duplicate": record_outcomes(con, "SELECT raw_id FROM incoming WHERE raw_id NOT IN (SELECT raw_id FROM winner)",
-                                     "duplicate", table, window),
+        "duplicate": record_outcomes(
+            con, "SELECT raw_id FROM incoming WHERE raw_id NOT IN (SELECT raw_id FROM winner_key)", "duplicate", table,
+            window),
     }
 
 
