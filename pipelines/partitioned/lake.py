@@ -14,10 +14,13 @@ from pipelines.warehouse import raw_lake
 
 #: a table's columns as (name, DuckDB type), in table order
 Columns = list[tuple[str, str]]
-#: rows per Parquet row group in the hand-over files: the writer holds a row group's pages whole, and DuckDB's
-#: default (122,880 rows, ≈ 150 MB of raw JSON) outgrew the 384 MB ingest cap on a 173 MB shard (one sender's day
-#: at 16 × the sample); 16,384 rows is ≈ 20 MB of JSON
-PARQUET_ROW_GROUP_ROWS = 16_384
+#: rows per Parquet row group in the hand-over files. The writer holds a row group's pages whole: DuckDB's default
+#: (122,880 rows, ≈ 150 MB of raw JSON) outgrew the 384 MB ingest cap on a 173 MB shard (one sender's day at 16 ×
+#: the sample). And the raw merge reads a run of consecutive files out of every partition's file, a row group whole
+#: wherever one of its rows is in the run: at 16,384 rows the merging process's raw merge rose from 381 to 462 MiB
+#: between 1 × and 4 × the sample, at 2,048 (the raw lake's own size) from 379 to 445 (docs/capacity.md, thirteenth
+#: session)
+PARQUET_ROW_GROUP_ROWS = 2_048
 
 
 def phase_dir(lake: Path, batch_id: int, phase: str) -> Path:
