@@ -14,16 +14,17 @@ from pipelines.warehouse import windows
 HEAVY_ROWS_PER_WINDOW = 500
 
 
-def raw_windows(con: duckdb.DuckDBPyConnection, lo: int, hi: int,
-                heavy_type: str | None = None) -> Iterator[tuple[int, int]]:
+def raw_windows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, heavy_type: str | None = None,
+                heavy_rows: int | None = None) -> Iterator[tuple[int, int]]:
     """(lo, hi] in windows of about window_ids() ids, moved forward so no bundle is split; with `heavy_type`
-    (a raw resource_type), also cut so that no window holds more than HEAVY_ROWS_PER_WINDOW of that type's rows."""
+    (a raw resource_type), also cut so that no window holds more than `heavy_rows` (default
+    HEAVY_ROWS_PER_WINDOW) of that type's rows."""
     def bundle_end(end: int) -> int:
         row = con.execute("SELECT max(last_raw_id) FROM raw.bundle WHERE first_raw_id <= ? AND last_raw_id > ?",
                           [end, end]).fetchone()
         return row[0] or end
 
-    cuts = _heavy_cuts(con, lo, hi, heavy_type) if heavy_type else []
+    cuts = _heavy_cuts(con, lo, hi, heavy_type, heavy_rows or HEAVY_ROWS_PER_WINDOW) if heavy_type else []
     for start, end in windows(lo, hi, align=bundle_end):
         # a heavy row is never part of a bundle (documents come from archives), so cutting after one is safe
         for cut in (c for c in cuts if start < c < end):
@@ -32,10 +33,10 @@ def raw_windows(con: duckdb.DuckDBPyConnection, lo: int, hi: int,
         yield start, end
 
 
-def _heavy_cuts(con: duckdb.DuckDBPyConnection, lo: int, hi: int, resource_type: str) -> list[int]:
-    """The raw id of every HEAVY_ROWS_PER_WINDOW-th `resource_type` row in (lo, hi]."""
+def _heavy_cuts(con: duckdb.DuckDBPyConnection, lo: int, hi: int, resource_type: str, every: int) -> list[int]:
+    """The raw id of every `every`-th `resource_type` row in (lo, hi]."""
     return [cut for (cut,) in con.execute(
         """SELECT raw_id FROM (
                SELECT raw_id, row_number() OVER (ORDER BY raw_id) AS n
                FROM raw.resource WHERE resource_type = ? AND raw_id > ? AND raw_id <= ?)
-           WHERE n % ? = 0 ORDER BY 1""", [resource_type, lo, hi, HEAVY_ROWS_PER_WINDOW]).fetchall()]
+           WHERE n % ? = 0 ORDER BY 1""", [resource_type, lo, hi, every]).fetchall()]

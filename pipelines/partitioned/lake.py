@@ -101,14 +101,16 @@ def ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -
     con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
 
 
-def load_table(con: duckdb.DuckDBPyConnection, table: str, files: list[str], order_by: str) -> int:
-    """Append every row of `files` to `table` by column name, in `order_by` order (deterministic)."""
+def load_table(con: duckdb.DuckDBPyConnection, table: str, files: list[str], order_by: str,
+               where: str = "true") -> int:
+    """Append the rows of `files` matching `where` (SQL over the files' columns) to `table` by column name, in
+    `order_by` order (deterministic)."""
     if not files:
         return 0
     listing = ", ".join(sql_str(f) for f in files)
     return con.execute(
         f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet([{listing}], hive_partitioning = false) "
-        f"ORDER BY {order_by}").fetchone()[0]
+        f"WHERE {where} ORDER BY {order_by}").fetchone()[0]
 
 
 def order_key(columns: Columns) -> str:

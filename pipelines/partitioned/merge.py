@@ -16,8 +16,10 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import Settings
-from pipelines.ingest import structure
+from pipelines.ingest import bundles as bundles_stage
 from pipelines.ingest.landing import land_files
+from pipelines.ingest.raw_read import CHECKUP_DOCUMENT
+from pipelines.ingest.raw_windows import raw_windows
 from pipelines.ingest.run import IngestSummary, archive_into_summary, run_summary, start_batch
 from pipelines.partitioned.lake import Columns, ensure_table, load_table, order_key, parquet_files, phase_dir
 from pipelines.partitioned.mapper import MapResult
@@ -186,25 +188,81 @@ def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]]
     return written
 
 
+#: 特定健診 documents per staging merge window: one document stages ≈ 100 result rows, and at 16 × the sample the
+#: first window of ids alone held 663,613 of them (the merging process 625 MiB). Four times the staging steps' own
+#: cut: every window reads each table's files again (at 4 × the sample, cut at 500: 11 windows, 1.9 s of loads;
+#: at 2,000: 5 windows, 1.1 s, and the same peak; docs/capacity.md, thirteenth session)
+MERGE_HEAVY_ROWS = 2_000
+
+
+def _load_staging(con: duckdb.DuckDBPyConnection, dest: Path, schemas: dict[str, Columns],
+                  watermarks: dict[str, int]) -> None:
+    """The shards' staging rows and ledgers, by windows of raw ids as a single-process staging step takes them
+    (bundle-aligned), each window one transaction with the staging watermarks moved to its end: the transaction
+    holds a window's rows, not the batch's (one transaction for everything held the 4 × sample's 171 MiB of staged
+    rows in memory until its commit, 693 MiB at 16 ×). Every raw-id consumer reaches the window's end together,
+    staging.bundle (counted in bundle keys) the last bundle the window holds, so a run killed between windows leaves
+    a warehouse whose staging is level with its watermarks: the re-executed merge goes on from there, a
+    single-process run stages the rest itself. A row is in the window of its raw id, else of its bundle; a row
+    with neither goes with the last window."""
+    with transaction(con):
+        for table, columns in sorted(schemas.items()):
+            ensure_table(con, table, columns)
+    raw_consumers = sorted(c for c in watermarks if c != bundles_stage.CONSUMER)
+    if not raw_consumers:
+        return
+    # the consumers the shards took furthest move together, window by window: where the first stands, all do
+    lead = max(raw_consumers, key=lambda c: (watermarks[c], c))
+    lo, hi = get_watermark(con, lead), watermarks[lead]
+    if lo >= hi:  # a re-executed step: every window is in
+        return
+    files = {table: parquet_files(dest, table) for table in schemas}
+    for start, end in raw_windows(con, lo, hi, heavy_type=CHECKUP_DOCUMENT, heavy_rows=MERGE_HEAVY_ROWS):
+        last = end >= hi
+        bundles = (get_watermark(con, bundles_stage.CONSUMER),
+                   watermarks.get(bundles_stage.CONSUMER, 0) if last else _last_bundle(con, end))
+        with transaction(con):
+            for table, columns in sorted(schemas.items()):
+                where = _window_rows({name for name, _ in columns}, (start, end), bundles, last)
+                load_table(con, table, files[table], order_key(columns), where)
+            for consumer, target in sorted(watermarks.items()):
+                reached = bundles[1] if consumer == bundles_stage.CONSUMER else min(target, end)
+                set_watermark(con, consumer, max(reached, get_watermark(con, consumer)))
+    # committed rows stay in memory until DuckDB checkpoints (by the size of its WAL): the core upserts that follow
+    # ran beside ≈ 100 MiB of them (the merging process's checkup upsert at 4 × the sample: 527 against 434 MiB)
+    con.execute("CHECKPOINT")
+
+
+def _last_bundle(con: duckdb.DuckDBPyConnection, end: int) -> int:
+    """The highest bundle key whose rows start at or before raw id `end` (windows never split a bundle)."""
+    return con.execute("SELECT coalesce(max(bundle_key), 0) FROM raw.bundle WHERE first_raw_id <= ?",
+                       [end]).fetchone()[0]
+
+
+def _window_rows(columns: set[str], raw_ids: tuple[int, int], bundle_keys: tuple[int, int], last: bool) -> str:
+    """SQL selecting a window's rows of a table with `columns`: by raw id, else by bundle key, else in the last."""
+    keys = [("raw_id", raw_ids), ("bundle_key", bundle_keys)]
+    present = [(column, bounds) for column, bounds in keys if column in columns]
+    clauses, unkeyed = [], []
+    for column, (lo, hi) in present:
+        clauses.append(f"({' AND '.join(unkeyed + [f'{column} > {int(lo)} AND {column} <= {int(hi)}'])})")
+        unkeyed.append(f"{column} IS NULL")
+    if last:
+        clauses.append(f"({' AND '.join(unkeyed) or 'true'})")
+    return " OR ".join(clauses) or "false"
+
+
 def merge_staging(con: duckdb.DuckDBPyConnection, settings: Settings, plan: Plan,
                   results: list[MapResult]) -> IngestSummary:
     """Staging rows and ledgers of every shard, the staging watermarks, then core and the run's summary."""
     dest = phase_dir(Path(plan.lake), plan.batch_id, "staging")
     con.execute("SET enable_progress_bar = false")
     _, _, core_steps = split_steps(settings)
-    watermarks: dict[str, int] = {}
+    watermarks: dict[str, int] = {}  # consumer → where the shards left it (the highest shard's id)
     for result in results:
         for consumer, last in result.watermarks.items():
             watermarks[consumer] = max(last, watermarks.get(consumer, 0))
-    # a re-executed step finds its rows committed (the structure watermark is past them) and loads nothing twice
-    already = get_watermark(con, structure.CONSUMER) >= watermarks.get(structure.CONSUMER, 0) > 0
-    if not already:
-        with transaction(con):
-            for table, columns in sorted(_schemas(results).items()):
-                ensure_table(con, table, columns)
-                load_table(con, table, parquet_files(dest, table), order_key(columns))
-            for consumer, last in sorted(watermarks.items()):
-                set_watermark(con, consumer, max(last, get_watermark(con, consumer)))
+    _load_staging(con, dest, _schemas(results), watermarks)
     for _, step in core_steps:
         step(con)
     summary = run_summary(con, plan.batch_id, settings)

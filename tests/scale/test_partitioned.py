@@ -396,3 +396,79 @@ def test_a_raw_merge_killed_between_runs_is_finished_by_its_retry_as_one_process
     with connect(settings.warehouse) as con:
         merge_staging(con, settings, plan, staged)
     assert fingerprints(settings.warehouse) == single
+
+
+def _watermark_windows(monkeypatch) -> list[tuple[str, str]]:
+    """Small windows (KARTE_WINDOW_IDS) and a record of each load the staging merge makes: (table, its filter)."""
+    from pipelines.partitioned import merge
+
+    monkeypatch.setenv("KARTE_WINDOW_IDS", "150")
+    loads, real = [], merge.load_table
+
+    def recording(con, table, files, order_by, where="true"):
+        loads.append((table, where))
+        return real(con, table, files, order_by, where)
+
+    monkeypatch.setattr(merge, "load_table", recording)
+    return loads
+
+
+def test_staging_merged_window_by_window_equals_single_process(sample, tmp_path, monkeypatch):
+    """The staging merge commits a window of raw ids at a time (its memory follows the window, not the batch):
+    every row lands once, the bundle-keyed and the unkeyed rows included, as one process stages them."""
+    inbox, single, _ = sample
+    loads = _watermark_windows(monkeypatch)
+    _steps_in_this_process(_settings(tmp_path, inbox), tmp_path / "lake", shards=2)
+    windows = {where for table, where in loads if table == "staging.condition"}
+    assert len(windows) > 5
+    assert fingerprints(tmp_path / "w.duckdb") == single
+
+
+@pytest.mark.parametrize("finisher", ["the re-executed merge", "a single-process ingest"])
+def test_a_staging_merge_killed_between_windows_leaves_staging_level_with_its_watermarks(sample, tmp_path,
+                                                                                        monkeypatch, finisher):
+    """A merge that fails in its third window keeps two: every staging table holds rows up to the watermarks and
+    none beyond, so either the re-executed merge or a plain single-process ingest finishes it into the warehouse
+    one process gives."""
+    from pipelines.ingest.bundles import CONSUMER as BUNDLE_CONSUMER
+    from pipelines.ingest.run import ingest
+    from pipelines.ingest.structure import CONSUMER as STRUCTURE_CONSUMER
+    from pipelines.partitioned import merge
+    from pipelines.warehouse import get_watermark
+
+    inbox, single, _ = sample
+    settings = _settings(tmp_path, inbox)
+    loads = _watermark_windows(monkeypatch)
+    with connect(settings.warehouse) as con:
+        plan = plan_run(con, settings, tmp_path / "lake", shards=2)
+    parsed = [parse_shard(settings, shard) for shard in plan.shards]
+    with connect(settings.warehouse) as con:
+        merge_raw(con, plan, parsed)
+    staged = [stage_shard(settings, shard) for shard in plan.shards]
+    recording = merge.load_table
+
+    def dies_in_the_third_window(con, table, files, order_by, where="true"):
+        if len({w for t, w in loads if t == "staging.condition"}) == 2 and table == "staging.condition":
+            raise OSError("No space left on device")
+        return recording(con, table, files, order_by, where)
+
+    monkeypatch.setattr(merge, "load_table", dies_in_the_third_window)
+    with connect(settings.warehouse) as con:
+        with pytest.raises(OSError, match="No space left"):
+            merge_staging(con, settings, plan, staged)
+        raw_mark, bundle_mark = (get_watermark(con, c) for c in (STRUCTURE_CONSUMER, BUNDLE_CONSUMER))
+        top = con.execute("SELECT max(raw_id) FROM raw.resource").fetchone()[0]
+        assert 0 < raw_mark < top and bundle_mark > 0
+        beyond = {table: con.execute(f"SELECT count(*) FROM staging.{table} WHERE raw_id > ?", [raw_mark]).fetchone()[0]
+                  for table in ("condition", "observation", "patient", "fast_structure_check")}
+        beyond["bundle"] = con.execute("SELECT count(*) FROM staging.bundle WHERE bundle_key > ?",
+                                       [bundle_mark]).fetchone()[0]
+        assert beyond == dict.fromkeys(beyond, 0)
+        assert con.execute("SELECT count(*) FROM staging.condition").fetchone()[0] > 0
+    monkeypatch.setattr(merge, "load_table", recording)
+    with connect(settings.warehouse) as con:
+        if finisher == "the re-executed merge":
+            merge_staging(con, settings, plan, staged)
+        else:
+            ingest(con, settings)
+    assert fingerprints(settings.warehouse) == single
