@@ -82,7 +82,7 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
             version = "try_cast(s.last_updated AS TIMESTAMPTZ)" if "last_updated" in available else "NULL::TIMESTAMPTZ"
             # `incoming` ranks the staged rows by their keys alone; the wide rows stay in staging and are read once,
             # by the insert, through `winner`. (A copy of every staged column was the partitioned merge's peak: at 4 ×
-            # the sample the checkup upsert held its ≈ 0.5 M result rows twice, docs/capacity.md thirteenth session.)
+            # the sample the checkup upsert held its ≈ 0.2 M result rows twice, docs/capacity.md thirteenth session.)
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE incoming AS
                 SELECT s.rowid AS staging_row, s.raw_id, {", ".join(f"s.{c}" for c in spec.identity)},

@@ -7,8 +7,9 @@
   consecutive files of about MERGE_CHUNK_BYTES of text, each in one transaction with its file/line quarantine
   rows and its files' `parsed` flags, so the merge's memory follows the run, not the batch (the whole 4 × bench
   input in one statement ran out of the 384 MB ingest cap; one transaction for the 16 × input held 741 MiB).
-- merge_staging: the shards' staging rows and ledgers, the staging watermarks, then the core upserts and
-  consent intervals (cheap SQL over the whole warehouse) and the run's summary."""
+- merge_staging: the shards' staging rows and ledgers by windows of raw ids, each committed with the staging
+  watermarks at its end, then the core upserts and consent intervals (cheap SQL over the whole warehouse) and the
+  run's summary."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +201,7 @@ def _load_staging(con: duckdb.DuckDBPyConnection, dest: Path, schemas: dict[str,
     """The shards' staging rows and ledgers, by windows of raw ids as a single-process staging step takes them
     (bundle-aligned), each window one transaction with the staging watermarks moved to its end: the transaction
     holds a window's rows, not the batch's (one transaction for everything held the 4 × sample's 171 MiB of staged
-    rows in memory until its commit, 693 MiB at 16 ×). Every raw-id consumer reaches the window's end together,
+    rows in memory until its commit; at 16 × the merging process reached 693 MiB loading them). Every raw-id consumer reaches the window's end together,
     staging.bundle (counted in bundle keys) the last bundle the window holds, so a run killed between windows leaves
     a warehouse whose staging is level with its watermarks: the re-executed merge goes on from there, a
     single-process run stages the rest itself. A row is in the window of its raw id, else of its bundle; a row
