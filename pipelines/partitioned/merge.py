@@ -191,7 +191,7 @@ def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]]
 
 #: 特定健診 documents per staging merge window: one document stages ≈ 100 result rows, and at 16 × the sample the
 #: first window of ids alone held 663,613 of them (the merging process 625 MiB). Four times the staging steps' own
-#: cut: every window reads each table's files again (at 4 × the sample, cut at 500: 11 windows, 1.9 s of loads;
+#: cut: every window costs its statements and footers (at 4 × the sample, cut at 500: 11 windows, 1.9 s of loads;
 #: at 2,000: 5 windows, 1.1 s, and the same peak; docs/capacity.md, thirteenth session)
 MERGE_HEAVY_ROWS = 2_000
 
@@ -217,7 +217,7 @@ def _load_staging(con: duckdb.DuckDBPyConnection, dest: Path, schemas: dict[str,
     lo, hi = get_watermark(con, lead), watermarks[lead]
     if lo >= hi:  # a re-executed step: every window is in
         return
-    files = {table: parquet_files(dest, table) for table in schemas}
+    spans = {table: _file_spans(con, parquet_files(dest, table)) for table in schemas}
     for start, end in raw_windows(con, lo, hi, heavy_type=CHECKUP_DOCUMENT, heavy_rows=MERGE_HEAVY_ROWS):
         last = end >= hi
         bundles = (get_watermark(con, bundles_stage.CONSUMER),
@@ -225,13 +225,48 @@ def _load_staging(con: duckdb.DuckDBPyConnection, dest: Path, schemas: dict[str,
         with transaction(con):
             for table, columns in sorted(schemas.items()):
                 where = _window_rows({name for name, _ in columns}, (start, end), bundles, last)
-                load_table(con, table, files[table], order_key(columns), where)
+                files = [f for f, span in spans[table].items() if last or _may_hold(span, (start, end), bundles)]
+                load_table(con, table, files, order_key(columns), where)
             for consumer, target in sorted(watermarks.items()):
                 reached = bundles[1] if consumer == bundles_stage.CONSUMER else min(target, end)
                 set_watermark(con, consumer, max(reached, get_watermark(con, consumer)))
     # committed rows stay in memory until DuckDB checkpoints (by the size of its WAL): the core upserts that follow
     # ran beside ≈ 100 MiB of them (the merging process's checkup upsert at 4 × the sample: 527 against 434 MiB)
     con.execute("CHECKPOINT")
+
+
+#: per hand-over file: key column → (lowest, highest, holds nulls); None where the footer states no bounds
+Span = dict[str, tuple[int, int, bool] | None]
+
+
+def _file_spans(con: duckdb.DuckDBPyConnection, files: list[str]) -> dict[str, Span]:
+    """Each file's raw id and bundle key bounds, from the Parquet footers (read once, not once a window: at 16 × the
+    sample a window's loads re-read ≈ 4,000 footers)."""
+    spans: dict[str, Span] = {f: {} for f in files}
+    if not files:
+        return spans
+    for name, column, low, high, nulls in con.execute(
+            """SELECT file_name, path_in_schema, min(try_cast(stats_min_value AS BIGINT)),
+                      max(try_cast(stats_max_value AS BIGINT)),
+                      sum(stats_null_count) > 0 OR bool_or(stats_null_count IS NULL OR stats_min_value IS NULL)
+               FROM parquet_metadata(?) WHERE path_in_schema IN ('raw_id', 'bundle_key') GROUP BY ALL""",
+            [files]).fetchall():
+        spans[name][column] = (low, high, nulls) if low is not None and high is not None else None
+    return spans
+
+
+def _may_hold(span: Span, raw_ids: tuple[int, int], bundle_keys: tuple[int, int]) -> bool:
+    """Whether a file may hold rows of a window that is not the last: a key range meets the window's, or the file
+    has rows without a raw id (they go by bundle), or its footer gives no bounds."""
+    for column, (lo, hi) in (("raw_id", raw_ids), ("bundle_key", bundle_keys)):
+        if column not in span:
+            continue
+        bounds = span[column]
+        if bounds is None or (bounds[0] <= hi and bounds[1] > lo):
+            return True
+        if column == "raw_id" and not bounds[2]:
+            return False  # every row has a raw id, none in the window
+    return False
 
 
 def _last_bundle(con: duckdb.DuckDBPyConnection, end: int) -> int:

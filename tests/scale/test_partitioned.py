@@ -472,3 +472,21 @@ def test_a_staging_merge_killed_between_windows_leaves_staging_level_with_its_wa
         else:
             ingest(con, settings)
     assert fingerprints(settings.warehouse) == single
+
+
+@pytest.mark.parametrize(("span", "window", "expected"), [
+    ({"raw_id": (1, 100, False)}, (100, 200), False),  # (lo, hi]: raw id 100 belongs to the window before
+    ({"raw_id": (1, 101, False)}, (100, 200), True),
+    ({"raw_id": (201, 300, False)}, (100, 200), False),
+    ({"raw_id": (1, 50, True), "bundle_key": (3, 4, False)}, (100, 200), True),  # rows without a raw id go by bundle
+    ({"raw_id": (1, 50, True), "bundle_key": (9, 12, False)}, (100, 200), False),
+    ({"raw_id": (1, 50, False), "bundle_key": (3, 4, False)}, (100, 200), False),  # every row has a raw id
+    ({"bundle_key": (4, 6, False)}, (100, 200), True),  # staging.bundle: bundle keys only
+    ({"raw_id": None}, (100, 200), True),  # no bounds in the footer: read it
+    ({}, (100, 200), False),  # an empty file
+])
+def test_a_window_reads_only_the_files_that_may_hold_its_rows(span, window, expected):
+    """Bundle keys of the window: (2, 5]."""
+    from pipelines.partitioned.merge import _may_hold
+
+    assert _may_hold(span, window, (2, 5)) is expected
