@@ -398,7 +398,7 @@ def test_a_raw_merge_killed_between_runs_is_finished_by_its_retry_as_one_process
     assert fingerprints(settings.warehouse) == single
 
 
-def _watermark_windows(monkeypatch) -> list[tuple[str, str]]:
+def _small_windows_recording_loads(monkeypatch) -> list[tuple[str, str]]:
     """Small windows (KARTE_WINDOW_IDS) and a record of each load the staging merge makes: (table, its filter)."""
     from pipelines.partitioned import merge
 
@@ -417,7 +417,7 @@ def test_staging_merged_window_by_window_equals_single_process(sample, tmp_path,
     """The staging merge commits a window of raw ids at a time (its memory follows the window, not the batch):
     every row lands once, the bundle-keyed and the unkeyed rows included, as one process stages them."""
     inbox, single, _ = sample
-    loads = _watermark_windows(monkeypatch)
+    loads = _small_windows_recording_loads(monkeypatch)
     _steps_in_this_process(_settings(tmp_path, inbox), tmp_path / "lake", shards=2)
     windows = {where for table, where in loads if table == "staging.condition"}
     assert len(windows) > 5
@@ -438,7 +438,7 @@ def test_a_staging_merge_killed_between_windows_leaves_staging_level_with_its_wa
 
     inbox, single, _ = sample
     settings = _settings(tmp_path, inbox)
-    loads = _watermark_windows(monkeypatch)
+    loads = _small_windows_recording_loads(monkeypatch)
     with connect(settings.warehouse) as con:
         plan = plan_run(con, settings, tmp_path / "lake", shards=2)
     parsed = [parse_shard(settings, shard) for shard in plan.shards]
