@@ -13,13 +13,12 @@ from functools import partial
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from pipelines.config import load_settings
 from pipelines.fhir import structure_schema
 from pipelines.ingest import structure
 from pipelines.ingest import workers as workers_module
-from pipelines.ingest.raw_read import LandedFile, RawBuffer, read_group, unpacked_bytes
+from pipelines.ingest.raw_read import LandedFile, RawGroup, read_group, unpacked_bytes
 from pipelines.warehouse import raw_lake, transaction
 
 #: flush a transaction after this many input bytes, so memory is bounded by the group, not the inbox
@@ -30,74 +29,59 @@ GROUP_BYTES = 16 * 1024**2
 POOL_MIN_BYTES = 2 * GROUP_BYTES
 
 
-def _flush(con: duckdb.DuckDBPyConnection, buf: RawBuffer) -> int:
-    columns = {name: values for name, values in buf.resources.items() if name != "resource"}
-    resources = pl.DataFrame(columns, schema={
-        "file_id": pl.Int64, "line_no": pl.Int32, "bundle_seq": pl.Int64, "entry_index": pl.Int32,
-        "full_url": pl.String, "resource_type": pl.String, "structure_checked": pl.Boolean,
-        "structure_problem": pl.String}).with_columns(
-        resource=pl.Series("resource", buf.resources["resource"].arrow(), dtype=pl.String))
-    bundles = pl.DataFrame(buf.bundles, schema={
-        "bundle_seq": pl.Int64, "file_id": pl.Int64, "line_no": pl.Int32, "entry_count": pl.Int32,
-        "entry_types": pl.List(pl.String), "envelope": pl.String})
-    quarantine = pl.DataFrame(buf.quarantine, schema={
-        "file_id": pl.Int64, "source_file": pl.String, "line_no": pl.Int32, "scope": pl.String,
-        "rule_id": pl.String, "message": pl.String, "raw": pl.String, "kind": pl.String})
-    batches = pl.DataFrame({"file_id": [f.file_id for f in buf.files], "batch_id": [f.batch_id for f in buf.files]},
-                           schema={"file_id": pl.Int64, "batch_id": pl.Int64})
+def _flush(con: duckdb.DuckDBPyConnection, group: RawGroup) -> int:
     with transaction(con):
         # Ids continue from the largest written, read inside the transaction, so a rolled-back group leaves no gap
-        # and a re-run after a crash assigns exactly the ids an uninterrupted run would have. The buffer is
-        # already in (file, line, entry) order, so a row's position is its raw id.
-        raw_base = raw_lake.last_raw_id(con)
-        bundle_base = con.execute("SELECT coalesce(max(bundle_key), 0) FROM raw.bundle").fetchone()[0]
-        resources = resources.with_row_index("raw_id", offset=raw_base + 1).with_columns(
-            pl.col("raw_id").cast(pl.Int64), bundle_key=pl.col("bundle_seq") + bundle_base + 1
-        ).join(batches, on="file_id", how="left", maintain_order="left")
-        bundles = bundles.with_columns(bundle_key=pl.col("bundle_seq") + bundle_base + 1).join(
-            resources.group_by("bundle_key").agg(first_raw_id=pl.col("raw_id").min(),
-                                                 last_raw_id=pl.col("raw_id").max()),
-            on="bundle_key", how="left")
-        for name, frame in (("resources", resources), ("bundles", bundles), ("quarantine", quarantine),
-                            ("batches", batches)):
-            con.register(name, frame)
-        # The frame is in raw id order, which a plain scan keeps (insertion order is preserved) and the lake
-        # file's row groups need for the staging steps' raw id windows to skip the others.
-        raw_lake.append(con, "SELECT * FROM resources")
-        con.execute("INSERT INTO staging.fast_structure_check SELECT raw_id, structure_problem FROM resources "
-                    "WHERE structure_checked")
+        # and a re-run after a crash assigns exactly the ids an uninterrupted run would have. The group is
+        # already in (file, line, entry) order, so a row's position is its raw id's offset.
+        raw_base = raw_lake.last_raw_id(con) + 1
+        bundle_base = con.execute("SELECT coalesce(max(bundle_key), 0) FROM raw.bundle").fetchone()[0] + 1
+        for name, table in (("group_resource", group.resources), ("group_bundle", group.bundles),
+                            ("group_quarantine", group.quarantine)):
+            con.register(name, table)
+        # A plain scan keeps the table's order (insertion order is preserved), which the lake file's row groups
+        # need for the staging steps' raw id windows to skip the others.
+        raw_lake.append(con, f"""
+            SELECT pos + {raw_base} AS raw_id, file_id, batch_id, bundle_seq + {bundle_base} AS bundle_key, line_no,
+                   entry_index, full_url, resource_type, resource
+            FROM group_resource""")
+        con.execute(f"INSERT INTO staging.fast_structure_check SELECT pos + {raw_base}, structure_problem "
+                    "FROM group_resource WHERE structure_checked")
         con.execute(
-            """
+            f"""
             INSERT INTO raw.bundle
-            SELECT x.bundle_key, x.file_id, b.batch_id, x.line_no, x.entry_count, x.entry_types,
-                   x.first_raw_id, x.last_raw_id, x.envelope
-            FROM bundles x JOIN batches b USING (file_id) ORDER BY x.bundle_key
+            SELECT x.bundle_seq + {bundle_base}, x.file_id, f.batch_id, x.line_no, x.entry_count, x.entry_types,
+                   e.first_pos + {raw_base}, e.last_pos + {raw_base}, x.envelope
+            FROM group_bundle x JOIN ops.file_manifest f USING (file_id)
+            LEFT JOIN (SELECT bundle_seq, min(pos) AS first_pos, max(pos) AS last_pos FROM group_resource
+                       WHERE bundle_seq IS NOT NULL GROUP BY bundle_seq) e USING (bundle_seq)
+            ORDER BY x.bundle_seq
             """
         )
         con.execute(
             """
             INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, scope, rule_id, message,
                                         record_count, raw, institution_number)
-            SELECT b.batch_id, q.file_id, q.source_file, q.line_no, q.scope, q.rule_id, q.message, 1, q.raw,
-                   m.sender
-            FROM quarantine q JOIN batches b USING (file_id) JOIN ops.file_manifest m USING (file_id)
+            SELECT m.batch_id, q.file_id, q.source_file, q.line_no, q.scope, q.rule_id, q.message, 1, q.raw, m.sender
+            FROM group_quarantine q JOIN ops.file_manifest m USING (file_id)
             """
         )
-        con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN (SELECT file_id FROM batches)")
-    for name in ("resources", "bundles", "quarantine", "batches"):
+        con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN ?",
+                    [[f.file_id for f in group.files]])
+    for name in ("group_resource", "group_bundle", "group_quarantine"):
         con.unregister(name)
-    return resources.height
+    return group.resources.num_rows
 
 
 class RawWriteError(RuntimeError):
     """Writing a group of files to raw failed (disk full, I/O error); the group was rolled back."""
 
 
-def _flush_or_explain(con: duckdb.DuckDBPyConnection, buf: RawBuffer) -> int:
+def _flush_or_explain(con: duckdb.DuckDBPyConnection, group: RawGroup) -> int:
     try:
-        return _flush(con, buf)
+        return _flush(con, group)
     except (duckdb.IOException, OSError) as exc:
-        paths = [f.path for f in buf.files]
+        paths = [f.path for f in group.files]
         shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
         raise RawWriteError(f"could not write {shown} to the warehouse (rolled back; the next run retries): "
                             f"{str(exc).splitlines()[0]}") from exc
@@ -118,8 +102,8 @@ def _groups(pending: list[LandedFile], inbox: Path) -> Iterator[list[LandedFile]
 
 
 def _read_in_order(groups: list[list[LandedFile]], read, workers: int,
-                   forked: Callable[[], object] = lambda: None) -> Iterator[RawBuffer]:
-    """Each group's buffer, in order. With a pool, at most one group per worker waits to be written beyond
+                   forked: Callable[[], object] = lambda: None) -> Iterator[RawGroup]:
+    """Each group read, in order. With a pool, at most one group per worker waits to be written beyond
     those being read, so memory follows the group size, not the batch; `forked()` is called once the pool's
     workers have started (never without a pool)."""
     if workers <= 1:
@@ -160,7 +144,7 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
     read = partial(read_group, inbox=inbox, key=key, precheck=precheck)
     # the structure step comes next; in a large batch its fhir.resources models import meanwhile, beside this
     # step's writes (an increment reads in this process, where the import would only compete with reading)
-    buffers = _read_in_order(list(_groups(pending, inbox)), read, pool_size, forked=structure.preload_models)
-    written = sum(_flush_or_explain(con, buf) for buf in buffers)
+    groups = _read_in_order(list(_groups(pending, inbox)), read, pool_size, forked=structure.preload_models)
+    written = sum(_flush_or_explain(con, group) for group in groups)
     raw_lake.compact(con)  # one file per group adds up over the runs (pipelines/warehouse/raw_lake.py)
     return written

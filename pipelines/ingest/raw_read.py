@@ -185,21 +185,55 @@ def unpacked_bytes(path: Path, size_bytes: int) -> int:
     return size_bytes
 
 
-def read_group(files: list[LandedFile], inbox: Path, key: bytes, precheck: bool) -> RawBuffer:
+def read_group(files: list[LandedFile], inbox: Path, key: bytes, precheck: bool) -> "RawGroup":
     """Every file of the group read into one buffer; `precheck` runs the fast structure check on each FHIR
     resource (fast structure mode) so the structure step need not parse it again."""
     buf = RawBuffer(files=list(files))
     for landed in files:
         _read_file(buf, landed, inbox, key, precheck)
-    buf.resources["resource"] = PackedTexts.pack(buf.resources["resource"])
-    return buf
+    return RawGroup.of(buf)
+
+
+#: Arrow types of the group's tables (the raw step numbers and writes them as they are)
+_RESOURCE_TYPES = {"file_id": pa.int64(), "batch_id": pa.int64(), "line_no": pa.int32(), "bundle_seq": pa.int64(),
+                   "entry_index": pa.int32(), "full_url": pa.large_string(), "resource_type": pa.large_string(),
+                   "structure_checked": pa.bool_(), "structure_problem": pa.large_string()}
+_BUNDLE_TYPES = {"bundle_seq": pa.int64(), "file_id": pa.int64(), "line_no": pa.int32(), "entry_count": pa.int32(),
+                 "entry_types": pa.list_(pa.large_string()), "envelope": pa.large_string()}
+_QUARANTINE_TYPES = {"file_id": pa.int64(), "source_file": pa.large_string(), "line_no": pa.int32(),
+                     "scope": pa.large_string(), "rule_id": pa.large_string(), "message": pa.large_string(),
+                     "raw": pa.large_string(), "kind": pa.large_string()}
+
+
+@dataclass(frozen=True)
+class RawGroup:
+    """One read group as Arrow tables, built where it was read (a pool worker): the writing process only numbers
+    and writes them, in SQL, without a Python object per row. `resources` is in file, line, entry order, so row
+    `pos` gets raw id base + 1 + pos; each resource row carries its file's batch id."""
+
+    resources: pa.Table  # pos, _RESOURCE_TYPES, resource (the JSON text)
+    bundles: pa.Table  # _BUNDLE_TYPES
+    quarantine: pa.Table  # _QUARANTINE_TYPES
+    files: list[LandedFile]
+
+    @classmethod
+    def of(cls, buf: RawBuffer) -> "RawGroup":
+        batch_of = {f.file_id: f.batch_id for f in buf.files}
+        columns = {**buf.resources, "batch_id": [batch_of[file_id] for file_id in buf.resources["file_id"]]}
+        texts = PackedTexts.pack(columns.pop("resource"))
+        resources = pa.table({"pos": pa.array(range(texts.count), pa.int64()),
+                              **{name: pa.array(columns[name], kind) for name, kind in _RESOURCE_TYPES.items()},
+                              "resource": texts.arrow()})
+        bundles = pa.table({name: pa.array(buf.bundles[name], kind) for name, kind in _BUNDLE_TYPES.items()})
+        quarantine = pa.table({name: pa.array([q[name] for q in buf.quarantine], kind)
+                               for name, kind in _QUARANTINE_TYPES.items()})
+        return cls(resources, bundles, quarantine, buf.files)
 
 
 @dataclass(frozen=True)
 class PackedTexts:
-    """UTF-8 texts as one buffer and their offsets (Arrow's string layout): a group's ~14k resource texts cross
-    from a worker process as two bytes objects instead of 14k pickled strings, and become a column without a
-    Python object per row."""
+    """UTF-8 texts as one buffer and their offsets (Arrow's string layout): a group's ~14k resource texts become
+    a column without a Python string per row."""
 
     data: bytes
     offsets: bytes  # int64 offsets into data, one more than there are texts
