@@ -218,11 +218,14 @@ class RawGroup:
 
     @classmethod
     def of(cls, buf: RawBuffer) -> "RawGroup":
+        """The buffer's lists become columns one by one, each list dropped once converted (the worker's peak is
+        the group's lists or its columns, not both)."""
         batch_of = {f.file_id: f.batch_id for f in buf.files}
-        columns = {**buf.resources, "batch_id": [batch_of[file_id] for file_id in buf.resources["file_id"]]}
+        columns = buf.resources
+        columns["batch_id"] = [batch_of[file_id] for file_id in columns["file_id"]]
         texts = PackedTexts.pack(columns.pop("resource"))
         resources = pa.table({"pos": pa.array(range(texts.count), pa.int64()),
-                              **{name: pa.array(columns[name], kind) for name, kind in _RESOURCE_TYPES.items()},
+                              **{name: pa.array(columns.pop(name), kind) for name, kind in _RESOURCE_TYPES.items()},
                               "resource": texts.arrow()})
         bundles = pa.table({name: pa.array(buf.bundles[name], kind) for name, kind in _BUNDLE_TYPES.items()})
         quarantine = pa.table({name: pa.array([q[name] for q in buf.quarantine], kind)
