@@ -111,6 +111,8 @@ _RULES = [
          "send the XML without a DOCTYPE: the national format has none"),
     Rule("K-CHECKUP", "document", "checkup document lacks a required header field",
          "send the insured person's ids, sex, birth date, 健診実施日, program code, 健診機関番号 and document id"),
+    Rule("K-CHECKUP-REPEAT", "document", "checkup document reports an item more than once",
+         "report each item once per checkup (a second reading has an item code of its own)"),
     Rule("K-CHECKUP-ITEM", "item", "item code is not a 特定健診 item code (1.2.392.200119.6.1005)",
          "code the item from the 特定健診項目コード list (第4期)"),
     Rule("K-CHECKUP-RANGE", "item", "value outside the item's plausible input limits",

@@ -5,8 +5,9 @@ import dagster as dg
 
 from assets.metadata import declared_schema, step_upstream_keys, table_metadata
 from pipelines.consent import intervals
-from pipelines.ingest.upsert import CORE_TABLES, CoreTable, upsert
+from pipelines.ingest.upsert import CORE_TABLES, CoreTable, duplicate_identities, upsert
 from pipelines.resources import KarteWarehouse
+from pipelines.warehouse import get_watermark
 
 GROUP = "core"
 CLINICAL = {"condition", "allergy", "lab_result", "medication_request", "document", "checkup_result"}
@@ -20,10 +21,20 @@ def every_row_has_patient(con, table: str) -> dg.AssetCheckResult:
                                passed=orphans == 0, metadata={"orphan_rows": orphans})
 
 
+def identity_is_unique(con, spec: CoreTable, since: int) -> dg.AssetCheckResult:
+    """The table's grain: one row per identity (kept by the upsert; the table has no key to enforce it), over the
+    identities written since watermark `since`."""
+    duplicated = duplicate_identities(con, spec, since)
+    return dg.AssetCheckResult(asset_key=["core", spec.table], check_name="identity_is_unique",
+                               passed=duplicated == 0, metadata={"duplicated_identities": duplicated})
+
+
 def _core_asset(spec: CoreTable) -> dg.AssetsDefinition:
     key = ["core", spec.table]
     staging_key = ["staging", spec.staging or spec.table]
     checks = [dg.AssetCheckSpec("every_row_has_patient", asset=key)] if spec.table in CLINICAL else []
+    if spec.one_row_per_identity:
+        checks.append(dg.AssetCheckSpec("identity_is_unique", asset=key, blocking=True))
     extra_specs = []
     if spec.table == "document":
         extra_specs = [["core", "document_section"], ["core", "document_resource"]]
@@ -43,12 +54,15 @@ def _core_asset(spec: CoreTable) -> dg.AssetsDefinition:
     )
     def _asset(karte: KarteWarehouse):
         with karte.ingest_connection() as con:
+            since = get_watermark(con, spec.consumer)
             counts = upsert(con, spec)
             yield dg.MaterializeResult(asset_key=key, metadata=table_metadata(con, f"core.{spec.table}", **counts))
             for extra in extra_specs:
                 yield dg.MaterializeResult(asset_key=extra, metadata=table_metadata(con, f"core.{extra[1]}"))
             if spec.table in CLINICAL:
                 yield every_row_has_patient(con, spec.table)
+            if spec.one_row_per_identity:
+                yield identity_is_unique(con, spec, since)
 
     return _asset
 

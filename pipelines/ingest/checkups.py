@@ -101,8 +101,24 @@ def _xml_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> t
         "raw_id", pl.col("document_id").alias("resource_identifier"), "institution_number").unique("raw_id").with_columns(
         rule_id=pl.lit("K-CHECKUP"), message=pl.lit("被保険者 (保険者番号:記号:番号:枝番) cannot be read"),
         rule_order=pl.lit(0, pl.Int32))
-    failures = pl.concat([pl.DataFrame(failed, schema=_FAILURE), no_subject.select(list(_FAILURE))])
+    failures = pl.concat([pl.DataFrame(failed, schema=_FAILURE), no_subject.select(list(_FAILURE)),
+                          _repeated_items(rows)])
     return rows.filter(pl.col("member_id").is_not_null()), failures
+
+
+def _repeated_items(rows: pl.DataFrame) -> pl.DataFrame:
+    """K-CHECKUP-REPEAT for each document reporting an item code more than once: which value counts is not ours
+    to choose (a second reading has an item code of its own)."""
+    return (rows.filter(pl.col("item_code").is_not_null())
+            .group_by("raw_id", "item_code", maintain_order=True)
+            .agg(pl.len().alias("times"), pl.first("document_id"), pl.first("institution_number"))
+            .filter(pl.col("times") > 1)
+            .group_by("raw_id", maintain_order=True)
+            .agg(pl.col("item_code").sort().str.join(", "), pl.first("document_id"), pl.first("institution_number"))
+            .select("raw_id", rule_id=pl.lit("K-CHECKUP-REPEAT"),
+                    message=pl.format("特定健診項目 {} reported more than once in one document", "item_code"),
+                    rule_order=pl.lit(1, pl.Int32), resource_identifier="document_id",
+                    institution_number="institution_number"))
 
 
 def _document_rows(headers: list[tuple], items: list[tuple], item_raw_ids: list[int]) -> pl.DataFrame:

@@ -33,6 +33,10 @@ class CoreTable:
     upstream: str | None = None
     #: runs in the upsert's transaction right after the insert (access_event: extend the hash chain)
     after_insert: Callable[[duckdb.DuckDBPyConnection], object] | None = None
+    #: the table's grain is its identity (every table but consent_event, whose identity is a Consent of several
+    #: rows): of staged rows that tie on version and raw record, the last staged wins, so core never holds two
+    #: (core.sql has no key to refuse them)
+    one_row_per_identity: bool = True
 
     @property
     def staging_table(self) -> str:
@@ -80,6 +84,8 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
         if available and _pending(con, spec, lo, hi):
             identity = ", ".join(spec.identity)
             version = "try_cast(s.last_updated AS TIMESTAMPTZ)" if "last_updated" in available else "NULL::TIMESTAMPTZ"
+            # a multi-row identity's winning version is all its rows (they tie); a one-row identity's is one row
+            rank, last_staged = ("row_number", ", s.rowid DESC") if spec.one_row_per_identity else ("dense_rank", "")
             # `incoming` ranks the staged rows by their keys alone; the wide rows stay in staging and are read once,
             # by the insert, through `winner`. (A copy of every staged column was the partitioned merge's peak: at 4 ×
             # the sample the checkup upsert held its ≈ 0.2 M result rows twice, docs/capacity.md thirteenth session.)
@@ -87,8 +93,8 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
                 CREATE OR REPLACE TEMP TABLE incoming AS
                 SELECT s.rowid AS staging_row, s.raw_id, {", ".join(f"s.{c}" for c in spec.identity)},
                        {version} AS last_updated_ts, coalesce(({spec.tombstone}), false) AS is_tombstoned,
-                       dense_rank() OVER (PARTITION BY {identity}
-                                          ORDER BY {version} DESC NULLS LAST, s.raw_id DESC) AS version_rank
+                       {rank}() OVER (PARTITION BY {identity}
+                                      ORDER BY {version} DESC NULLS LAST, s.raw_id DESC{last_staged}) AS version_rank
                 FROM {spec.staging_table} s WHERE s.raw_id > {lo} AND s.raw_id <= {hi}
             """)
             if spec.policy == "latest":
@@ -130,6 +136,21 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
             con.execute("DROP TABLE incoming")
         set_watermark(con, spec.consumer, hi)
     return counts
+
+
+def duplicate_identities(con: duckdb.DuckDBPyConnection, spec: CoreTable, since: int = 0) -> int:
+    """How many identities core.<table> holds more than one row of, among those of its rows from raw records
+    after `since` (an earlier watermark: only identities an upsert wrote can have changed). 0 for a table whose
+    grain is its identity, which the upsert keeps (core.sql has no key to enforce it); tables of multi-row
+    identities count 0."""
+    if not spec.one_row_per_identity:
+        return 0
+    identity = ", ".join(spec.identity)
+    return con.execute(f"""
+        SELECT count(*) FROM (
+            SELECT 1 FROM core.{spec.table}
+            WHERE ({identity}) IN (SELECT {identity} FROM core.{spec.table} WHERE raw_id > {int(since)})
+            GROUP BY {identity} HAVING count(*) > 1)""").fetchone()[0]
 
 
 def _record_upsert_outcomes(con: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int) -> dict[str, int]:
@@ -209,10 +230,10 @@ CORE_TABLES = [
         "first_submission_on": "try_cast(first_submission_on AS DATE)",
         "first_view_on": "try_cast(first_view_on AS DATE)",
     }),
-    CoreTable("consent_event", ("consent_id",), staging="consent", policy="immutable", renames={
-        "event_time": "try_cast(event_time AS TIMESTAMPTZ)", "period_start": "try_cast(period_start AS TIMESTAMPTZ)",
-        "period_end": "try_cast(period_end AS TIMESTAMPTZ)",
-    }),
+    CoreTable("consent_event", ("consent_id",), staging="consent", policy="immutable", one_row_per_identity=False,
+              renames={"event_time": "try_cast(event_time AS TIMESTAMPTZ)",
+                       "period_start": "try_cast(period_start AS TIMESTAMPTZ)",
+                       "period_end": "try_cast(period_end AS TIMESTAMPTZ)"}),
     # the same checkup in either form is one row; a re-sent report replaces the earlier one
     CoreTable("checkup_result", ("patient_key", "checkup_date", "program", "item_code"), policy="latest",
               after_insert=_add_checkup_patients),

@@ -2,10 +2,17 @@
 -- Clinical tables share: patient_key, institution_number, category (urn:karte:information-kind),
 -- the IG flags, identity (institution_number + resource_identifier), last_updated, is_tombstoned and
 -- provenance back to raw (raw_id, bundle_key, file_id).
+--
+-- No PRIMARY KEY: each table's grain (its identity, stated above it) is kept by the upsert
+-- (pipelines/ingest/upsert.py: one winning row per identity replaces the current one) and checked by the
+-- `identity_is_unique` asset check. A key would be an ART index, which DuckDB maintains row by row on every
+-- insert and must hold in memory: at 4 × the bench sample it cost the checkup upsert 0.3-0.4 s and the single
+-- process ≈ 40 MiB of its peak, and at national scale (billions of checkup items) it would not fit at all
+-- (docs/capacity.md, fourteenth session). Warehouses created before keep their keys; both work.
 
 -- grain: one row per patient (keyed hash of the NFKC-normalised 被保険者個人識別子)
 CREATE TABLE IF NOT EXISTS core.patient (
-    patient_key        VARCHAR PRIMARY KEY,
+    patient_key        VARCHAR NOT NULL,
     gender             VARCHAR,
     birth_year         INTEGER,
     birth_month        INTEGER,
@@ -39,8 +46,7 @@ CREATE TABLE IF NOT EXISTS core.condition (
     is_tombstoned       BOOLEAN NOT NULL,   -- entered-in-error
     raw_id              BIGINT NOT NULL,
     bundle_key          BIGINT,
-    file_id             BIGINT NOT NULL,
-    PRIMARY KEY (institution_number, resource_identifier, identity_occurrence)
+    file_id             BIGINT NOT NULL
 );
 
 -- grain: one row per institution × resourceInstance identifier × occurrence
@@ -67,8 +73,7 @@ CREATE TABLE IF NOT EXISTS core.allergy (
     is_tombstoned       BOOLEAN NOT NULL,
     raw_id              BIGINT NOT NULL,
     bundle_key          BIGINT,
-    file_id             BIGINT NOT NULL,
-    PRIMARY KEY (institution_number, resource_identifier, identity_occurrence)
+    file_id             BIGINT NOT NULL
 );
 
 -- grain: one row per institution × resourceInstance identifier × occurrence
@@ -100,8 +105,7 @@ CREATE TABLE IF NOT EXISTS core.lab_result (
     is_tombstoned       BOOLEAN NOT NULL,
     raw_id              BIGINT NOT NULL,
     bundle_key          BIGINT,
-    file_id             BIGINT NOT NULL,
-    PRIMARY KEY (institution_number, resource_identifier, identity_occurrence)
+    file_id             BIGINT NOT NULL
 );
 
 -- grain: one row per institution × resourceInstance identifier × occurrence (only from documents)
@@ -130,13 +134,12 @@ CREATE TABLE IF NOT EXISTS core.medication_request (
     is_tombstoned       BOOLEAN NOT NULL,
     raw_id              BIGINT NOT NULL,
     bundle_key          BIGINT,
-    file_id             BIGINT NOT NULL,
-    PRIMARY KEY (institution_number, resource_identifier, identity_occurrence)
+    file_id             BIGINT NOT NULL
 );
 
 -- grain: one row per document (institution × Composition identifier; newest version wins)
 CREATE TABLE IF NOT EXISTS core.document (
-    document_key        VARCHAR PRIMARY KEY,   -- institution_number || '|' || document_identifier
+    document_key        VARCHAR NOT NULL,   -- institution_number || '|' || document_identifier
     institution_number  VARCHAR NOT NULL,
     document_identifier VARCHAR NOT NULL,
     patient_key         VARCHAR NOT NULL,
@@ -171,12 +174,12 @@ CREATE TABLE IF NOT EXISTS core.document_resource (
     document_key        VARCHAR NOT NULL,
     resource_type       VARCHAR NOT NULL,
     profile             VARCHAR,
-    raw_id              BIGINT PRIMARY KEY
+    raw_id              BIGINT NOT NULL
 );
 
 -- grain: one row per facility (医療機関番号); latest registry row wins
 CREATE TABLE IF NOT EXISTS core.facility (
-    institution_number  VARCHAR PRIMARY KEY,
+    institution_number  VARCHAR NOT NULL,
     facility_name       VARCHAR,
     prefecture_code     VARCHAR NOT NULL,
     score_table         VARCHAR NOT NULL,   -- 点数表: 1 医科, 3 歯科
@@ -216,7 +219,7 @@ CREATE TABLE IF NOT EXISTS core.access_event (
     action              VARCHAR,
     outcome             VARCHAR,
     kinds               VARCHAR[],
-    raw_id              BIGINT PRIMARY KEY,
+    raw_id              BIGINT NOT NULL,
     staff_id            VARCHAR,            -- staff member: facility-local practitioner id (not a patient identifier)
     staff_role          VARCHAR,            -- urn:karte:staff-role (data/reference/staff_roles.csv)
     resource_refs       VARCHAR[],          -- resources named by the log: '<医療機関番号>|<resourceInstance id>'
@@ -267,6 +270,5 @@ CREATE TABLE IF NOT EXISTS core.checkup_result (
     is_tombstoned       BOOLEAN NOT NULL,
     raw_id              BIGINT NOT NULL,
     bundle_key          BIGINT,
-    file_id             BIGINT NOT NULL,
-    PRIMARY KEY (patient_key, checkup_date, program, item_code)
+    file_id             BIGINT NOT NULL
 );
