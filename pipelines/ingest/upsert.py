@@ -86,16 +86,19 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
             version = "try_cast(s.last_updated AS TIMESTAMPTZ)" if "last_updated" in available else "NULL::TIMESTAMPTZ"
             # a multi-row identity's winning version is all its rows (they tie); a one-row identity's is one row
             rank, last_staged = ("row_number", ", s.rowid DESC") if spec.one_row_per_identity else ("dense_rank", "")
-            # `incoming` ranks the staged rows by their keys alone; the wide rows stay in staging and are read once,
-            # by the insert, through `winner`. (A copy of every staged column was the partitioned merge's peak: at 4 ×
-            # the sample the checkup upsert held its ≈ 0.2 M result rows twice, docs/capacity.md thirteenth session.)
+            window = f"s.raw_id > {int(lo)} AND s.raw_id <= {int(hi)}"  # ints: a view's body takes no parameters
+            # `incoming` ranks the staged rows, by their identity, into what the upsert needs of them (staging row id,
+            # raw id, version, tombstone, rank): the wide rows stay in staging and are read once, by the insert,
+            # through `winner`, and so is the identity (a 16 × partitioned merge's checkup upsert held its 0.8 M
+            # identities here: ≈ 230 MiB; a copy of every staged column was its 4 × peak before that,
+            # docs/capacity.md thirteenth and fourteenth sessions).
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE incoming AS
-                SELECT s.rowid AS staging_row, s.raw_id, {", ".join(f"s.{c}" for c in spec.identity)},
+                SELECT s.rowid AS staging_row, s.raw_id,
                        {version} AS last_updated_ts, coalesce(({spec.tombstone}), false) AS is_tombstoned,
-                       {rank}() OVER (PARTITION BY {identity}
+                       {rank}() OVER (PARTITION BY {", ".join(f"s.{c}" for c in spec.identity)}
                                       ORDER BY {version} DESC NULLS LAST, s.raw_id DESC{last_staged}) AS version_rank
-                FROM {spec.staging_table} s WHERE s.raw_id > {lo} AND s.raw_id <= {hi}
+                FROM {spec.staging_table} s WHERE {window}
             """)
             if spec.policy == "latest":
                 # the latest arrival replaces whatever core holds: no comparison with core
@@ -104,24 +107,25 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
                 current = "last_updated" if spec.policy == "versioned" else "NULL::TIMESTAMPTZ AS last_updated"
                 replaces = ("c.last_updated IS NULL OR w.last_updated_ts > c.last_updated"
                             if spec.policy == "versioned" else "false")  # immutable: a resend never replaces
-                # only the current versions of incoming identities: no DISTINCT over the whole core table
+                # only the current versions of staged identities: no DISTINCT over the whole core table
                 con.execute(f"""
                     CREATE OR REPLACE TEMP TABLE winner_key AS
-                    SELECT w.* FROM incoming w
+                    SELECT w.* FROM incoming w JOIN {spec.staging_table} s ON s.rowid = w.staging_row AND {window}
                     LEFT JOIN (SELECT DISTINCT {identity}, {current} FROM core.{spec.table}
-                               WHERE ({identity}) IN (SELECT {identity} FROM incoming)) c USING ({identity})
+                               WHERE ({identity}) IN (SELECT {identity} FROM {spec.staging_table} s WHERE {window})) c
+                         USING ({identity})
                     WHERE w.version_rank = 1 AND (c.{spec.identity[0]} IS NULL OR {replaces})
                 """)
-            # the winning staged rows whole (a view's body cannot hold parameters: lo and hi are ints)
+            # the winning staged rows whole
             con.execute(f"""
                 CREATE OR REPLACE TEMP VIEW winner AS
                 SELECT s.*, k.last_updated_ts, k.is_tombstoned
                 FROM {spec.staging_table} s JOIN winner_key k ON k.staging_row = s.rowid
-                WHERE s.raw_id > {int(lo)} AND s.raw_id <= {int(hi)}
+                WHERE {window}
             """)
             columns, exprs = _select_list(spec, table_columns(con, f"core.{spec.table}"), available)
             # Replace the current version: delete then insert keeps multi-row identities (consent) whole.
-            con.execute(f"DELETE FROM core.{spec.table} WHERE ({identity}) IN (SELECT DISTINCT {identity} FROM winner_key)")
+            con.execute(f"DELETE FROM core.{spec.table} WHERE ({identity}) IN (SELECT DISTINCT {identity} FROM winner)")
             con.execute(f"INSERT INTO core.{spec.table} ({', '.join(columns)}) SELECT {', '.join(exprs)} FROM winner")
             counts |= _record_upsert_outcomes(con, f"core.{spec.table}", lo, hi)
             if spec.table == "document":
