@@ -89,9 +89,9 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
             window = f"s.raw_id > {int(lo)} AND s.raw_id <= {int(hi)}"  # ints: a view's body takes no parameters
             # `incoming` ranks the staged rows, by their identity, into what the upsert needs of them (staging row id,
             # raw id, version, tombstone, rank): the wide rows stay in staging and are read once, by the insert,
-            # through `winner`, and so is the identity (a 16 × partitioned merge's checkup upsert held its 0.8 M
-            # identities here: ≈ 230 MiB; a copy of every staged column was its 4 × peak before that,
-            # docs/capacity.md thirteenth and fourteenth sessions).
+            # through `winner`, and so is the identity (the 16 × partitioned merge's checkup upsert held 229 MiB of
+            # temporary tables with it, 139 MiB without; a copy of every staged column was its 4 × peak before
+            # that: docs/capacity.md, thirteenth and fourteenth sessions).
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE incoming AS
                 SELECT s.rowid AS staging_row, s.raw_id,
