@@ -3,9 +3,10 @@
 -- the IG flags, identity (institution_number + resource_identifier), last_updated, is_tombstoned and
 -- provenance back to raw (raw_id, bundle_key, file_id).
 --
--- No PRIMARY KEY: each table's grain (its identity, stated above it) is kept by the upsert
+-- No PRIMARY KEY: each upserted table's grain (its identity, stated above it) is kept by the upsert
 -- (pipelines/ingest/upsert.py: one winning row per identity replaces the current one) and checked by the
--- `identity_is_unique` asset check. A key would be an ART index, which DuckDB maintains row by row on every
+-- `identity_is_unique` asset check; a document's sections and supporting entries are written with it (each
+-- supporting entry's raw record gets one outcome: ops.record_outcome keeps its key). A key would be an ART index, which DuckDB maintains row by row on every
 -- insert and must hold in memory: at 4 × the bench sample it cost the checkup upsert 0.3-0.4 s and the single
 -- process ≈ 40 MiB of its peak, and at national scale (billions of checkup items) it would not fit at all
 -- (docs/capacity.md, fourteenth session). Warehouses created before keep their keys; both work.
