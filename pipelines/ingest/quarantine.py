@@ -46,17 +46,21 @@ def quarantine_resources(con: duckdb.DuckDBPyConnection, failures: pl.DataFrame)
         con.unregister("resource_failure")
 
 
-def record_outcomes(con: duckdb.DuckDBPyConnection, raw_ids_sql: str, outcome: str, table: str | None,
+def record_outcomes(con: duckdb.DuckDBPyConnection, raw_ids_sql: str, outcome: str | None, table: str | None,
                     window: tuple[int, int] | None = None) -> int:
-    """Say where each record of `raw_ids_sql` (a query yielding raw_id) ended; returns how many. `window`
-    (lo, hi], when every id lies in it, lets DuckDB read only those row groups of raw.resource (rows sit in
-    raw_id order) instead of every one."""
+    """Say where each record of `raw_ids_sql` ended; returns how many. The query yields raw_id (repeats are one
+    record), or, with `outcome` None, one row per record of raw_id and its outcome: one statement, so one read of
+    raw.resource for the batch ids, for records ending differently. `window` (lo, hi], when every id lies in it,
+    lets DuckDB read only those row groups of raw.resource (rows sit in raw_id order) instead of every one."""
     bounds = f" AND r.raw_id > {int(window[0])} AND r.raw_id <= {int(window[1])}" if window else ""
+    records = (f"({raw_ids_sql})" if outcome is None
+               else f"(SELECT DISTINCT raw_id, ? AS outcome FROM ({raw_ids_sql}))")
     written = con.execute(
         f"""
         INSERT INTO ops.record_outcome
-        SELECT r.raw_id, r.batch_id, ?, ? FROM raw.resource r WHERE r.raw_id IN ({raw_ids_sql}){bounds}
+        SELECT r.raw_id, r.batch_id, o.outcome, ? FROM {records} o JOIN raw.resource r ON r.raw_id = o.raw_id
+        WHERE true{bounds}
         """,
-        [outcome, table],
+        [table] if outcome is None else [table, outcome],  # in the order the statement names them
     ).fetchone()
     return written[0] if written else 0

@@ -158,19 +158,17 @@ def duplicate_identities(con: duckdb.DuckDBPyConnection, spec: CoreTable, since:
 
 
 def _record_upsert_outcomes(con: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int) -> dict[str, int]:
-    """Each incoming record's outcome: loaded or tombstoned where one of its staged rows won, else duplicate —
-    in one pass over raw.resource's window (for the batch id), not one per outcome."""
-    recorded = con.execute(f"""
-        INSERT INTO ops.record_outcome
-        SELECT r.raw_id, r.batch_id, o.outcome, ?
-        FROM (SELECT i.raw_id, CASE WHEN bool_or(NOT k.is_tombstoned) THEN 'loaded'
-                                    WHEN bool_or(k.is_tombstoned) THEN 'tombstoned' ELSE 'duplicate' END AS outcome
-              FROM incoming i LEFT JOIN winner_key k USING (staging_row) GROUP BY i.raw_id) o
-        JOIN raw.resource r ON r.raw_id = o.raw_id
-        WHERE r.raw_id > {int(lo)} AND r.raw_id <= {int(hi)}
-        RETURNING outcome
-    """, [table]).pl()
-    counted = dict(recorded.group_by("outcome").len().iter_rows())
+    """Each incoming record's outcome: loaded or tombstoned where one of its staged rows won, else duplicate
+    (recorded in one statement: one read of raw.resource's window, not one per outcome)."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE incoming_outcome AS
+        SELECT i.raw_id, CASE WHEN bool_or(NOT k.is_tombstoned) THEN 'loaded'
+                              WHEN bool_or(k.is_tombstoned) THEN 'tombstoned' ELSE 'duplicate' END AS outcome
+        FROM incoming i LEFT JOIN winner_key k USING (staging_row) GROUP BY i.raw_id
+    """)
+    record_outcomes(con, "SELECT raw_id, outcome FROM incoming_outcome", None, table, (lo, hi))
+    counted = dict(con.execute("SELECT outcome, count(*) FROM incoming_outcome GROUP BY outcome").fetchall())
+    con.execute("DROP TABLE incoming_outcome")
     return {outcome: counted.get(outcome, 0) for outcome in ("loaded", "tombstoned", "duplicate")}
 
 

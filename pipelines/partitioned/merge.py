@@ -190,9 +190,10 @@ def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]]
 
 
 #: 特定健診 documents per staging merge window: one document stages ≈ 46 result rows (40,688 from 891 on the
-#: sample), and at 16 × the sample the first window of ids alone held 663,613 of them (the merging process 625 MiB). Four times the staging steps' own
-#: cut: every window costs its statements and footers (at 4 × the sample, cut at 500: 11 windows, 1.9 s of loads;
-#: at 2,000: 5 windows, 1.1 s, and the same peak; docs/capacity.md, thirteenth session)
+#: sample), and at 16 × the sample the first window of ids alone held 663,613 of them (the merging process
+#: 625 MiB). Four times the staging steps' own cut: every window costs its statements and footers (at 4 × the
+#: sample, cut at 500: 11 windows, 1.9 s of loads; at 2,000: 5 windows, 1.1 s, and the same peak;
+#: docs/capacity.md, thirteenth session)
 MERGE_HEAVY_ROWS = 2_000
 
 
@@ -204,8 +205,8 @@ def _load_staging(con: duckdb.DuckDBPyConnection, dest: Path, schemas: dict[str,
     rows in memory until its commit; at 16 × the merging process reached 693 MiB loading them). Every raw-id
     consumer reaches the window's end together, staging.bundle (counted in bundle keys) the last bundle the window
     holds, so a run killed between windows leaves a warehouse whose staging is level with its watermarks: the
-    re-executed merge goes on from there, a single-process run stages the rest itself. A row is in the window of its raw id, else of its bundle; a row
-    with neither goes with the last window."""
+    re-executed merge goes on from there, a single-process run stages the rest itself. A row is in the window of
+    its raw id, else of its bundle; a row with neither goes with the last window."""
     with transaction(con):
         for table, columns in sorted(schemas.items()):
             ensure_table(con, table, columns)
