@@ -11,6 +11,7 @@ from pipelines.ingest import checks
 from pipelines.ingest.run import archive_into_summary
 from pipelines.ingest.run import run_summary as summarise_run
 from pipelines.resources import KarteWarehouse
+from pipelines.warehouse.grain import RECORD_OUTCOME
 
 KEY = ["ops", "run_summary"]
 
@@ -19,6 +20,8 @@ KEY = ["ops", "run_summary"]
     key=KEY, group_name="ops", kinds={"duckdb"},
     deps=[key for a in core_assets for key in a.keys],
     check_specs=[dg.AssetCheckSpec("every_record_accounted", asset=KEY, blocking=True),
+                 dg.AssetCheckSpec(RECORD_OUTCOME.name, asset=KEY, blocking=True,
+                                   description="ops.record_outcome: one row per raw record (no key enforces it)"),
                  dg.AssetCheckSpec("no_raw_identifiers", asset=KEY, blocking=True)],
 )
 def run_summary(karte: KarteWarehouse):
@@ -31,6 +34,7 @@ def run_summary(karte: KarteWarehouse):
         if settings.archive is not None:
             archive_into_summary(con, settings, summary)
         missing = checks.records_without_outcome(con)
+        repeated = checks.records_with_several_outcomes(con, batch_id)
         hits = checks.raw_identifier_hits(con, pseudonym_key=settings.pseudonym_key)  # every schema
         yield dg.MaterializeResult(metadata={"summary": dg.MetadataValue.json(summary.as_dict()),
                                              "records_in": summary.records_in,
@@ -41,5 +45,7 @@ def run_summary(karte: KarteWarehouse):
         yield dg.AssetCheckResult(check_name="every_record_accounted", passed=missing == 0 and balanced,
                                   metadata={"records_without_outcome": missing, "balanced": balanced,
                                             "outcomes": json.dumps(checks.outcome_counts(con))})
+        yield dg.AssetCheckResult(check_name=RECORD_OUTCOME.name, passed=repeated == 0,
+                                  metadata={"records_with_several_outcomes": repeated})
         yield dg.AssetCheckResult(check_name="no_raw_identifiers", passed=not hits,
                                   metadata={"hits": json.dumps(hits, ensure_ascii=False)})

@@ -3,6 +3,7 @@ and the data contracts; every failure is an ops.quarantine row."""
 
 import dagster as dg
 
+from assets.grain import grain_check, grain_check_spec
 from assets.metadata import contract_schema, step_upstream_keys, table_exists, table_metadata
 from pipelines.ingest import checkups, structure
 from pipelines.ingest.bundles import stage_bundles
@@ -11,19 +12,25 @@ from pipelines.ingest.lines import LINE_STAGES, LineStage, stage_lines
 from pipelines.ingest.resources import ResourceStage, clinical_stages, stage_resources
 from pipelines.resources import KarteWarehouse
 from pipelines.validation import contracts
+from pipelines.warehouse import get_watermark
+from pipelines.warehouse.grain import FAST_STRUCTURE_VERDICT, STRUCTURE_FAILURE
 
 GROUP = "staging"
 STRUCTURE = ["staging", "fhir_structure"]
 BUNDLE = ["staging", "bundle"]
 
 
-@dg.asset(key=STRUCTURE, group_name=GROUP, kinds={"duckdb"}, deps=[["raw", "resource"]])
-def fhir_structure(karte: KarteWarehouse) -> dg.MaterializeResult:
+@dg.asset(key=STRUCTURE, group_name=GROUP, kinds={"duckdb"}, deps=[["raw", "resource"]],
+          check_specs=[grain_check_spec(g, STRUCTURE) for g in (STRUCTURE_FAILURE, FAST_STRUCTURE_VERDICT)])
+def fhir_structure(karte: KarteWarehouse):
     """staging.structure_failure: one row per raw record that fhir.resources (R4B) rejects."""
     with karte.ingest_connection() as con:
+        checked_before = get_watermark(con, structure.CONSUMER)  # both tables' rows past it are this step's
         outcome = structure.stage_structure(con, karte.settings().structure_validation)
         # missed > 0: the fast check passed what fhir.resources rejects (docs/structure.md)
-        return dg.MaterializeResult(metadata=table_metadata(con, "staging.structure_failure", **vars(outcome)))
+        yield dg.MaterializeResult(metadata=table_metadata(con, "staging.structure_failure", **vars(outcome)))
+        for grain in (STRUCTURE_FAILURE, FAST_STRUCTURE_VERDICT):
+            yield grain_check(con, grain, checked_before, STRUCTURE)
 
 
 @dg.multi_asset(specs=[

@@ -6,11 +6,21 @@ import polars as pl
 from pipelines.config import load_settings
 from pipelines.ingest import vault
 from pipelines.validation.ig_rules import MEMBER_ID_RE
+from pipelines.warehouse.grain import RECORD_OUTCOME, repeated_keys
 
 
 def records_without_outcome(con: duckdb.DuckDBPyConnection) -> int:
     """Raw records that have not ended anywhere (a loaded row, a duplicate, a tombstone or quarantine)."""
     return con.execute("SELECT count(*) FROM raw.resource ANTI JOIN ops.record_outcome USING (raw_id)").fetchone()[0]
+
+
+def records_with_several_outcomes(con: duckdb.DuckDBPyConnection, batch_id: int) -> int:
+    """Records of the files run `batch_id` reported that have more than one outcome (each would count twice in
+    its receipt; no key refuses the second, pipelines/warehouse/grain.py)."""
+    first = con.execute("""SELECT min(raw_id) FROM raw.resource WHERE file_id IN (
+                               SELECT file_id FROM ops.file_manifest WHERE reported_batch_id = ?)""",
+                        [batch_id]).fetchone()[0]
+    return 0 if first is None else repeated_keys(con, RECORD_OUTCOME, first - 1)
 
 
 def outcome_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -13,6 +13,14 @@ CREATE SEQUENCE IF NOT EXISTS ops.file_id_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS raw.raw_id_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS raw.bundle_key_seq START 1;
 
+-- Keys: only on tables that grow by a handful of rows a run (batches, watermarks, the compiled views, the
+-- sighting cache, whose INSERT OR REPLACE needs one). A table with a row per file, bundle or record has its
+-- grain stated, kept by the statement that writes it (an anti-join, a watermark) and checked by a blocking
+-- asset check over the rows a run wrote (pipelines/ingest/grain.py): a key is an ART index DuckDB rewrites at
+-- each checkpoint that touches its table, 70-180 ms a table for ≈ 90,000 rows (5 ms without) at 16 × the
+-- bench sample, growing with the table (docs/capacity.md, fifteenth session). Warehouses created with those
+-- keys keep them (DuckDB cannot drop a constraint); both work.
+
 -- ops: bookkeeping ---------------------------------------------------------------------------------
 
 -- grain: one row per ingest run
@@ -33,10 +41,11 @@ ALTER TABLE ops.batch ADD COLUMN IF NOT EXISTS files_new BIGINT;
 ALTER TABLE ops.batch ADD COLUMN IF NOT EXISTS files_skipped_duplicate BIGINT;
 ALTER TABLE ops.batch ADD COLUMN IF NOT EXISTS files_unchanged BIGINT;
 
--- grain: one row per distinct file content (sha256) ever landed
+-- grain: one row per distinct file content (sha256) ever landed; file_id and sha256 each unique (no key:
+-- landing adds only unseen hashes, numbered after the largest file id)
 CREATE TABLE IF NOT EXISTS ops.file_manifest (
-    file_id      BIGINT PRIMARY KEY,
-    sha256       VARCHAR NOT NULL UNIQUE,
+    file_id      BIGINT NOT NULL,
+    sha256       VARCHAR NOT NULL,
     path         VARCHAR NOT NULL,     -- relative to the inbox
     kind         VARCHAR NOT NULL,     -- fhir | consent | access | facilities
     sender       VARCHAR,              -- 医療機関番号 from the file name, where it carries one
@@ -99,9 +108,10 @@ CREATE TABLE IF NOT EXISTS ops.quarantine (
     raw               VARCHAR           -- the rejected text, verbatim where it could be read
 );
 
--- grain: one row per raw record: where it ended (loaded / duplicate / tombstoned / quarantined)
+-- grain: one row per raw record: where it ended (loaded / duplicate / tombstoned / quarantined); no key: each
+-- step records outcomes only for the raw ids past its watermark that have none
 CREATE TABLE IF NOT EXISTS ops.record_outcome (
-    raw_id       BIGINT PRIMARY KEY,
+    raw_id       BIGINT NOT NULL,
     batch_id     BIGINT NOT NULL,
     outcome      VARCHAR NOT NULL,
     table_name   VARCHAR
@@ -109,9 +119,9 @@ CREATE TABLE IF NOT EXISTS ops.record_outcome (
 
 -- raw: verbatim input + provenance ------------------------------------------------------------------
 
--- grain: one row per submitted bundle (entries live in raw.resource)
+-- grain: one row per submitted bundle (entries live in raw.resource); bundle_key numbered by the raw step
 CREATE TABLE IF NOT EXISTS raw.bundle (
-    bundle_key   BIGINT PRIMARY KEY,
+    bundle_key   BIGINT NOT NULL,
     file_id      BIGINT NOT NULL,
     batch_id     BIGINT NOT NULL,
     line_no      INTEGER NOT NULL,
@@ -139,7 +149,7 @@ CREATE TABLE IF NOT EXISTS raw.resource_file (
 -- structure mode, pipelines/ingest/raw_read.py); problem is NULL when it passed. The structure step reads
 -- this instead of parsing every resource again, and checks any resource without a row itself.
 CREATE TABLE IF NOT EXISTS staging.fast_structure_check (
-    raw_id  BIGINT PRIMARY KEY,
+    raw_id  BIGINT NOT NULL,
     problem VARCHAR
 );
 
@@ -157,7 +167,7 @@ CREATE TABLE IF NOT EXISTS staging.document_resource (
 
 -- grain: one row per raw record that failed the fhir.resources structure check
 CREATE TABLE IF NOT EXISTS staging.structure_failure (
-    raw_id          BIGINT PRIMARY KEY,
+    raw_id          BIGINT NOT NULL,
     structure_error VARCHAR NOT NULL
 );
 
@@ -172,7 +182,7 @@ CREATE TABLE IF NOT EXISTS ops.access_chain_head (
 -- grain: one row per submitted bundle with its envelope verdict (written by pipelines/ingest/bundles.py;
 -- declared here because every resource stage reads it, even in a run that has seen no bundle yet)
 CREATE TABLE IF NOT EXISTS staging.bundle (
-    bundle_key          BIGINT PRIMARY KEY,
+    bundle_key          BIGINT NOT NULL,
     file_id             BIGINT NOT NULL,
     batch_id            BIGINT NOT NULL,
     bundle_profile      VARCHAR,

@@ -147,6 +147,9 @@ def test_the_dagster_run_summary_archives_what_the_run_finished(inbox, tmp_path)
                             selection=dg.AssetSelection.groups("landing", "raw", "staging", "core", "ops"),
                             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     assert result.success
+    assert {e.check_name for e in result.get_asset_check_evaluations()
+            if e.asset_key.path == ["ops", "run_summary"] and e.passed} == {
+        "every_record_accounted", "one_outcome_per_record", "no_raw_identifiers"}
     summary = next(e.materialization.metadata["summary"].value for e in result.get_asset_materialization_events()
                    if e.materialization.asset_key == dg.AssetKey(["ops", "run_summary"]))
     assert summary["files_archived"] == len(before) and _contents(inbox) == {}

@@ -171,6 +171,11 @@ def test_the_dagster_assets_give_the_warehouse_karte_ingest_gives(faulty_inbox, 
                             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     assert result.success
     assert fingerprints(tmp_path / "dagster.duckdb") == karte_ingest
+    # the keyless tables' grain checks ran beside their assets (pipelines/warehouse/grain.py)
+    passed = {(e.asset_key.path[-1], e.check_name) for e in result.get_asset_check_evaluations() if e.passed}
+    assert {("file_manifest", "one_row_per_file_id"), ("file_manifest", "one_row_per_content"),
+            ("bundle", "one_row_per_bundle"), ("fhir_structure", "one_fast_verdict_per_resource"),
+            ("fhir_structure", "one_failure_per_resource")} <= passed
 
 
 def test_one_lane_runs_every_step_in_order_on_the_calling_thread(tmp_path):
