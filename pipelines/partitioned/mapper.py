@@ -143,6 +143,8 @@ def _stage_shard(settings: Settings, shard: Shard) -> MapResult:
         staging_tables = [f"staging.{t}" for (t,) in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'staging' ORDER BY 1").fetchall()]
         schemas = export_tables(con, staging_tables + STAGING_LEDGERS, dest, shard)
-        watermarks = dict(con.execute("SELECT consumer, last_id FROM ops.watermark").fetchall())
+        # the structure step's first-file bookkeeping stays in the shard: the warehouse's catches up by itself
+        watermarks = dict(con.execute("SELECT consumer, last_id FROM ops.watermark WHERE consumer <> ?",
+                                      [structure.FIRST_FILES]).fetchall())
         rows = con.execute("SELECT count(*) FROM raw.resource").fetchone()[0]
     return MapResult(shard, "staging", schemas, watermarks, rows, own_peak_rss_kib())

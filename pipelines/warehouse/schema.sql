@@ -153,6 +153,14 @@ CREATE TABLE IF NOT EXISTS staging.fast_structure_check (
     problem VARCHAR
 );
 
+-- grain: one row per source of FHIR resources (a sender's 医療機関番号, or the kind of feed for files without
+-- one): the first file (lowest file id) that brought it any, which the structure step checks in full
+-- (pipelines/ingest/structure.py keeps it, replacing a row only by a lower file id; no key, as above)
+CREATE TABLE IF NOT EXISTS ops.source_first_file (
+    source   VARCHAR NOT NULL,
+    file_id  BIGINT NOT NULL
+);
+
 -- grain: one row per supporting entry of an accepted document (neither its header, its Patient nor clinical
 -- data; a checkup report's group Observations). Declared, not made by its first write: document staging and
 -- checkup staging both append to it and may run at the same time (pipelines/ingest/schedule.py).
