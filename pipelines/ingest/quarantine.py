@@ -21,10 +21,18 @@ def quarantine_resources(con: duckdb.DuckDBPyConnection, failures: pl.DataFrame)
         return 0
     failures = failures.select([pl.col(c).cast(t) if c in failures.columns else pl.lit(None, t).alias(c)
                                 for c, t in FAILURE_SCHEMA.items()]).unique(maintain_order=True)
+    first, last = failures["raw_id"].min(), failures["raw_id"].max()
+    # The failures' raw id span bounds the reads of raw.resource and raw.bundle (both in raw id order): joined
+    # whole, each quarantine read every bundle envelope ever landed (29 -> 17 ms for 300 failures at 16 x the
+    # bench sample, and growing with the warehouse)
+    within = "" if first is None else f" WHERE r.raw_id > {int(first) - 1} AND r.raw_id <= {int(last)}"
+    bundles = ("raw.bundle" if first is None else
+               f"(SELECT bundle_key, envelope FROM raw.bundle WHERE last_raw_id >= {int(first)} "
+               f"AND first_raw_id <= {int(last)})")
     con.register("resource_failure", failures)
     try:
         con.execute(
-            """
+            f"""
             INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, entry_index, bundle_key, raw_id,
                 scope, institution_number, bundle_identifier, resource_type, resource_identifier, rule_id, message,
                 record_count, raw)
@@ -36,10 +44,9 @@ def quarantine_resources(con: duckdb.DuckDBPyConnection, failures: pl.DataFrame)
             FROM resource_failure f
             JOIN raw.resource r USING (raw_id)
             JOIN ops.file_manifest m USING (file_id)
-            LEFT JOIN raw.bundle b USING (bundle_key)
+            LEFT JOIN {bundles} b USING (bundle_key){within}
             """
         )
-        first, last = failures["raw_id"].min(), failures["raw_id"].max()
         return record_outcomes(con, "SELECT DISTINCT raw_id FROM resource_failure", "quarantined", None,
                                None if first is None else (first - 1, last))
     finally:
