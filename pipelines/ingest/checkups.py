@@ -24,7 +24,7 @@ from pipelines.ingest.pending import raw_pending
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
 from pipelines.ingest.raw_read import CHECKUP_DOCUMENT
-from pipelines.ingest.raw_windows import raw_windows
+from pipelines.ingest.raw_windows import first_bundle, raw_windows
 from pipelines.ingest.tables import append, tables_hold
 from pipelines.ingest.vault import reveal_text
 from pipelines.validation import contracts, ig_rules
@@ -34,21 +34,22 @@ CONSUMER = "staging.checkup_result"
 ROW_KEY = [*CHECKUP_KEY, "item_code"]
 
 
-def _checkup_bundles_sql(lo: int, hi: int, resource_type: str) -> str:
+def _checkup_bundles_sql(lo: int, hi: int, resource_type: str, bundles_from: int = 0) -> str:
     return f"""
         SELECT r.raw_id, r.resource, r.bundle_key, r.full_url FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
-        WHERE b.accepted AND b.document_category = 'checkup' AND r.resource_type = '{resource_type}'
-          AND r.raw_id > {lo} AND r.raw_id <= {hi}"""
+        WHERE b.accepted AND b.document_category = 'checkup' AND b.bundle_key >= {bundles_from}
+          AND r.resource_type = '{resource_type}' AND r.raw_id > {lo} AND r.raw_id <= {hi}"""
 
 
-def _fhir_headers(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> pl.DataFrame:
+def _fhir_headers(con: duckdb.DuckDBPyConnection, lo: int, hi: int, bundles_from: int) -> pl.DataFrame:
     """One row per checkup bundle: the header fields checkup_rows needs (the patient as its key)."""
-    comps = flatten(con, "composition", _checkup_bundles_sql(lo, hi, "Composition"), ["bundle_key"])
-    encounters = flatten(con, "encounter", _checkup_bundles_sql(lo, hi, "Encounter"), ["bundle_key", "full_url"])
+    comps = flatten(con, "composition", _checkup_bundles_sql(lo, hi, "Composition", bundles_from), ["bundle_key"])
+    encounters = flatten(con, "encounter", _checkup_bundles_sql(lo, hi, "Encounter", bundles_from),
+                         ["bundle_key", "full_url"])
     bundles = con.execute(f"""
         SELECT b.bundle_key, b.patient_key, b.institution_number, p.gender AS sex, p.birth_date
         FROM staging.bundle b JOIN staging.patient p ON p.raw_id = b.patient_raw_id
-        WHERE b.accepted AND b.document_category = 'checkup' AND b.bundle_key IN (
+        WHERE b.accepted AND b.document_category = 'checkup' AND b.bundle_key >= {bundles_from} AND b.bundle_key IN (
             SELECT bundle_key FROM raw.resource WHERE raw_id > {lo} AND raw_id <= {hi})""").pl()
     return (
         bundles.join(comps.select("bundle_key", pl.col("document_identifier").alias("document_id"),
@@ -65,12 +66,13 @@ def _fhir_headers(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> pl.DataFr
 
 def _fhir_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(rows with raw_id, the Observation raw_ids that carry no row of their own — group Observations)."""
-    observations = flatten(con, "checkup_observation", _checkup_bundles_sql(lo, hi, "Observation"),
+    bundles_from = first_bundle(con, lo)
+    observations = flatten(con, "checkup_observation", _checkup_bundles_sql(lo, hi, "Observation", bundles_from),
                            ["raw_id", "bundle_key"])
     if observations.is_empty():
         return empty_rows().with_columns(raw_id=pl.lit(None, pl.Int64)), pl.DataFrame(schema={"raw_id": pl.Int64})
     # The patient travels in member_id as its pseudonymous key: the raw identifier is not needed here.
-    frame = observations.join(_fhir_headers(con, lo, hi), on="bundle_key", how="left")
+    frame = observations.join(_fhir_headers(con, lo, hi, bundles_from), on="bundle_key", how="left")
     rows = checkup_rows(frame, {}, carry=("raw_id",))
     without = observations.select("raw_id").unique().join(rows.select("raw_id").unique(), on="raw_id", how="anti")
     return rows, without

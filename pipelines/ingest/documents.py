@@ -8,7 +8,7 @@ import polars as pl
 from pipelines.ingest.bundles import RAW_CONSUMER
 from pipelines.ingest.flatten import flatten, view_column_names
 from pipelines.ingest.quarantine import quarantine_resources
-from pipelines.ingest.raw_windows import raw_windows
+from pipelines.ingest.raw_windows import first_bundle, raw_windows
 from pipelines.ingest.resources import LAB_PROFILE
 from pipelines.ingest.tables import append, tables_hold
 from pipelines.validation import contracts
@@ -18,23 +18,24 @@ CONSUMER = "staging.document"
 CLINICAL_TYPES = ("Condition", "AllergyIntolerance", "MedicationRequest")
 
 
-def _compositions_sql(lo: int, hi: int) -> str:
+def _compositions_sql(lo: int, hi: int, bundles_from: int = 0) -> str:
     return f"""
         SELECT r.raw_id, r.resource, r.bundle_key, r.file_id, b.document_key, b.institution_number,
                b.patient_key, b.document_category AS category
         FROM raw.resource r JOIN staging.bundle b ON r.raw_id = b.composition_raw_id
-        WHERE b.accepted AND b.document_category IS NOT NULL AND r.raw_id > {lo} AND r.raw_id <= {hi}
+        WHERE b.accepted AND b.document_category IS NOT NULL AND b.bundle_key >= {bundles_from}
+          AND r.raw_id > {lo} AND r.raw_id <= {hi}
     """
 
 
-def supporting_entries_sql(lo: int, hi: int) -> str:
+def supporting_entries_sql(lo: int, hi: int, bundles_from: int = 0) -> str:
     """Entries of accepted documents that are neither the header, the Patient nor clinical data."""
     return f"""
         SELECT r.raw_id, r.bundle_key, r.file_id, b.document_key, r.resource_type,
                json_extract_string(r.resource, '$.meta.profile[0]') AS profile
         FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
-        WHERE b.accepted AND b.document_category IS NOT NULL AND r.raw_id > {lo} AND r.raw_id <= {hi}
-          AND r.raw_id IS DISTINCT FROM b.composition_raw_id AND r.raw_id IS DISTINCT FROM b.patient_raw_id
+        WHERE b.accepted AND b.document_category IS NOT NULL AND b.bundle_key >= {bundles_from}
+          AND r.raw_id > {lo} AND r.raw_id <= {hi} AND r.raw_id IS DISTINCT FROM b.composition_raw_id AND r.raw_id IS DISTINCT FROM b.patient_raw_id
           AND r.resource_type NOT IN {CLINICAL_TYPES}
           -- lab Observations are 検査/感染症 and a checkup report's Observations are its results: not supporting
           AND NOT (r.resource_type = 'Observation' AND (b.document_category = 'checkup'
@@ -68,15 +69,17 @@ def stage_documents(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         with transaction(con):
             if hi > lo and not _nothing_to_stage(con, lo, hi):
                 carry = ["raw_id", "bundle_key", "file_id", "document_key", "institution_number", "patient_key", "category"]
-                headers = flatten(con, "composition", _compositions_sql(lo, hi), carry)
+                bundles_from = first_bundle(con, lo)
+                headers = flatten(con, "composition", _compositions_sql(lo, hi, bundles_from), carry)
                 failed = contracts.contract_failures(contracts.StagedDocument, headers)
                 passing = headers.join(failed.select("raw_id"), on="raw_id", how="anti")
                 quarantined += quarantine_resources(con, failed.join(
                     headers.select("raw_id", "institution_number", pl.col("document_identifier").alias("resource_identifier")),
                     on="raw_id", how="left"))
                 staged += append(con, "staging.document", contracts.select_columns(contracts.StagedDocument, passing))
-                sections = flatten(con, "document_section", _compositions_sql(lo, hi), SECTION_CARRY)
+                sections = flatten(con, "document_section", _compositions_sql(lo, hi, bundles_from), SECTION_CARRY)
                 append(con, "staging.document_section", sections.drop("resource_id"))
-                append(con, "staging.document_resource", con.execute(supporting_entries_sql(lo, hi)).pl())
+                append(con, "staging.document_resource",
+                       con.execute(supporting_entries_sql(lo, hi, bundles_from)).pl())
             set_watermark(con, CONSUMER, hi)
     return staged, quarantined

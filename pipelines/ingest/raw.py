@@ -66,7 +66,9 @@ def _flush(con: duckdb.DuckDBPyConnection, group: RawGroup) -> int:
             FROM group_quarantine q JOIN ops.file_manifest m USING (file_id)
             """
         )
-        con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN ?",
+        # IN (SELECT unnest(?)), not IN ?: DuckDB matches a list parameter row by row, 16 ms against 1 ms for 600
+        # files of a 90,000-row manifest (16 × the bench sample), and the manifest grows with every run
+        con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN (SELECT unnest(?))",
                     [[f.file_id for f in group.files]])
     for name in ("group_resource", "group_bundle", "group_quarantine"):
         con.unregister(name)

@@ -40,3 +40,12 @@ def _heavy_cuts(con: duckdb.DuckDBPyConnection, lo: int, hi: int, resource_type:
                SELECT raw_id, row_number() OVER (ORDER BY raw_id) AS n
                FROM raw.resource WHERE resource_type = ? AND raw_id > ? AND raw_id <= ?)
            WHERE n % ? = 0 ORDER BY 1""", [resource_type, lo, hi, every]).fetchall()]
+
+
+def first_bundle(con: duckdb.DuckDBPyConnection, lo: int) -> int:
+    """The lowest bundle key with an entry past raw id `lo` (0 when none). Bundles are numbered in raw id order,
+    so the rows of a window (lo, hi] join only staging.bundle rows from this key on: given as a constant, it lets
+    DuckDB skip older bundles' row groups, where the join alone read every bundle ever staged (the observation
+    stage's flatten at 16 × the bench sample: 24.7 -> 13.1 ms, for a 0.8 ms lookup; growing with the warehouse)."""
+    return con.execute("SELECT coalesce(min(bundle_key), 0) FROM raw.bundle WHERE last_raw_id > ?",
+                       [lo]).fetchone()[0]

@@ -13,7 +13,7 @@ from pipelines.ingest.flatten import flatten
 from pipelines.ingest.pending import raw_pending
 from pipelines.ingest.pseudonym import patient_keys
 from pipelines.ingest.quarantine import quarantine_resources
-from pipelines.ingest.raw_windows import raw_windows
+from pipelines.ingest.raw_windows import first_bundle, raw_windows
 from pipelines.ingest.tables import append
 from pipelines.ingest.vault import reveal_series
 from pipelines.validation import contracts, ig_rules
@@ -41,14 +41,15 @@ class ResourceStage:
         return f"staging.{self.table}"
 
 
-def _source_sql(stage: ResourceStage, lo: int, hi: int) -> str:
+def _source_sql(stage: ResourceStage, lo: int, hi: int, bundles_from: int = 0) -> str:
     return f"""
         SELECT r.raw_id, r.resource, r.bundle_key, r.file_id, b.is_clins, b.institution_number AS bundle_institution,
                b.patient_key AS bundle_patient_key, b.patient_full_url, b.patient_resource_id, b.document_key,
                sf.structure_error
         FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
         LEFT JOIN staging.structure_failure sf USING (raw_id)
-        WHERE b.accepted AND r.resource_type = '{stage.resource_type}' AND r.raw_id > {lo} AND r.raw_id <= {hi}
+        WHERE b.accepted AND b.bundle_key >= {bundles_from} AND r.resource_type = '{stage.resource_type}'
+          AND r.raw_id > {lo} AND r.raw_id <= {hi}
           AND ({stage.route})
           AND r.raw_id NOT IN (SELECT raw_id FROM ops.record_outcome WHERE raw_id > {lo})
     """
@@ -92,7 +93,7 @@ def stage_resources(con: duckdb.DuckDBPyConnection, stage: ResourceStage, pseudo
     staged = quarantined = 0
     for lo, hi in raw_windows(con, get_watermark(con, stage.consumer), get_watermark(con, RAW_CONSUMER)):
         pending = hi > lo and raw_pending(con, stage.resource_type, lo, hi)
-        frame = flatten(con, stage.table, _source_sql(stage, lo, hi), CARRY) if pending else None
+        frame = flatten(con, stage.table, _source_sql(stage, lo, hi, first_bundle(con, lo)), CARRY) if pending else None
         with transaction(con):
             if frame is not None and frame.height:
                 frame = resolve_context(frame, pseudonym_key)

@@ -117,6 +117,9 @@ def _every_shard_mapped(plan: Plan, results: list[MapResult]) -> None:
             f"map ops than the plan's {len(plan.shards)} shards?); nothing was merged, the next run retries")
 
 
+_LISTED_FILES = "file_id IN (SELECT unnest(?))"
+
+
 def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResult]) -> int:
     """Raw rows of every shard into the warehouse with single-process ids; returns the rows written."""
     dest = phase_dir(Path(plan.lake), plan.batch_id, "raw")
@@ -124,7 +127,8 @@ def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResul
     _every_shard_mapped(plan, results)
     _schemas(results)  # shards must agree on the layout
     file_ids = sorted(f for shard in plan.shards for f in shard.file_ids)
-    if file_ids and con.execute("SELECT bool_and(parsed) FROM ops.file_manifest WHERE file_id IN ?",
+    # IN (SELECT unnest(?)), not IN ?: a list parameter is matched row by row (pipelines/ingest/raw.py)
+    if file_ids and con.execute(f"SELECT bool_and(parsed) FROM ops.file_manifest WHERE {_LISTED_FILES}",
                                 [file_ids]).fetchone()[0]:
         return 0  # this step already committed (a re-executed step must not load the rows twice)
     written = 0
@@ -136,10 +140,10 @@ def merge_raw(con: duckdb.DuckDBPyConnection, plan: Plan, results: list[MapResul
         # re-executed step skips the runs already in; a run killed half-way leaves a prefix of the files parsed,
         # and whoever parses the rest numbers them on, in file order, as a single-process run would.
         with transaction(con):
-            if not con.execute("SELECT bool_and(parsed) FROM ops.file_manifest WHERE file_id IN ?",
+            if not con.execute(f"SELECT bool_and(parsed) FROM ops.file_manifest WHERE {_LISTED_FILES}",
                                [run_files]).fetchone()[0]:
                 written += _merge_raw_run(con, sources, (first, last))
-                con.execute("UPDATE ops.file_manifest SET parsed = true WHERE file_id IN ?", [run_files])
+                con.execute(f"UPDATE ops.file_manifest SET parsed = true WHERE {_LISTED_FILES}", [run_files])
     return written
 
 

@@ -6,8 +6,9 @@
 -- No PRIMARY KEY: each upserted table's grain (its identity, stated above it) is kept by the upsert
 -- (pipelines/ingest/upsert.py: one winning row per identity replaces the current one) and checked by the
 -- `identity_is_unique` asset check; a document's sections and supporting entries are written with it (each
--- supporting entry's raw record gets one outcome: ops.record_outcome keeps its key). A key would be an ART index, which DuckDB maintains row by row on every
--- insert and must hold in memory: at 4 × the bench sample it cost the checkup upsert 0.3-0.4 s and the single
+-- supporting entry's raw record gets one outcome, checked by `one_outcome_per_record`: schema.sql). A key would
+-- be an ART index, which DuckDB maintains row by row on every insert, must hold in memory and rewrites at each
+-- checkpoint that touches the table: at 4 × the bench sample it cost the checkup upsert 0.3-0.4 s and the single
 -- process ≈ 40 MiB of its peak, and at national scale (billions of checkup items) it would not fit at all
 -- (docs/capacity.md, fourteenth session). Warehouses created before keep their keys; both work.
 
