@@ -202,16 +202,19 @@ def summarise(con: duckdb.DuckDBPyConnection, batch_id: int) -> IngestSummary:
         con.execute("UPDATE ops.batch SET finished_at = ? WHERE batch_id = ?",
                     [datetime.now(UTC).replace(tzinfo=None), batch_id])
     files = f"(SELECT file_id FROM ops.file_manifest WHERE reported_batch_id = {batch_id})"
-    outcomes = dict(con.execute(
-        f"""SELECT o.outcome, count(*) FROM raw.resource r JOIN ops.record_outcome o USING (raw_id)
-            WHERE r.file_id IN {files} GROUP BY ALL""").fetchall())
+    # outcomes and loaded rows by table in one read (a second join for the tables cost 42 ms at 16 × the sample)
+    outcomes: dict[str, int] = {}
+    by_table: dict[str, int] = {}
+    for outcome, table, count in con.execute(
+            f"""SELECT o.outcome, o.table_name, count(*) FROM raw.resource r JOIN ops.record_outcome o USING (raw_id)
+                WHERE r.file_id IN {files} GROUP BY ALL ORDER BY ALL""").fetchall():
+        outcomes[outcome] = outcomes.get(outcome, 0) + count
+        if outcome == "loaded":
+            by_table[table] = count
     raw_records = con.execute(f"SELECT count(*) FROM raw.resource WHERE file_id IN {files}").fetchone()[0]
     unparsed = con.execute(
         f"""SELECT coalesce(sum(record_count), 0) FROM ops.quarantine
             WHERE scope IN ('file', 'line') AND file_id IN {files}""").fetchone()[0]
-    by_table = dict(con.execute(
-        f"""SELECT o.table_name, count(*) FROM raw.resource r JOIN ops.record_outcome o USING (raw_id)
-            WHERE r.file_id IN {files} AND o.outcome = 'loaded' GROUP BY ALL ORDER BY 1""").fetchall())
     by_rule = dict(con.execute(
         f"""SELECT rule_id, sum(record_count)::BIGINT FROM ops.quarantine
             WHERE file_id IN {files} AND record_count > 0 GROUP BY ALL ORDER BY 2 DESC, 1""").fetchall())
