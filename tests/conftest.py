@@ -41,6 +41,23 @@ def run_ingest(inbox: Path, warehouse: Path) -> tuple[dict, object]:
     return ingest(con, settings).as_dict(), con
 
 
+def run_structure_step(inbox: Path, warehouse: Path, mode: str = "fast"):
+    """Land `inbox` into `warehouse`, then the raw step and the structure step in `mode` alone: returns the
+    structure step's outcome (pipelines.ingest.structure.StructureOutcome); the warehouse is closed after."""
+    from pipelines.ingest import structure
+    from pipelines.ingest.landing import land_files
+    from pipelines.ingest.run import processing_steps, start_batch
+
+    settings = load_settings(warehouse=warehouse, inbox=inbox)
+    con = connect(settings.warehouse)
+    try:
+        land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
+        dict(processing_steps(settings))["raw.resource"](con)
+        return structure.stage_structure(con, mode)
+    finally:
+        con.close()
+
+
 @pytest.fixture
 def warehouse(tmp_path) -> Path:
     return tmp_path / "warehouse.duckdb"

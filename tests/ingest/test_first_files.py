@@ -6,12 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_settings
 from pipelines.generate import generate
 from pipelines.ingest import structure
-from pipelines.ingest.landing import land_files
-from pipelines.ingest.run import processing_steps, start_batch
 from pipelines.warehouse import connect, set_watermark
+from tests.conftest import run_structure_step
 
 #: each source's first file, by definition: the lowest file id with a FHIR row, over every raw row
 EXPECTED = f"""SELECT coalesce(m.sender, m.kind) AS source, min(r.file_id) AS file_id
@@ -24,17 +22,6 @@ def _senders(inbox: Path) -> dict[str, list[Path]]:
     for path in sorted((inbox / "fhir").iterdir()):
         files.setdefault(path.name.split("_")[0], []).append(path)
     return files
-
-
-def _land_parse_check(warehouse: Path, inbox: Path) -> structure.StructureOutcome:
-    settings = load_settings(warehouse=warehouse, inbox=inbox)
-    con = connect(settings.warehouse)
-    try:
-        land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
-        dict(processing_steps(settings))["raw.resource"](con)
-        return structure.stage_structure(con, "fast")
-    finally:
-        con.close()
 
 
 def _first_files(warehouse: Path) -> tuple[list, list]:
@@ -64,7 +51,7 @@ def two_runs(tmp_path):
 def test_first_files_are_kept_run_by_run(two_runs, tmp_path, lagging):
     inbox, held, new_sender = two_runs
     warehouse = tmp_path / "w.duckdb"
-    _land_parse_check(warehouse, inbox)
+    run_structure_step(inbox, warehouse)
     kept, expected = _first_files(warehouse)
     assert kept == expected and new_sender not in dict(kept)
     if lagging:  # a warehouse from before the table, or whose last rows came through a partitioned merge
@@ -74,7 +61,7 @@ def test_first_files_are_kept_run_by_run(two_runs, tmp_path, lagging):
         con.close()
     for path in held.iterdir():
         shutil.move(path, inbox / "fhir" / path.name)
-    outcome = _land_parse_check(warehouse, inbox)
+    outcome = run_structure_step(inbox, warehouse)
     kept, expected = _first_files(warehouse)
     assert kept == expected and new_sender in dict(kept)
     con = connect(warehouse, read_only=True)

@@ -11,11 +11,9 @@ import pytest
 from pipelines.config import load_settings
 from pipelines.generate import generate
 from pipelines.ingest import structure
-from pipelines.ingest.landing import land_files
 from pipelines.ingest.reader import read_bytes
-from pipelines.ingest.run import processing_steps, start_batch
 from pipelines.warehouse import connect
-from tests.conftest import run_ingest
+from tests.conftest import run_ingest, run_structure_step
 
 BAD_DATE = "2025/01/15"  # both checkers reject it
 #: the resources a corruption marked: (SQL condition on raw.resource, ...)
@@ -80,11 +78,8 @@ def inbox(tmp_path_factory) -> Path:
 def _structure_step(inbox: Path, warehouse: Path, mode: str) -> tuple[structure.StructureOutcome, dict, set]:
     """Landing and raw steps, then the structure step in `mode`: (its outcome, {raw_id: error}, the raw_ids of
     resources marked bad)."""
-    settings = load_settings(warehouse=warehouse, inbox=inbox)
-    con = connect(settings.warehouse)
-    land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
-    dict(processing_steps(settings))["raw.resource"](con)
-    outcome = structure.stage_structure(con, mode)
+    outcome = run_structure_step(inbox, warehouse, mode)
+    con = connect(warehouse, read_only=True)
     failures = dict(con.execute("SELECT raw_id, structure_error FROM staging.structure_failure").fetchall())
     marked = {raw_id for (raw_id,) in con.execute(
         f"SELECT raw_id FROM raw.resource r WHERE {MARKED_BAD_DATE} OR {MARKED_COLOUR}").fetchall()}
