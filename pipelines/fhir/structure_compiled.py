@@ -21,9 +21,13 @@ record. So the compiled types may refuse more, never accept more:
   whitespace (the Python check also takes " "), a ``base64Binary`` must be canonical base64 (the Python check
   takes whatever ``b64decode`` takes), and a full date may not be February 29 (the Python check knows leap
   years) — each stricter;
-- a resource in ``contained`` or ``Bundle.entry.resource`` is chosen by its ``resourceType`` among the
-  resource types (one tagged union); one without ``resourceType`` is refused (the Python check reads it as a
-  plain Resource: stricter).
+- a resource in ``contained`` or ``Bundle.entry.resource`` is converted to its own ``resourceType``'s Struct
+  (`_AnyResource`, through the dec_hook); one without ``resourceType`` is refused (the Python check reads it as
+  a plain Resource: stricter).
+
+The Structs are built per resource type, when a resource of that type is first checked: a type and what it
+reaches (its backbone elements, the data types). Building all 682 types cost 0.10–0.18 s per process, more than
+a 16 × increment's 8,000 resources save with it; the 23 resource types JP-CLINS data carries reach 123 of them.
 
 The input is parsed JSON (dict, list, str, int, float, bool, None), as orjson makes it: msgspec would also
 take a tuple for an array, which JSON cannot produce.
@@ -34,6 +38,7 @@ from __future__ import annotations
 import functools
 import keyword
 import re
+import threading
 import typing
 
 import msgspec
@@ -41,10 +46,10 @@ from msgspec import UNSET, Meta, UnsetType
 
 from pipelines.fhir import structure_schema as schema
 
-__all__ = ["WORTH_BUILDING", "accepts", "built", "compiled_types"]
+__all__ = ["WARM_TYPES", "WORTH_BUILDING", "accepts", "built", "compiled_types", "enable"]
 
 # Namespaces the Struct annotations are evaluated in (msgspec resolves them, lazily, in this module's globals):
-# the Struct per FHIR type ("*": the union of all resource types) and the type of each primitive.
+# the Struct per FHIR type built so far and the type of each primitive.
 _T: dict[str, object] = {}
 _P: dict[str, object] = {}
 
@@ -103,7 +108,18 @@ class _Text:
 SEEN_LIMIT = 20_000
 
 
+class _AnyResource:
+    """A resource inside another (``contained``, ``Bundle.entry.resource``): msgspec hands it to `_check_text`,
+    which converts it to its own type's Struct, built then if need be."""
+
+    good: typing.ClassVar[object]
+    # a string where a resource belongs goes through the text branch of `_check_text`, and fails there
+    seen: typing.ClassVar[frozenset] = frozenset()
+    matches = staticmethod(lambda value: None)
+
+
 def _check_text(kind: type, value: object) -> object:
+    """msgspec's dec_hook: the value of a `_Text` type if good, a nested resource (`_AnyResource`) if it converts."""
     if type(value) is str:
         seen = kind.seen
         if seen is None:  # `string`: not blank (isspace() is false as soon as one character is not whitespace)
@@ -115,6 +131,8 @@ def _check_text(kind: type, value: object) -> object:
             if len(seen) < SEEN_LIMIT:
                 seen.add(value)
             return kind.good
+    elif kind is _AnyResource and _converts(value):  # after the strings: they are nearly every call
+        return kind.good
     raise ValueError(f"not a FHIR {kind.__name__}")
 
 
@@ -136,7 +154,7 @@ def _annotation(type_spec: str) -> str:
     many = type_spec.endswith("[]")
     name = type_spec[:-2] if many else type_spec
     if name == schema.ANY_RESOURCE:
-        inner = f"_T[{'*'!r}]"
+        inner = "_AnyResource"
     elif name in schema.PRIMITIVES:
         # the Python check takes null items in primitive arrays (they line values up with their extensions)
         inner = f"_P[{name!r}] | None" if many else f"_P[{name!r}]"
@@ -214,49 +232,96 @@ def _define(name: str, spec: dict) -> type:
     return struct
 
 
-#: compiled_types() once built (None until then)
-_RESOURCES: dict[str, type] | None = None
+#: the resource types JP-CLINS documents and feeds carry (docs/domain_spec.md): `enable` builds them at once, so
+#: forked workers inherit them; any other type is built where it is first met
+WARM_TYPES = ("Bundle", "Patient", "Observation", "Condition", "AllergyIntolerance", "MedicationRequest",
+              "Medication", "Composition", "Encounter", "Organization", "Practitioner", "PractitionerRole",
+              "Coverage", "DocumentReference", "Consent", "AuditEvent", "Specimen")
+#: resource type → its Struct, for the types built so far
+_RESOURCES: dict[str, type] = {}
+_enabled = False
+_building = threading.Lock()
+
+
+def _resource_struct(resource_type: str) -> type | None:
+    """The Struct of a resource type (None for a name that is not one), built with what it reaches the first time."""
+    struct = _RESOURCES.get(resource_type)
+    if struct is not None:
+        return struct
+    types = schema.load_schema()["types"]
+    spec = types.get(resource_type)
+    if spec is None or not spec["resource"]:
+        return None
+    with _building:  # two threads may meet a new type at once; the second finds it built
+        if resource_type not in _RESOURCES:
+            _define_reachable(resource_type, types)
+            struct = _T[resource_type]
+            try:  # msgspec resolves the annotations at a type's first conversion: now, so forked workers inherit them
+                msgspec.convert({"resourceType": resource_type}, struct, dec_hook=_check_text)
+            except msgspec.ValidationError:  # a required element is missing: only the resolving mattered
+                pass
+            _RESOURCES[resource_type] = struct
+    return _RESOURCES[resource_type]
+
+
+def _define_reachable(name: str, types: dict) -> None:
+    """Define `name` and every complex type its elements reach that is not defined yet. A nested resource is an
+    `_AnyResource`, so no other resource type is reached. msgspec resolves the annotations at the first
+    conversion, when every name they use is in _T."""
+    if not _P:
+        if set(schema.PRIMITIVES) != set(NATIVE_TYPES) | set(TEXT_FORMATS):
+            raise RuntimeError("the compiled primitives are not the Python check's (structure_schema.PRIMITIVES)")
+        _P.update(NATIVE_TYPES)
+        _P.update({kind: _text_type(kind, matches) for kind, matches in TEXT_FORMATS.items()})
+        _AnyResource.good = _AnyResource()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in _T:
+            continue
+        spec = types[current]
+        _T[current] = _define(current, spec)
+        for type_spec in spec["elements"].values():
+            element = type_spec.removesuffix("[]")
+            if element in types and element not in _T and element != schema.ANY_RESOURCE:
+                todo.append(element)
+
+
+def enable(resource_types: typing.Iterable[str] = WARM_TYPES) -> None:
+    """Use the compiled check in this process from now on (`built`), with the Structs of `resource_types` built now
+    (~0.012 CPU-s for WARM_TYPES) and any other resource type's when one is first checked."""
+    global _enabled
+    for resource_type in resource_types:
+        _resource_struct(resource_type)
+    _enabled = True
 
 
 def compiled_types() -> dict[str, type]:
-    """resourceType → its Struct; every FHIR type of the schema defined and resolved by msgspec (once per
-    process, ~0.14 CPU-s; warm_up() does it before workers fork)."""
-    global _RESOURCES
-    if _RESOURCES is not None:
-        return _RESOURCES
-    types = schema.load_schema()["types"]
-    if set(schema.PRIMITIVES) != set(NATIVE_TYPES) | set(TEXT_FORMATS):
-        raise RuntimeError("the compiled primitives are not the Python check's (structure_schema.PRIMITIVES)")
-    _P.update(NATIVE_TYPES)
-    _P.update({name: _text_type(name, matches) for name, matches in TEXT_FORMATS.items()})
-    _T.update({name: _define(name, spec) for name, spec in types.items()})
-    resources = {name: _T[name] for name, spec in types.items() if spec["resource"]}
-    _T["*"] = typing.Union[tuple(resources.values())]  # noqa: UP007 (a union made from a tuple)
-    try:  # msgspec resolves the annotations at first use: every type at once, through the resource union
-        msgspec.convert({"resourceType": "Bundle"}, _T["*"], dec_hook=_check_text)
-    except msgspec.ValidationError:  # Bundle.type is missing: the conversion only had to resolve the types
-        pass
-    _RESOURCES = resources
-    return resources
+    """resourceType → its Struct, for the resource types built so far (enable(); accepts() builds more)."""
+    return dict(_RESOURCES)
 
 
-#: resources a batch needs for building the types (~0.14 CPU-s) to pay: the compiled check saves ~10 µs each
-WORTH_BUILDING = 15_000
+#: resources a batch needs for enabling the compiled check to pay: building WARM_TYPES' Structs costs ~0.012 CPU-s,
+#: and the check saves ~7 µs a resource against the Python walk (16 → 9 µs on a 16 × increment's 8,083 resources)
+WORTH_BUILDING = 2_000
 
 
 def built() -> bool:
-    """Whether this process has built the types (compiled_types): structure_problem uses the compiled check
-    once a batch of WORTH_BUILDING resources or more built it (structure_schema.warm_up)."""
-    return _RESOURCES is not None
+    """Whether this process uses the compiled check (enable(): a batch of WORTH_BUILDING resources or more, or
+    structure_schema.warm_up before a pool forks)."""
+    return _enabled
 
 
 def accepts(resource: object) -> bool:
     """True if `resource` (parsed JSON) is valid base FHIR structure by the compiled types; then the Python
     check (structure_schema.structure_problem's walk) finds no problem either. False: ask the Python check."""
-    if type(resource) is not dict:
-        return False
-    resource_type = resource.get("resourceType")
-    target = compiled_types().get(resource_type) if type(resource_type) is str else None
+    return type(resource) is dict and _converts(resource)
+
+
+def _converts(resource: object) -> bool:
+    """Whether `resource` converts to its own resourceType's Struct (a dict with a known resourceType)."""
+    resource_type = resource.get("resourceType") if type(resource) is dict else None
+    target = _resource_struct(resource_type) if type(resource_type) is str else None
     if target is None:
         return False
     try:

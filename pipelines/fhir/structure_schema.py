@@ -457,7 +457,7 @@ def warm_up(compiled: bool = True) -> None:
     for t in _types().values():
         t.elements or t.compile()
     if compiled:
-        structure_compiled.compiled_types()
+        structure_compiled.enable()
 
 
 # Last: structure_compiled reads this module's patterns when it is imported.

@@ -24,9 +24,13 @@ from pipelines.warehouse import raw_lake, transaction
 #: flush a transaction after this many input bytes, so memory is bounded by the group, not the inbox
 #: (16 MiB of files hold ~14k resources; larger groups bought no speed in `karte bench`)
 GROUP_BYTES = 16 * 1024**2
-#: below this many pending bytes the files are read in this process: with one or two groups there is nothing
-#: for a second worker to overlap (and an increment's run should not fork at all)
-POOL_MIN_BYTES = 2 * GROUP_BYTES
+#: from this many pending bytes (unpacked) the files are read by a pool, in groups small enough that every worker
+#: gets two: the 16 × increment's 19 MB read 0.45 → 0.41 s in 4 groups, and the structure step's fhir.resources
+#: models import meanwhile (0.29 → 0.15 s); a smaller batch (the 1 × increment's 0.9 MB) is read in this process
+POOL_MIN_BYTES = 8 * 1024**2
+#: a batch read in this process from this many bytes still uses the compiled structure check: enabling it costs
+#: ~0.012 s, repaid from structure_compiled.WORTH_BUILDING resources (~2 kB of bundle JSON each)
+COMPILED_MIN_BYTES = 4 * 1024**2
 
 
 def _flush(con: duckdb.DuckDBPyConnection, group: RawGroup) -> int:
@@ -89,14 +93,22 @@ def _flush_or_explain(con: duckdb.DuckDBPyConnection, group: RawGroup) -> int:
                             f"{str(exc).splitlines()[0]}") from exc
 
 
-def _groups(pending: list[LandedFile], inbox: Path) -> Iterator[list[LandedFile]]:
-    """Consecutive files of about GROUP_BYTES of text each: counted unpacked, since 16 MiB of 特定健診 ZIPs hold
-    ~100 MiB of CDA documents."""
+def reading_plan(total_bytes: int, workers: int) -> tuple[int, int]:
+    """(processes reading, bytes per group) for a batch of `total_bytes` unpacked: this process alone below
+    POOL_MIN_BYTES, else `workers` of them with groups of at most GROUP_BYTES and small enough that each worker
+    reads two (one group per worker would leave the last one's write alone at the end)."""
+    if total_bytes < POOL_MIN_BYTES or workers <= 1:
+        return 1, GROUP_BYTES
+    return workers, max(1, min(GROUP_BYTES, -(-total_bytes // (2 * workers))))
+
+
+def _groups(pending: list[tuple[LandedFile, int]], group_bytes: int) -> Iterator[list[LandedFile]]:
+    """Consecutive files of about `group_bytes` of text each, from (file, its unpacked size)."""
     group, size = [], 0
-    for landed in pending:
+    for landed, unpacked in pending:
         group.append(landed)
-        size += unpacked_bytes(inbox / landed.path, landed.size_bytes)
-        if size >= GROUP_BYTES:
+        size += unpacked
+        if size >= group_bytes:
             yield group
             group, size = [], 0
     if group:
@@ -134,19 +146,20 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
     if precheck is None:
         precheck = structure.MODES.get(settings.structure_validation) == "fast"
     raw_lake.remove_unlisted(con)  # what a killed or rolled-back earlier write left
-    pending = [LandedFile(*row) for row in con.execute(
+    # sizes counted unpacked: 16 MiB of 特定健診 ZIPs hold ~100 MiB of CDA documents
+    landed = [LandedFile(*row) for row in con.execute(
         "SELECT file_id, path, kind, size_bytes, batch_id FROM ops.file_manifest WHERE NOT parsed ORDER BY file_id"
     ).fetchall()]
-    small = sum(f.size_bytes for f in pending) < POOL_MIN_BYTES
-    pool_size = 1 if small else workers_module.worker_count(workers)
-    if precheck and not small:
-        # the compiled structure check (32 MiB of bundles hold well over WORTH_BUILDING resources), built
-        # before the pool forks so every worker inherits it
+    pending = [(file, unpacked_bytes(inbox / file.path, file.size_bytes)) for file in landed]
+    total = sum(unpacked for _, unpacked in pending)
+    pool_size, group_bytes = reading_plan(total, workers_module.worker_count(workers))
+    if precheck and total >= COMPILED_MIN_BYTES:
+        # the compiled structure check, enabled before the pool forks so every worker inherits its types
         structure_schema.warm_up()
     read = partial(read_group, inbox=inbox, key=key, precheck=precheck)
-    # the structure step comes next; in a large batch its fhir.resources models import meanwhile, beside this
-    # step's writes (an increment reads in this process, where the import would only compete with reading)
-    groups = _read_in_order(list(_groups(pending, inbox)), read, pool_size, forked=structure.preload_models)
+    # the structure step comes next; with a pool its fhir.resources models import meanwhile, beside this step's
+    # writes (a small batch is read in this process, where the import would only compete with reading)
+    groups = _read_in_order(list(_groups(pending, group_bytes)), read, pool_size, forked=structure.preload_models)
     written = sum(_flush_or_explain(con, group) for group in groups)
     raw_lake.compact(con)  # one file per group adds up over the runs (pipelines/warehouse/raw_lake.py)
     return written

@@ -125,9 +125,9 @@ def _stage_shard(settings: Settings, shard: Shard) -> MapResult:
     dest = phase_dir(Path(shard.lake), shard.batch_id, "staging")
     _clear_shard_files(dest, shard)
     _, staging_steps, _ = split_steps(settings)
-    # A map process stages shard after shard: the compiled structure check (~0.14 CPU-s to build, once per
-    # process) repays itself within the first, though one shard holds fewer resources than WORTH_BUILDING
-    # (its Python walk cost 3.3 of the 16 s the sample's four shards took to stage)
+    # A map process stages shard after shard: the compiled structure check (~0.012 CPU-s to enable, once per
+    # process) repays itself within the first (the Python walk cost 3.3 of the 16 s the sample's four shards
+    # took to stage)
     structure_schema.warm_up(compiled=True)
     with closing(_scratch(shard, "staging", settings)) as con:
         for table in ("ops.file_manifest", "raw.bundle"):

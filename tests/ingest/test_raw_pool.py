@@ -84,3 +84,13 @@ def test_forked_is_called_once_after_every_worker_has_started_and_never_without_
                                       forked=lambda: seen.append(len(multiprocessing.active_children()))))
     assert buffers == [1, 2, 3]
     assert seen == ([] if workers == 1 else [workers])
+
+
+def test_the_reading_plan_gives_every_worker_two_groups_of_a_mid_sized_batch():
+    mib = 1024**2
+    assert raw.reading_plan(1 * mib, workers=2) == (1, raw.GROUP_BYTES)  # an increment: read here, no fork
+    assert raw.reading_plan(500 * mib, workers=1) == (1, raw.GROUP_BYTES)
+    assert raw.reading_plan(500 * mib, workers=2) == (2, raw.GROUP_BYTES)  # a full load: groups bound memory
+    workers, group_bytes = raw.reading_plan(19 * mib, workers=2)  # the 16 x sample's +1 %
+    files = [(object(), mib) for _ in range(19)]
+    assert workers == 2 and len(list(raw._groups(files, group_bytes))) == 4

@@ -185,8 +185,33 @@ def test_accepts_the_official_examples(examples):
 def test_warm_up_builds_the_compiled_types():
     warm_up()
     assert structure_compiled.built()
-    assert "Observation" in structure_compiled.compiled_types()
+    assert set(structure_compiled.WARM_TYPES) <= set(structure_compiled.compiled_types())
     assert "CodeableConcept" not in structure_compiled.compiled_types()  # resources only
+
+
+IMMUNIZATION = {"resourceType": "Immunization", "status": "completed", "vaccineCode": {"text": "インフルエンザＨＡワクチン"},
+                "patient": {"reference": "urn:uuid:59c15b3d-11e3-4e74-a623-b70b2e9794da"},
+                "occurrenceDateTime": "2024-11-01"}
+
+
+def test_a_type_outside_the_warm_ones_is_built_when_first_met():
+    """Only the types JP-CLINS carries are built up front; another is built where it is first checked, and
+    judged as strictly: at the top and nested in `contained`."""
+    warm_up()
+    assert "Immunization" not in structure_compiled.WARM_TYPES
+    assert accepts(IMMUNIZATION) and walk_problem(IMMUNIZATION) is None
+    assert "Immunization" in structure_compiled.compiled_types()
+    bad = {**IMMUNIZATION, "occurrenceDateTime": "2024-11-01T25:00:00+09:00"}
+    assert not accepts(bad) and walk_problem(bad).startswith("occurrenceDateTime: expected a dateTime")
+    device = {"resourceType": "Device", "id": "pump", "deviceName": [{"name": "輸液ポンプ", "type": "user-friendly-name"}]}
+    assert "Device" not in structure_compiled.WARM_TYPES
+    nested = _with(lambda r: r["contained"].append(device))
+    assert accepts(nested) and walk_problem(nested) is None
+    for broken in ({**device, "deviceName": [{"name": 5, "type": "user-friendly-name"}]},
+                   {**device, "colour": "red"}, {"id": "no-type"}, {"resourceType": "CodeableConcept"}, "Device/pump"):
+        resource = _with(lambda r, b=broken: r["contained"].append(b))
+        assert not accepts(resource), broken
+        assert structure_problem(resource) == walk_problem(resource)
 
 
 def test_seen_values_stay_bounded_and_never_hold_strings():
