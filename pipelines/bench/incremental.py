@@ -13,7 +13,12 @@ round's own ratio:
    deployment whose inbox keeps receiving runs in;
 6. the full sample and the 4 × input through the partitioned ingest (pipelines/partitioned: map processes,
    one merging process), with shards of the same size at both scales — peak RSS of the merging process and of
-   the largest map process, against the full sample's.
+   the largest map process, against the full sample's;
+7. 1 % new data for the 4 × input's warehouse (a disjoint sample of 1/100 its patients, in an inbox of its own,
+   as an archive leaves it) — seconds, as a share of the 4 × input's full load. An increment's run has a cost
+   that does not grow with the data (starting its steps, importing fhir.resources models for new senders,
+   closing the warehouse: ≈ 0.6 s here), which a 1 × full load of ≈ 4 s cannot absorb; this figure shows
+   whether the share falls as the data grows, i.e. whether an increment costs what it adds.
 
 Targets (issue 7): re-run < 2 s; 1 % new data < 3 % of the full load; 4 × input < 1.2 × peak RSS.
 """
@@ -116,6 +121,10 @@ class IncrementalBench:
     partitioned_rss_ratio: dict = field(default_factory=dict)
     #: each round's full-load seconds and own ratios, in the order they ran (reports before rounds lack these)
     rounds: list = field(default_factory=list)
+    #: step 7, 1 % new data for the scaled warehouse (reports before it lack these)
+    scaled_increment_records: int = 0
+    scaled_increment_seconds: float = 0.0
+    scaled_increment_share: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -164,6 +173,8 @@ def _round(data: Path, work: Path, scale: int, say: Callable[[str], None]) -> di
     increment = _ingest(work / "inbox", work / "w.duckdb")
     say(f"{scale}× input")
     scaled = _ingest(data / "scaled", work / "scaled.duckdb")
+    say(f"1 % new data for the {scale}× input")
+    scaled_increment = _ingest(data / "scaled_increment", work / "scaled.duckdb")
     say("with an archive: full load, re-run, 1 % new data")
     inbox, warehouse, archive = work / "archived_inbox", work / "archived.duckdb", work / "archive"
     archive_full = _ingest(inbox, warehouse, archive)
@@ -174,6 +185,7 @@ def _round(data: Path, work: Path, scale: int, say: Callable[[str], None]) -> di
     partitioned = {"full": _partitioned(work / "partitioned_inbox", work / "partitioned_full", SHARDS_PER_SAMPLE),
                    "scaled": _partitioned(data / "scaled", work / "partitioned_scaled", SHARDS_PER_SAMPLE * scale)}
     return {"full": full, "rerun": rerun, "rerun_command": rerun_command, "increment": increment, "scaled": scaled,
+            "scaled_increment": scaled_increment,
             "archive_full": archive_full, "archive_rerun": archive_rerun, "archive_increment": archive_increment,
             "partitioned": partitioned}
 
@@ -182,6 +194,7 @@ def _round_ratios(r: dict) -> dict:
     """One round's own ratios: both sides of each measured minutes apart, in the same state of the machine."""
     full, parts = r["full"], r["partitioned"]
     return {"increment_share": r["increment"]["seconds"] / full["seconds"],
+            "scaled_increment_share": r["scaled_increment"]["seconds"] / r["scaled"]["seconds"],
             "rss_ratio": r["scaled"]["peak_rss_mib"] / full["peak_rss_mib"],
             "archive_increment_share": r["archive_increment"]["seconds"] / full["seconds"],
             **{f"partitioned_{process}": parts["scaled"][process] / parts["full"][process]
@@ -197,10 +210,11 @@ def run_incremental_bench(patients: int = 1500, scale: int = 4, repeat: int = 1,
     say = progress or (lambda _: None)
     with tempfile.TemporaryDirectory(prefix="karte-bench-incr-") as tmp:
         tmp = Path(tmp)
-        say(f"generating {patients:,} patients, 1 % increment and {scale}× sample")
+        say(f"generating {patients:,} patients, 1 % increment and {scale}× sample with its 1 % increment")
         generate(tmp / "inbox", patients=patients, seed=7, fault_rate=0.02)
         generate(tmp / "increment", patients=max(1, patients // 100), seed=1007, fault_rate=0.02)
         generate(tmp / "scaled", patients=patients * scale, seed=7, fault_rate=0.02)
+        generate(tmp / "scaled_increment", patients=max(1, patients * scale // 100), seed=1007, fault_rate=0.02)
         rounds = []
         for number in range(1, repeat + 1):
             (work := tmp / f"round{number}").mkdir()
@@ -241,7 +255,10 @@ def run_incremental_bench(patients: int = 1500, scale: int = 4, repeat: int = 1,
         partitioned=partitioned,
         partitioned_rss_ratio={process: round(ratio(f"partitioned_{process}"), 3) for process in PARTITIONED_PROCESSES},
         rounds=[{"full_seconds": round(r["full"]["seconds"], 2), **{k: round(v, 3) for k, v in x.items()}}
-                for r, x in zip(rounds, ratios, strict=True)])
+                for r, x in zip(rounds, ratios, strict=True)],
+        scaled_increment_records=rounds[0]["scaled_increment"]["records_in"],
+        scaled_increment_seconds=round(figure("scaled_increment"), 2),
+        scaled_increment_share=round(ratio("scaled_increment_share"), 4))
 
 
 def headline(b: dict) -> str:
@@ -251,8 +268,10 @@ def headline(b: dict) -> str:
     if b.get("partitioned_rss_ratio"):
         scale = b["partitioned"]["scaled"]["shards"] // b["partitioned"]["full"]["shards"]
         archived += f"; partitioned {scale} × input {max(b['partitioned_rss_ratio'].values()):.2f}× peak RSS"
+    scaled = (f" (at {b['scaled_patients'] // b['patients']} × the data {b['scaled_increment_share']:.1%})"
+              if b.get("scaled_increment_records") else "")
     return (f"re-run {b['rerun_seconds']:.2f} s, +1 % data {b['increment_share']:.1%} of the full load "
-            f"({b['full_seconds']:.2f} s), 4 × input {b['rss_ratio']:.2f}× peak RSS{archived}")
+            f"({b['full_seconds']:.2f} s){scaled}, 4 × input {b['rss_ratio']:.2f}× peak RSS{archived}")
 
 
 def table(b: dict) -> str:
@@ -274,6 +293,13 @@ def table(b: dict) -> str:
         f"the full load's "
         f"(worker {b['scaled_worker_peak_rss_mib']:,} MiB)   {verdict(b['rss_within_target'])} < {RSS_TARGET_RATIO:g}×"),
     ]
+    if b.get("scaled_increment_records"):  # reports written before step 7 lack it
+        times = b["scaled_patients"] // b["patients"]
+        lines.append(
+            f"  +1 % new data at {times}× ({b['scaled_increment_records']:,} records) "
+            f"{b['scaled_increment_seconds']:>5.2f} s   {b['scaled_increment_share']:.1%} of the {times}× input's full "
+            f"load   {verdict(b['scaled_increment_share'] < INCREMENT_TARGET_SHARE)} < {INCREMENT_TARGET_SHARE:.0%} "
+            f"at that size")
     if "archive_increment_share" in b:  # reports written before the archive scenario lack it
         lines.append(
             f"  with an archive (KARTE_ARCHIVE): full load {b['archive_full_seconds']:.2f} s "
@@ -294,7 +320,8 @@ def table(b: dict) -> str:
 
         lines.append(
             f"  rounds (medians count, ratios each round's own): full load {each('full_seconds', '.2f')} s, "
-            f"+1 % {each('increment_share', '.1%')}, {b['scaled_patients'] // b['patients']}× input peak RSS "
+            f"+1 % {each('increment_share', '.1%')} (at {b['scaled_patients'] // b['patients']}× "
+            f"{each('scaled_increment_share', '.1%')}), {b['scaled_patients'] // b['patients']}× input peak RSS "
             f"{each('rss_ratio', '.2f')}, partitioned merging {each('partitioned_peak_rss_mib', '.2f')} and map "
             f"{each('partitioned_worker_peak_rss_mib', '.2f')}")
     return "\n".join(lines)

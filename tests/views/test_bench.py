@@ -119,6 +119,12 @@ def test_incremental_bench_smoke():
     assert "rounds (medians count, ratios each round's own)" in table(result)
     assert "rounds (" not in table({k: v for k, v in result.items() if k != "rounds"})
     assert result["increment_records"] > 0 and result["scaled_records"] > result["full_records"]
+    # 1 % new data for the 2 × input's warehouse, against that warehouse's full load
+    assert 0 < result["scaled_increment_records"] < result["scaled_records"] and result["scaled_increment_share"] > 0
+    assert abs(result["scaled_increment_share"] - sum(r["scaled_increment_share"] for r in rounds) / 2) <= 0.001
+    assert "+1 % new data at 2×" in table(result) and "(at 2 × the data" in headline(result)
+    older = {k: v for k, v in result.items() if not k.startswith("scaled_increment")}
+    assert "+1 % new data at" not in table(older) and "(at 2 ×" not in headline(older)
     assert result["archive_files_moved"] > 20 and result["archive_increment_seconds"] > 0
     assert "with an archive (KARTE_ARCHIVE)" in table(result) and "with an archive re-run" in headline(result)
     earlier = {k: v for k, v in result.items() if not k.startswith("archive_")}  # a report from before it
