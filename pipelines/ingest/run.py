@@ -138,7 +138,7 @@ def step_dependencies() -> dict[str, tuple[str, ...]]:
 def ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
            progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
     """Run every step; `progress(step, done, total)` is called before each step (for a progress bar)."""
-    with batch_collection():
+    with batch_collection(), structure.fhir_resources_process():
         return _ingest(con, settings, progress)
 
 

@@ -18,8 +18,12 @@ resource stages turn them into K-FHIR-STRUCTURE quarantine rows, so each record 
 """
 
 import collections
+import multiprocessing
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -30,7 +34,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pipelines.fhir import structure_compiled, structure_schema
 from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.tables import append
-from pipelines.ingest.workers import process_pool, worker_count
+from pipelines.ingest.workers import die_with_parent, process_pool, worker_count
 from pipelines.warehouse import get_watermark, raw_lake, set_watermark, transaction
 
 CONSUMER = "staging.fhir_structure"
@@ -58,7 +62,8 @@ MISSED = 3  # the fast check passed it, fhir.resources (sample / first file) rej
 #: the resource types JP-CLINS documents and feeds carry (docs/domain_spec.md), then the types their first
 #: validations import (the 17 modules the step imported on the bench sample, ≈ 0.1 s under cProfile). Importing
 #: them all cost 0.19 s in a fresh process: time this step would spend on the run's critical path while the
-#: other core idles, so the raw step has them imported on a thread meanwhile (preload_models).
+#: other core idles, so a run imports them beforehand: in its fhir.resources process (fhir_resources_process),
+#: or on a thread beside the raw step's reading pool (preload_models).
 PRELOADED_TYPES = ("Patient", "Observation", "Condition", "AllergyIntolerance", "MedicationRequest", "Composition",
                    "Encounter", "Organization", "Practitioner", "Coverage", "DocumentReference", "Consent",
                    "AuditEvent", "Specimen",
@@ -83,6 +88,47 @@ def preload_models() -> None:
 def _models_ready() -> None:
     if _preloading is not None:
         _preloading.join()
+
+
+def _import_models() -> None:
+    die_with_parent()
+    for resource_type in PRELOADED_TYPES:
+        get_fhir_model_class(resource_type)
+
+
+#: the run's fhir.resources process while `fhir_resources_process` holds it open (None otherwise)
+_validator: ProcessPoolExecutor | None = None
+
+
+@contextmanager
+def fhir_resources_process() -> Iterator[None]:
+    """Within the body, the fast structure check's fhir.resources work (`_Checker` without a pool of its own) runs
+    in one forked process, which imports the models as soon as it starts. `ingest()` opens it before landing: the
+    import (≈ 0.1–0.2 s of Python, which on a thread would only take turns with the run's own Python) then runs
+    on the other core while landing and the raw step do, instead of in the structure step, which every later step
+    waits for (1 × increment: that step 120–127 → 47 ms). A raw step with a reading pool of its own stops it
+    (`stop_fhir_resources_process`): its pool's forks start later, and the models are imported on a thread beside
+    it (preload_models), as its view compilations need them too. A step run alone (a Dagster asset) checks in
+    its own process."""
+    global _validator
+    if _validator is not None:  # nested: the outer one serves
+        yield
+        return
+    _validator = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_import_models)
+    try:
+        _validator.submit(int)  # forks now: a pool starts its processes at the first submit
+        yield
+    finally:
+        stop_fhir_resources_process()
+
+
+def stop_fhir_resources_process() -> None:
+    """End the run's fhir.resources process, if any (its work is done, or a reading pool takes over)."""
+    global _validator
+    validator, _validator = _validator, None
+    if validator is not None:
+        validator.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -175,6 +221,7 @@ class _Checker:
         structure_schema.warm_up(compiled=walked >= structure_compiled.WORTH_BUILDING)
         threshold = POOL_THRESHOLD if mode == "strict" else FAST_POOL_THRESHOLD
         self.pool = process_pool(self.workers) if expected >= threshold else None
+        self.validator = _validator if self.pool is None and mode == "fast" else None
 
     def __enter__(self):
         return self
@@ -182,8 +229,15 @@ class _Checker:
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+        if self.validator is not None:  # its work is done: the memory goes back now, not at the run's end
+            stop_fhir_resources_process()
 
     def __call__(self, items: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
+        if self.validator is not None and items:
+            try:
+                return self.validator.submit(self.work, items).result()
+            except BrokenProcessPool:  # killed (out of memory?): this process checks from here on
+                self.validator = None
         if self.pool is None:
             return self.work(items)
         size = max(500, len(items) // (self.workers * 2))
