@@ -4,7 +4,7 @@ so a resubmitted file is counted and skipped, not loaded twice."""
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,11 +97,13 @@ class LandingResult:
     files_unchanged: int = 0  # of those skipped, unchanged (path, size, mtime) since an earlier run: not re-read
 
 
-def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> LandingResult:
+def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int,
+               on_new_file: Callable[[], object] | None = None) -> LandingResult:
     """Register new content in ops.file_manifest, and in ops.file_sighting every inbox file that arrived or
     changed since the last run. A file left unchanged in the inbox (same path, size and mtime as at its last
     sighting) is counted, not recorded again: what a run writes follows what arrived, not what the inbox
-    keeps (a retained inbox of tens of thousands of files once added that many rows on every run)."""
+    keeps (a retained inbox of tens of thousands of files once added that many rows on every run).
+    `on_new_file()` is called once, before the first such file is read (the run prepares its later steps)."""
     files = scan_inbox(inbox)
     # A path whose size and mtime match an earlier sighting keeps its hash: re-runs don't re-read the inbox.
     known = {
@@ -116,6 +118,9 @@ def land_files(con: duckdb.DuckDBPyConnection, inbox: Path, batch_id: int) -> La
         if cached is not None and not cached.startswith(UNREADABLE):
             unchanged += 1
             continue
+        if on_new_file is not None:
+            on_new_file()
+            on_new_file = None
         if f.is_symlink:
             digest = "symlink:" + f.relpath  # never followed: the raw step quarantines it unread
         else:

@@ -149,7 +149,7 @@ def _ingest(con: duckdb.DuckDBPyConnection, settings: Settings,
     steps = processing_steps(settings)
     if progress:
         progress("landing", 0, len(steps) + 1)
-    land_files(con, settings.inbox, batch_id)
+    land_files(con, settings.inbox, batch_id, on_new_file=structure.start_fhir_resources_process)
     _maybe_crash("landing")
     started: set[str] = set()  # a step retried alone (schedule.py) is counted once
 

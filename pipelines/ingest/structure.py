@@ -96,31 +96,43 @@ def _import_models() -> None:
         get_fhir_model_class(resource_type)
 
 
-#: the run's fhir.resources process while `fhir_resources_process` holds it open (None otherwise)
+#: the run's fhir.resources process, once started (`start_fhir_resources_process`)
 _validator: ProcessPoolExecutor | None = None
+#: whether the caller lets a run start one (`fhir_resources_process`)
+_may_start = False
 
 
 @contextmanager
 def fhir_resources_process() -> Iterator[None]:
-    """Within the body, the fast structure check's fhir.resources work (`_Checker` without a pool of its own) runs
-    in one forked process, which imports the models as soon as it starts. `ingest()` opens it before landing: the
-    import (≈ 0.1–0.2 s of Python, which on a thread would only take turns with the run's own Python) then runs
-    on the other core while landing and the raw step do, instead of in the structure step, which every later step
-    waits for (1 × increment: that step 120–127 → 47 ms). A raw step with a reading pool of its own stops it
-    (`stop_fhir_resources_process`): its pool's forks start later, and the models are imported on a thread beside
-    it (preload_models), as its view compilations need them too. A step run alone (a Dagster asset) checks in
-    its own process."""
-    global _validator
-    if _validator is not None:  # nested: the outer one serves
+    """Within the body, the run may start a process for the fast structure check's fhir.resources work
+    (`start_fhir_resources_process`, which `ingest()`'s landing calls once it finds a new file); it ends with the
+    body. A step run alone (a Dagster asset) checks in its own process."""
+    global _may_start
+    if _may_start:  # nested: the outer one is in charge
         yield
         return
-    _validator = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_import_models)
+    _may_start = True
     try:
-        _validator.submit(int)  # forks now: a pool starts its processes at the first submit
         yield
     finally:
+        _may_start = False
         stop_fhir_resources_process()
+
+
+def start_fhir_resources_process() -> None:
+    """Fork the process for the fast structure check's fhir.resources work (`_Checker` without a pool of its own),
+    which imports the models as soon as it starts. Landing calls it once it finds new content: the import (≈ 0.1–
+    0.2 s of Python, which on a thread would only take turns with the run's own Python) then runs on the other
+    core while landing reads the new files and the raw step parses them, instead of in the structure step, which
+    every later step waits for (1 × increment: that step 120–127 → 45–47 ms). A run with nothing new forks
+    nothing. A raw step with a reading pool of its own stops it (`stop_fhir_resources_process`): its pool forks
+    later, and the models are imported on a thread beside it (preload_models), as its view compilations need them
+    too. A no-op outside `fhir_resources_process` or once started."""
+    global _validator
+    if _may_start and _validator is None:
+        _validator = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_import_models)
+        _validator.submit(int)  # forks now: a pool starts its processes at the first submit
 
 
 def stop_fhir_resources_process() -> None:

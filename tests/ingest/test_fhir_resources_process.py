@@ -31,7 +31,10 @@ def _texts() -> tuple[list[str], list[bool]]:
 def test_the_process_gives_this_process_verdicts(monkeypatch):
     texts, full = _texts()
     alone = structure.check_structure_fast(texts, full)
+    structure.start_fhir_resources_process()
+    assert structure._validator is None  # only inside a run's fhir_resources_process
     with structure.fhir_resources_process():
+        structure.start_fhir_resources_process()
         validator = structure._validator
         assert structure.check_structure_fast(texts, full) == alone
         assert structure._validator is None and validator._shutdown_thread  # its work done, the process ends
@@ -40,6 +43,7 @@ def test_the_process_gives_this_process_verdicts(monkeypatch):
     # the work ran there: a verdict that names the process making it (the fork inherits the patch)
     monkeypatch.setattr(structure, "fhir_resources_error", lambda obj: f"pid {os.getpid()}")
     with structure.fhir_resources_process():
+        structure.start_fhir_resources_process()
         made_by = {error for error, _ in structure.check_structure_fast(texts, [True] * len(texts))}
     assert len(made_by) == 1 and made_by != {f"pid {os.getpid()}"}
 
@@ -48,6 +52,7 @@ def test_a_process_that_died_is_replaced_by_this_process_check():
     texts, full = _texts()
     alone = structure.check_structure_fast(texts, full)
     with structure.fhir_resources_process():
+        structure.start_fhir_resources_process()
         structure._validator.submit(int).result()  # started
         for process in list(structure._validator._processes.values()):
             os.kill(process.pid, signal.SIGKILL)
@@ -59,7 +64,7 @@ def test_a_run_uses_it_for_a_small_batch_and_a_reading_pool_ends_it(tmp_path, mo
     generate(tmp_path / "inbox", facilities=2, patients=6, seed=3, fault_rate=0.2)
     alone = run_structure_step(tmp_path / "inbox", tmp_path / "alone.duckdb")
     with structure.fhir_resources_process():
-        assert structure._validator is not None
+        structure.start_fhir_resources_process()
         used = run_structure_step(tmp_path / "inbox", tmp_path / "small.duckdb")
         assert structure._validator is None  # the structure step used it, then ended it
     assert used == alone and alone.by_fhir_resources > 0
@@ -67,8 +72,22 @@ def test_a_run_uses_it_for_a_small_batch_and_a_reading_pool_ends_it(tmp_path, mo
     settings = load_settings(warehouse=tmp_path / "pool.duckdb", inbox=tmp_path / "inbox")
     con = connect(settings.warehouse)
     with structure.fhir_resources_process():
-        land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
+        land_files(con, settings.inbox, start_batch(con, str(settings.inbox)),
+                   on_new_file=structure.start_fhir_resources_process)
         assert structure._validator is not None
         raw.parse_landed_files(con, settings.inbox, settings.pseudonym_key, precheck=True, workers=2)
         assert structure._validator is None  # the reading pool's forks come later; models import on a thread
     con.close()
+
+
+def test_landing_asks_for_it_once_and_only_when_something_is_new(tmp_path):
+    generate(tmp_path / "inbox", facilities=2, patients=4, seed=3, fault_rate=0.0)
+    con = connect(tmp_path / "w.duckdb")
+    calls = []
+    for _ in range(2):
+        land_files(con, tmp_path / "inbox", start_batch(con, str(tmp_path / "inbox")), on_new_file=lambda: calls.append(1))
+    fhir = tmp_path / "inbox" / "fhir"
+    (fhir / "late.json").write_bytes(next(fhir.glob("*.json")).read_bytes())
+    land_files(con, tmp_path / "inbox", start_batch(con, str(tmp_path / "inbox")), on_new_file=lambda: calls.append(2))
+    con.close()
+    assert calls == [1, 2]  # the first landing, not the re-run, and the copy (read, to learn it is a copy)
