@@ -65,14 +65,8 @@ def declared_schema(table: str) -> dict:
 
 def step_upstream_keys(step: str) -> list[list[str]]:
     """The asset keys of the ingest steps `step` waits for in `karte ingest` (step names are schema.table, as
-    the asset keys are), so the Dagster job and the CLI run the steps in a compatible order. A step that is part
-    of an asset (`schema.table@part`: that table's asset runs it first) stands for what it waits for itself."""
-    keys: list[list[str]] = []
-    for upstream in _step_dependencies()[step]:
-        for key in (step_upstream_keys(upstream) if "@" in upstream else [upstream.split(".")]):
-            if key not in keys:
-                keys.append(key)
-    return keys
+    the asset keys are), so the Dagster job and the CLI run the steps in a compatible order."""
+    return [upstream.split(".") for upstream in _step_dependencies()[step]]
 
 
 @functools.cache

@@ -116,14 +116,7 @@ def _line_asset(stage: LineStage) -> dg.AssetsDefinition:
 
 
 clinical_assets = [_clinical_asset(s) for s in clinical_stages()]
-
-
-def _stage_both_checkup_forms(con, key) -> tuple[int, int]:
-    """The CDA documents' step, then the FHIR checkups' (one step each in `karte ingest`, one table here)."""
-    documents, fhir = checkups.stage_checkup_documents(con, key), checkups.stage_checkups(con, key)
-    return documents[0] + fhir[0], documents[1] + fhir[1]
-
-
-checkup_asset = _stage_asset("checkup_result", contracts.StagedCheckupResult, _stage_both_checkup_forms)
+checkup_asset = _stage_asset("checkup_result", contracts.StagedCheckupResult,
+                             lambda con, key: checkups.stage_checkups(con, key))
 line_assets = [_line_asset(s) for s in LINE_STAGES]
 staging_assets = [fhir_structure, bundle, document, *clinical_assets, checkup_asset, *line_assets]

@@ -8,10 +8,6 @@
 Then the plausibility rules (pipelines.checkups.plausibility) and the contract; a failure quarantines the raw
 record it came from (an Observation, or a whole CDA document). Group Observations (hasMember, no value of
 their own) carry no row: they are stored as supporting document entries.
-
-Two steps write the table, one per form, and each form's documents are judged on their own: the CDA documents
-need nothing but raw (`stage_checkup_documents`), the FHIR documents need bundle staging (`stage_checkups`, which
-also waits for the other, so that the core upsert, reading up to its watermark, finds both forms there).
 """
 
 import duckdb
@@ -32,11 +28,9 @@ from pipelines.ingest.raw_windows import first_bundle, raw_windows
 from pipelines.ingest.tables import append, tables_hold
 from pipelines.ingest.vault import reveal_text
 from pipelines.validation import contracts, ig_rules
-from pipelines.warehouse import get_watermark, raw_lake, set_watermark, transaction
+from pipelines.warehouse import get_watermark, set_watermark, transaction
 
 CONSUMER = "staging.checkup_result"
-#: the CDA documents' own step (it writes the same table: `stage_checkup_documents`)
-DOCUMENT_CONSUMER = "staging.checkup_result@xml"
 ROW_KEY = [*CHECKUP_KEY, "item_code"]
 
 
@@ -145,85 +139,52 @@ _FAILURE = {"raw_id": pl.Int64, "rule_id": pl.String, "message": pl.String, "rul
 
 
 def _nothing_to_stage(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> bool:
-    """No accepted checkup bundle has a record in (lo, hi], and both tables already have every column an empty
-    append would give them: the window only moves the watermark (most windows of a national ingest hold no
-    checkup, and parsing nothing still cost a flatten of three views)."""
-    pending = con.execute(
+    """No accepted checkup bundle and no CDA document has a record in (lo, hi], and both tables already have every
+    column an empty append would give them: the window only moves the watermark (most windows of a national
+    ingest hold no checkup, and parsing nothing still cost a flatten of three views)."""
+    pending = raw_pending(con, CHECKUP_DOCUMENT, lo, hi) or con.execute(
         f"""SELECT EXISTS (SELECT 1 FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
                            WHERE b.accepted AND b.document_category = 'checkup'
                              AND r.raw_id > {lo} AND r.raw_id <= {hi})""").fetchone()[0]
-    return not pending and _tables_hold_columns(con)
-
-
-def _tables_hold_columns(con: duckdb.DuckDBPyConnection) -> bool:
-    return tables_hold(con, {
+    return not pending and tables_hold(con, {
         "staging.checkup_result": contracts.contract_columns(contracts.StagedCheckupResult),
         "staging.document_resource": SUPPORTING_COLUMNS,
     })
 
 
-def _stage_rows(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, failed: pl.DataFrame, lo: int,
-                hi: int) -> tuple[int, int]:
-    """One window's rows of one form (+ raw_id) through the plausibility rules and the contract into
-    staging.checkup_result; `failed` (the form's own failures, _FAILURE's columns) and whatever fails here are
-    quarantined. Returns (rows staged, records quarantined)."""
-    passing, implausible = apply_plausibility(rows.drop("raw_id"))
-    index = rows.select(*ROW_KEY, "raw_id").unique(ROW_KEY, keep="first")
-    failed = pl.concat([
-        failed.select(list(_FAILURE)),
-        implausible.join(index, on=ROW_KEY, how="left").select(
-            "raw_id", "rule_id", "message", pl.lit(10, pl.Int32).alias("rule_order"),
-            pl.col("document_id").alias("resource_identifier"), pl.col("institution_number")),
-    ])
-    # One raw record, one outcome: an implausible item quarantines the record that carried it.
-    passing = passing.join(index, on=ROW_KEY, how="left").join(failed.select("raw_id"), on="raw_id", how="anti")
-    provenance = con.execute(f"SELECT raw_id, bundle_key, file_id FROM raw.resource "
-                             f"WHERE raw_id > {lo} AND raw_id <= {hi}").pl()
-    passing = (passing.rename({"member_id": "patient_key"})
-               .with_columns(category=pl.lit("checkup"), checkup_date=pl.col("checkup_date").str.to_date(strict=False))
-               .join(provenance, on="raw_id", how="left"))
-    contract_failed = contracts.contract_failures(contracts.StagedCheckupResult, passing)
-    passing = passing.join(contract_failed.select("raw_id"), on="raw_id", how="anti")
-    quarantined = quarantine_resources(con, pl.concat([failed, contract_failed], how="diagonal_relaxed"))
-    staged = append(con, "staging.checkup_result", contracts.select_columns(contracts.StagedCheckupResult, passing))
-    return staged, quarantined
-
-
-def stage_checkup_documents(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tuple[int, int]:
-    """The 特定健診 CDA documents (XML archives) into staging.checkup_result. They are not FHIR, so they wait for
-    the raw step only: in `karte ingest` they are staged beside the structure and bundle steps, which the FHIR
-    checkups (`stage_checkups`) and every other staging step wait for. Returns (rows staged, records
-    quarantined)."""
-    staged = quarantined = 0
-    for lo, hi in raw_windows(con, _documents_watermark(con), raw_lake.last_raw_id(con), heavy_type=CHECKUP_DOCUMENT):
-        with transaction(con):
-            if hi > lo and (raw_pending(con, CHECKUP_DOCUMENT, lo, hi) or not _tables_hold_columns(con)):
-                rows, failed = _xml_rows(con, lo, hi, pseudonym_key)
-                counts = _stage_rows(con, rows, failed, lo, hi)
-                staged, quarantined = staged + counts[0], quarantined + counts[1]
-            set_watermark(con, DOCUMENT_CONSUMER, hi)
-    return staged, quarantined
-
-
-def _documents_watermark(con: duckdb.DuckDBPyConnection) -> int:
-    # A warehouse staged before the CDA documents had a step of their own staged them with the FHIR checkups, up
-    # to that step's watermark.
-    (has_own,) = con.execute("SELECT count(*) FROM ops.watermark WHERE consumer = ?", [DOCUMENT_CONSUMER]).fetchone()
-    return get_watermark(con, DOCUMENT_CONSUMER if has_own else CONSUMER)
-
-
 def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tuple[int, int]:
-    """The eCheckup FHIR documents into staging.checkup_result, up to what both bundle staging and
-    `stage_checkup_documents` have done: the core upsert reads the table up to this step's watermark, so both
-    forms must be staged below it. Returns (rows staged, records quarantined)."""
+    """Returns (rows staged, records quarantined)."""
     staged = quarantined = 0
-    upto = min(get_watermark(con, RAW_CONSUMER), get_watermark(con, DOCUMENT_CONSUMER))
-    for lo, hi in raw_windows(con, get_watermark(con, CONSUMER), upto):
+    for lo, hi in raw_windows(con, get_watermark(con, CONSUMER), get_watermark(con, RAW_CONSUMER),
+                              heavy_type=CHECKUP_DOCUMENT):
         with transaction(con):
             if hi > lo and not _nothing_to_stage(con, lo, hi):
-                rows, groups = _fhir_rows(con, lo, hi)
-                counts = _stage_rows(con, rows, pl.DataFrame(schema=_FAILURE), lo, hi)
-                staged, quarantined = staged + counts[0], quarantined + counts[1]
+                fhir, groups = _fhir_rows(con, lo, hi)
+                xml, xml_failed = _xml_rows(con, lo, hi, pseudonym_key)
+                rows = pl.concat([fhir, xml.select(fhir.columns)])
+                passing, implausible = apply_plausibility(rows.drop("raw_id"))
+                index = rows.select(*ROW_KEY, "raw_id").unique(ROW_KEY, keep="first")
+                failed = pl.concat([
+                    xml_failed.select(list(_FAILURE)),
+                    implausible.join(index, on=ROW_KEY, how="left").select(
+                        "raw_id", "rule_id", "message", pl.lit(10, pl.Int32).alias("rule_order"),
+                        pl.col("document_id").alias("resource_identifier"),
+                        pl.col("institution_number")),
+                ])
+                # One raw record, one outcome: an implausible item quarantines the record that carried it.
+                passing = passing.join(index, on=ROW_KEY, how="left").join(failed.select("raw_id"), on="raw_id",
+                                                                              how="anti")
+                provenance = con.execute(f"SELECT raw_id, bundle_key, file_id FROM raw.resource "
+                                         f"WHERE raw_id > {lo} AND raw_id <= {hi}").pl()
+                passing = (passing.rename({"member_id": "patient_key"})
+                           .with_columns(category=pl.lit("checkup"),
+                                         checkup_date=pl.col("checkup_date").str.to_date(strict=False))
+                           .join(provenance, on="raw_id", how="left"))
+                contract_failed = contracts.contract_failures(contracts.StagedCheckupResult, passing)
+                passing = passing.join(contract_failed.select("raw_id"), on="raw_id", how="anti")
+                quarantined += quarantine_resources(con, pl.concat([failed, contract_failed], how="diagonal_relaxed"))
+                staged += append(con, "staging.checkup_result",
+                                contracts.select_columns(contracts.StagedCheckupResult, passing))
                 con.register("group_observation", groups)
                 append(con, "staging.document_resource", con.execute(
                     """SELECT r.raw_id, r.bundle_key, r.file_id, b.document_key, r.resource_type,

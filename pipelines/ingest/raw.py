@@ -157,6 +157,8 @@ def parse_landed_files(con: duckdb.DuckDBPyConnection, inbox: Path, pseudonym_ke
         # the compiled structure check, enabled before the pool forks so every worker inherits its types
         structure_schema.warm_up()
     read = partial(read_group, inbox=inbox, key=key, precheck=precheck)
+    if pool_size > 1:
+        structure.stop_fhir_resources_process()
     # the structure step comes next; with a pool its fhir.resources models import meanwhile, beside this step's
     # writes (a small batch is read in this process, where the import would only compete with reading)
     groups = _read_in_order(list(_groups(pending, group_bytes)), read, pool_size, forked=structure.preload_models)

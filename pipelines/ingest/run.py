@@ -89,9 +89,6 @@ def processing_steps(settings: Settings) -> list[tuple[str, Callable[[duckdb.Duc
     steps: list[tuple[str, Callable]] = [
         (RAW_STEP, lambda con: parse_landed_files(con, settings.inbox, key)),
         ("staging.fhir_structure", lambda con: structure.stage_structure(con, settings.structure_validation)),
-        # the CDA documents wait for the raw step only: with two lanes they are staged while the structure step
-        # (its fhir.resources work in the run's fhir.resources process) and bundle staging run
-        (checkups.DOCUMENT_CONSUMER, lambda con: checkups.stage_checkup_documents(con, key)),
         ("staging.bundle", lambda con: stage_bundles(con, key)),
         ("staging.document", stage_documents),
         # early: with two lanes the checkup steps are the longest chain left (staging, then its upsert)
@@ -128,8 +125,7 @@ def step_dependencies() -> dict[str, tuple[str, ...]]:
         BUNDLE_STEP: (structure.CONSUMER,),
         DOCUMENT_STEP: (BUNDLE_STEP,),
         **dict.fromkeys(clinical, (BUNDLE_STEP,)),
-        checkups.DOCUMENT_CONSUMER: (RAW_STEP,),
-        checkups.CONSUMER: (BUNDLE_STEP, checkups.DOCUMENT_CONSUMER),
+        checkups.CONSUMER: (BUNDLE_STEP,),
         **{s.consumer: (structure.CONSUMER,) for s in LINE_STAGES},
         **{t.consumer: (BUNDLE_STEP if t.table == "patient" else t.staging_table,) for t in CORE_TABLES},
         intervals.CONSUMER: (intervals.UPSTREAM,),

@@ -62,8 +62,8 @@ MISSED = 3  # the fast check passed it, fhir.resources (sample / first file) rej
 #: the resource types JP-CLINS documents and feeds carry (docs/domain_spec.md), then the types their first
 #: validations import (the 17 modules the step imported on the bench sample, ≈ 0.1 s under cProfile). Importing
 #: them all cost 0.19 s in a fresh process: time this step would spend on the run's critical path while the
-#: other core idles, so a run imports them beforehand, in its fhir.resources process (fhir_resources_process),
-#: and in a large batch on a thread beside the raw step's reading pool as well (preload_models).
+#: other core idles, so a run imports them beforehand: in its fhir.resources process (fhir_resources_process),
+#: or on a thread beside the raw step's reading pool (preload_models).
 PRELOADED_TYPES = ("Patient", "Observation", "Condition", "AllergyIntolerance", "MedicationRequest", "Composition",
                    "Encounter", "Organization", "Practitioner", "Coverage", "DocumentReference", "Consent",
                    "AuditEvent", "Specimen",
@@ -124,11 +124,10 @@ def start_fhir_resources_process() -> None:
     which imports the models as soon as it starts. Landing calls it once it finds new content: the import (≈ 0.1–
     0.2 s of Python, which on a thread would only take turns with the run's own Python) then runs on the other
     core while landing reads the new files and the raw step parses them, instead of in the structure step, which
-    every later step waits for (1 × increment: that step 120–127 → 45–47 ms). In a large batch it leaves the
-    ingest process's Python free while the structure step waits for it, for the CDA documents' staging, which runs
-    beside that step (pipelines/ingest/run.py); the models are still imported on a thread there (preload_models),
-    as the view compilations of a first load need them. A run with nothing new forks nothing. A no-op outside
-    `fhir_resources_process` or once started."""
+    every later step waits for (1 × increment: that step 120–127 → 45–47 ms). A run with nothing new forks
+    nothing. A raw step with a reading pool of its own stops it (`stop_fhir_resources_process`): its pool forks
+    later, and the models are imported on a thread beside it (preload_models), as its view compilations need them
+    too. A no-op outside `fhir_resources_process` or once started."""
     global _validator
     if _may_start and _validator is None:
         _validator = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
@@ -137,7 +136,7 @@ def start_fhir_resources_process() -> None:
 
 
 def stop_fhir_resources_process() -> None:
-    """End the run's fhir.resources process, if any (its work is done)."""
+    """End the run's fhir.resources process, if any (its work is done, or a reading pool takes over)."""
     global _validator
     validator, _validator = _validator, None
     if validator is not None:

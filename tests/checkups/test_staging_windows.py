@@ -1,6 +1,5 @@
 """Checkup staging over many small windows: a window holding no checkup bundle and no CDA document only moves
-the watermark, and the warehouse ends exactly as when every window takes the full path; the CDA documents' own
-step takes over a warehouse staged before it had one."""
+the watermark, and the warehouse ends exactly as when every window takes the full path."""
 
 from pipelines.generate import generate
 from pipelines.ingest import checkups
@@ -57,8 +56,7 @@ def test_cda_documents_are_staged_a_bounded_number_per_window(tmp_path, monkeypa
 
     def recording(*args, **kwargs):
         for window in real(*args, **kwargs):
-            if kwargs.get("heavy_type"):  # the CDA documents' step; the FHIR checkups' has no heavy rows
-                windows.append(window)
+            windows.append(window)
             yield window
 
     monkeypatch.setattr(raw_windows, "HEAVY_ROWS_PER_WINDOW", 2)
@@ -74,22 +72,3 @@ def test_cda_documents_are_staged_a_bounded_number_per_window(tmp_path, monkeypa
     assert [hi for _, hi in windows[:-1]] == [lo for lo, _ in windows[1:]]  # contiguous, nothing skipped
     assert _ledgers(tmp_path / "cut.duckdb") == _ledgers(tmp_path / "one.duckdb")
     assert fingerprints(tmp_path / "cut.duckdb") == fingerprints(tmp_path / "one.duckdb")
-
-
-def test_a_warehouse_staged_before_the_documents_had_their_own_step_stages_none_twice(tmp_path):
-    """The CDA documents were staged with the FHIR checkups, under that step's watermark: a warehouse from then
-    has no watermark of their own step, which starts from the checkup step's, so nothing is staged again."""
-    from pipelines.bench.incremental import _add_increment
-
-    generate(tmp_path / "inbox", facilities=6, patients=24, seed=5, fault_rate=0.1)
-    generate(tmp_path / "later", facilities=6, patients=8, seed=55, fault_rate=0.1)
-    for name in ("then", "now"):
-        run_ingest(tmp_path / "inbox", tmp_path / f"{name}.duckdb")[1].close()
-    con = connect(tmp_path / "then.duckdb")
-    con.execute("DELETE FROM ops.watermark WHERE consumer = ?", [checkups.DOCUMENT_CONSUMER])
-    con.close()
-    _add_increment(tmp_path / "inbox", tmp_path / "later")
-    for name in ("then", "now"):
-        run_ingest(tmp_path / "inbox", tmp_path / f"{name}.duckdb")[1].close()
-    assert _ledgers(tmp_path / "then.duckdb") == _ledgers(tmp_path / "now.duckdb")
-    assert fingerprints(tmp_path / "then.duckdb") == fingerprints(tmp_path / "now.duckdb")

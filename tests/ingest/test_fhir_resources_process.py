@@ -60,22 +60,24 @@ def test_a_process_that_died_is_replaced_by_this_process_check():
         assert structure.check_structure_fast(texts, full) == alone
 
 
-def test_a_run_uses_it_with_or_without_a_reading_pool(tmp_path, monkeypatch):
+def test_a_run_uses_it_for_a_small_batch_and_a_reading_pool_ends_it(tmp_path, monkeypatch):
     generate(tmp_path / "inbox", facilities=2, patients=6, seed=3, fault_rate=0.2)
     alone = run_structure_step(tmp_path / "inbox", tmp_path / "alone.duckdb")
-    assert alone.by_fhir_resources > 0
-    for pool_from in (raw.POOL_MIN_BYTES, 0):  # read in this process, then by a reading pool
-        monkeypatch.setattr(raw, "POOL_MIN_BYTES", pool_from)
-        settings = load_settings(warehouse=tmp_path / f"pool{pool_from}.duckdb", inbox=tmp_path / "inbox")
-        con = connect(settings.warehouse)
-        with structure.fhir_resources_process():
-            land_files(con, settings.inbox, start_batch(con, str(settings.inbox)),
-                       on_new_file=structure.start_fhir_resources_process)
-            raw.parse_landed_files(con, settings.inbox, settings.pseudonym_key, precheck=True, workers=2)
-            assert structure._validator is not None  # a reading pool forks beside it
-            assert structure.stage_structure(con, "fast") == alone
-            assert structure._validator is None  # the structure step used it, then ended it
-        con.close()
+    with structure.fhir_resources_process():
+        structure.start_fhir_resources_process()
+        used = run_structure_step(tmp_path / "inbox", tmp_path / "small.duckdb")
+        assert structure._validator is None  # the structure step used it, then ended it
+    assert used == alone and alone.by_fhir_resources > 0
+    monkeypatch.setattr(raw, "POOL_MIN_BYTES", 0)
+    settings = load_settings(warehouse=tmp_path / "pool.duckdb", inbox=tmp_path / "inbox")
+    con = connect(settings.warehouse)
+    with structure.fhir_resources_process():
+        land_files(con, settings.inbox, start_batch(con, str(settings.inbox)),
+                   on_new_file=structure.start_fhir_resources_process)
+        assert structure._validator is not None
+        raw.parse_landed_files(con, settings.inbox, settings.pseudonym_key, precheck=True, workers=2)
+        assert structure._validator is None  # the reading pool's forks come later; models import on a thread
+    con.close()
 
 
 def test_landing_asks_for_it_once_and_only_when_something_is_new(tmp_path):
