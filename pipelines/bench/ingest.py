@@ -46,6 +46,7 @@ import dataclasses, json, resource, sys, time
 from pipelines.bench import own_peak_rss_kib
 from pipelines.config import load_settings
 from pipelines.ingest.landing import land_files
+from pipelines.ingest import structure as structure_step
 from pipelines.ingest.run import ingest_connection, processing_steps, start_batch, step_dependencies, summarise
 from pipelines.ingest.schedule import run_steps
 settings = load_settings(warehouse=sys.argv[2], inbox=sys.argv[1])
@@ -60,10 +61,13 @@ def on_done(name, out):  # steps may overlap (two lanes): a step's figure is its
     global structure
     t, c = begun[name]
     steps[name] = time.perf_counter() - t
-    if name == "staging.fhir_structure":  # it runs alone: the raw step before it, the lanes after it
-        structure = {**dataclasses.asdict(out), "cpu_seconds": cpu() - c}
-with ingest_connection(settings) as con:  # capped and with the collector as ingest() runs
-    t = time.perf_counter(); land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
+    if name == "staging.fhir_structure":  # it runs alone (the raw step before it, the lanes after it); with a small
+        structure = {**dataclasses.asdict(out), "cpu_seconds": cpu() - c}  # batch, its fhir.resources process too
+# capped, with the collector and the fhir.resources process as ingest() runs
+with ingest_connection(settings) as con, structure_step.fhir_resources_process():
+    t = time.perf_counter()
+    land_files(con, settings.inbox, start_batch(con, str(settings.inbox)),
+               on_new_file=structure_step.start_fhir_resources_process)
     steps["landing"] = time.perf_counter() - t
     run_steps(con, processing_steps(settings), step_dependencies(), settings.ingest_lanes, on_start, on_done)
     summary = summarise(con, 1)

@@ -135,12 +135,13 @@ def start_fhir_resources_process() -> None:
         _validator.submit(int)  # forks now: a pool starts its processes at the first submit
 
 
-def stop_fhir_resources_process() -> None:
-    """End the run's fhir.resources process, if any (its work is done, or a reading pool takes over)."""
+def stop_fhir_resources_process(wait: bool = False) -> None:
+    """End the run's fhir.resources process, if any (its work is done, or a reading pool takes over); `wait` for
+    it to exit (its CPU time then counts among this process's finished children, as `karte bench` reads them)."""
     global _validator
     validator, _validator = _validator, None
     if validator is not None:
-        validator.shutdown(wait=False, cancel_futures=True)
+        validator.shutdown(wait=wait, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ class _Checker:
         if self.pool is not None:
             self.pool.shutdown()
         if self.validator is not None:  # its work is done: the memory goes back now, not at the run's end
-            stop_fhir_resources_process()
+            stop_fhir_resources_process(wait=True)
 
     def __call__(self, items: list[tuple[str, bool]]) -> list[tuple[str | None, int]]:
         if self.validator is not None and items:
