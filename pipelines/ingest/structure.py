@@ -91,6 +91,7 @@ def _models_ready() -> None:
 
 
 def _import_models() -> None:
+    """The fhir.resources process's start: it ends with the ingest process (even on SIGKILL), then imports."""
     die_with_parent()
     for resource_type in PRELOADED_TYPES:
         get_fhir_model_class(resource_type)
