@@ -2,12 +2,14 @@
 so a resubmitted file is counted and skipped, not loaded twice."""
 
 import hashlib
+import operator
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import polars as pl
@@ -25,8 +27,9 @@ class InboxError(RuntimeError):
     """The inbox itself cannot be read (a missing or unreadable folder, not a bad file)."""
 
 
-@dataclass(frozen=True)
-class InboxFile:
+class InboxFile(NamedTuple):
+    """One inbox file as the scan found it (a tuple: made for every file of the inbox on every run)."""
+
     location: str  # the file's path as found (a str: a Path per file was a third of a re-run's scan)
     relpath: str
     kind: str
@@ -50,30 +53,33 @@ def scan_inbox(inbox: Path) -> list[InboxFile]:
     files must cost next to nothing."""
     if not inbox.is_dir():
         raise InboxError(f"inbox {inbox} does not exist or is not a folder")
-    files = []
+    files: list[InboxFile] = []
     try:
         for folder, kind in INBOX_FOLDERS.items():
             root = inbox / folder
-            if not root.is_dir():
-                continue
-            for parts, entry in sorted(_entries(root, (folder,)), key=lambda found: found[0]):
-                stat = entry.stat(follow_symlinks=False)
-                files.append(InboxFile(entry.path, "/".join(parts), kind, stat.st_size, stat.st_mtime_ns,
-                                       entry.is_symlink()))
+            if root.is_dir():
+                _scan(str(root), folder + "/", kind, files)
     except PermissionError as exc:
         raise InboxError(f"inbox {inbox} cannot be read: {exc.strerror}") from exc
     return files
 
 
-def _entries(folder: Path | str, parts: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], os.DirEntry]]:
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith((".", "_")):
-                continue
-            if entry.is_symlink() or entry.is_file(follow_symlinks=False):
-                yield (*parts, entry.name), entry
-            elif entry.is_dir(follow_symlinks=False):
-                yield from _entries(entry.path, (*parts, entry.name))
+_NAME = operator.attrgetter("name")
+
+
+def _scan(folder: str, prefix: str, kind: str, files: list[InboxFile]) -> None:
+    """Append `folder`'s input files to `files`, depth first, each folder's entries in name order: the order of
+    their paths' components, i.e. path order (sorting the whole tree's path tuples instead cost a quarter of the
+    scan of a 90,000-file inbox)."""
+    with os.scandir(folder) as listing:
+        entries = sorted((entry for entry in listing if not entry.name.startswith((".", "_"))), key=_NAME)
+    for entry in entries:
+        if entry.is_symlink() or entry.is_file(follow_symlinks=False):
+            stat = entry.stat(follow_symlinks=False)
+            files.append(InboxFile(entry.path, prefix + entry.name, kind, stat.st_size, stat.st_mtime_ns,
+                                   entry.is_symlink()))
+        elif entry.is_dir(follow_symlinks=False):
+            _scan(entry.path, prefix + entry.name + "/", kind, files)
 
 
 def sha256_of(path: Path) -> str:

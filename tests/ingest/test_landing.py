@@ -101,3 +101,14 @@ def test_a_warehouse_from_before_the_counts_reads_zeros(con, inbox):
     con.execute("INSERT INTO ops.batch (batch_id, started_at, inbox) VALUES (7, now()::TIMESTAMP, '受信箱')")
     assert landing_result(con, 7) == LandingResult(0, 0, 0, 0)
     assert landing_result(con, 99) == LandingResult(0, 0, 0, 0)
+
+
+def test_the_scan_lists_files_in_path_order_component_by_component(inbox):
+    """Path order compares paths component by component (a folder's files before a sibling named like it plus a
+    suffix), which is not the order of the joined strings ("/" sorts after "-" and "."); hidden names are skipped."""
+    for relpath in ("fhir/b.json", "fhir/a.json", "fhir/a-b.json", "fhir/a/z.json", "fhir/_held/x.json",
+                    "fhir/.partial.json", "consent/同意.ndjson"):
+        _write(inbox, relpath, BUNDLE if relpath.startswith("fhir") else CONSENT)
+    listed = [f.relpath for f in landing.scan_inbox(inbox)]
+    assert listed == ["fhir/a/z.json", "fhir/a-b.json", "fhir/a.json", "fhir/b.json", "consent/同意.ndjson"]
+    assert listed[:4] == sorted(listed[:4], key=lambda path: path.split("/")) != sorted(listed[:4])
