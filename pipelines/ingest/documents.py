@@ -35,7 +35,8 @@ def supporting_entries_sql(lo: int, hi: int, bundles_from: int = 0) -> str:
                json_extract_string(r.resource, '$.meta.profile[0]') AS profile
         FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
         WHERE b.accepted AND b.document_category IS NOT NULL AND b.bundle_key >= {bundles_from}
-          AND r.raw_id > {lo} AND r.raw_id <= {hi} AND r.raw_id IS DISTINCT FROM b.composition_raw_id AND r.raw_id IS DISTINCT FROM b.patient_raw_id
+          AND r.raw_id > {lo} AND r.raw_id <= {hi}
+          AND r.raw_id IS DISTINCT FROM b.composition_raw_id AND r.raw_id IS DISTINCT FROM b.patient_raw_id
           AND r.resource_type NOT IN {CLINICAL_TYPES}
           -- lab Observations are 検査/感染症 and a checkup report's Observations are its results: not supporting
           AND NOT (r.resource_type = 'Observation' AND (b.document_category = 'checkup'

@@ -59,14 +59,12 @@ OVERRULED = 2  # the fast check rejected it, fhir.resources accepted it: it pass
 MISSED = 3  # the fast check passed it, fhir.resources (sample / first file) rejected it: it fails
 
 
-#: the resource types JP-CLINS documents and feeds carry (docs/domain_spec.md), then the types their first
-#: validations import (the 17 modules the step imported on the bench sample, ≈ 0.1 s under cProfile). Importing
+#: the resource types JP-CLINS documents and feeds carry (structure_compiled.WARM_TYPES), then the data types their
+#: first validations import (the modules the step imported on the bench sample, ≈ 0.1 s under cProfile). Importing
 #: them all cost 0.19 s in a fresh process: time this step would spend on the run's critical path while the
 #: other core idles, so a run imports them beforehand: in its fhir.resources process (fhir_resources_process),
 #: or on a thread beside the raw step's reading pool (preload_models).
-PRELOADED_TYPES = ("Patient", "Observation", "Condition", "AllergyIntolerance", "MedicationRequest", "Composition",
-                   "Encounter", "Organization", "Practitioner", "Coverage", "DocumentReference", "Consent",
-                   "AuditEvent", "Specimen",
+PRELOADED_TYPES = (*structure_compiled.WARM_TYPES,
                    "Address", "Attachment", "CodeableConcept", "Coding", "ContactPoint", "Dosage", "Duration",
                    "Extension", "HumanName", "Identifier", "Meta", "Narrative", "Period", "Quantity", "Reference",
                    "Timing")
@@ -125,7 +123,7 @@ def start_fhir_resources_process() -> None:
     which imports the models as soon as it starts. Landing calls it once it finds new content: the import (≈ 0.1–
     0.2 s of Python, which on a thread would only take turns with the run's own Python) then runs on the other
     core while landing reads the new files and the raw step parses them, instead of in the structure step, which
-    every later step waits for (1 × increment: that step 120–127 → 45–47 ms). A run with nothing new forks
+    every later step waits for (1 × increment: that step 120–128 → 45–47 ms). A run with nothing new forks
     nothing. A raw step with a reading pool of its own stops it (`stop_fhir_resources_process`): its pool forks
     later, and the models are imported on a thread beside it (preload_models), as its view compilations need them
     too. A no-op outside `fhir_resources_process` or once started."""

@@ -16,7 +16,7 @@ CREATE SEQUENCE IF NOT EXISTS raw.bundle_key_seq START 1;
 -- Keys: only on tables that grow by a handful of rows a run (batches, watermarks, the compiled views, the
 -- sighting cache, whose INSERT OR REPLACE needs one). A table with a row per file, bundle or record has its
 -- grain stated, kept by the statement that writes it (an anti-join, a watermark) and checked by a blocking
--- asset check over the rows a run wrote (pipelines/ingest/grain.py): a key is an ART index DuckDB rewrites at
+-- asset check over the rows a run wrote (pipelines/warehouse/grain.py): a key is an ART index DuckDB rewrites at
 -- each checkpoint that touches its table, 70-180 ms a table for ≈ 90,000 rows (5 ms without) at 16 × the
 -- bench sample, growing with the table (docs/capacity.md, fifteenth session). Warehouses created with those
 -- keys keep them (DuckDB cannot drop a constraint); both work.
