@@ -57,6 +57,15 @@ MAX_FILES = 64
 #: a compacted file holds up to this many rows (at the bench sample's ≈ 1.8 kB of JSON and ≈ 0.4 kB of zstd
 #: Parquet a row: ≈ 0.9 GB of JSON in a ≈ 0.2 GB file); larger files are left as they are
 COMPACT_ROWS = 500_000
+#: the codec of a file `append` writes. The run that writes it reads it back at once, every staging step once per
+#: window (≈ 30 reads of the `resource` column at 1 × the bench sample, on one DuckDB thread a lane), and lz4
+#: decompresses about twice as fast as zstd: the sample's lake read on one thread, Observations 26 against 40 ms,
+#: AllergyIntolerances 12 against 25 ms, for 26 against 17 MiB of file. 1 × full load, six interleaved pairs:
+#: 3.82–3.90 s against 3.99–4.21 s with zstd (docs/capacity.md, seventeenth session).
+FRESH_CODEC = "lz4"
+#: the codec of a file `compact` (or a rewrite) writes: data a run has staged, read again by ad-hoc SQL and the
+#: checks, so kept small
+SETTLED_CODEC = "zstd"
 
 
 def lake_dir(con: duckdb.DuckDBPyConnection) -> Path:
@@ -99,7 +108,7 @@ def append(con: duckdb.DuckDBPyConnection, query: str, params: list | None = Non
     returns the rows written. Inside a transaction, the file is listed with whatever else it writes; outside
     one, in a transaction of its own."""
     with _within_transaction(con):
-        written = _write(con, query, params)
+        written = _write(con, query, params, FRESH_CODEC)
         _relist(con, [], written)
     return written[-1] if written else 0
 
@@ -118,7 +127,8 @@ def _delete_where(con: duckdb.DuckDBPyConnection, condition: str, params: list |
         matched = con.execute(f"SELECT count(*) FROM {source} WHERE {condition}", params or []).fetchone()[0]
         if not matched:
             continue
-        _relist(con, [path], _write(con, f"SELECT * FROM {source} WHERE NOT ({condition}) ORDER BY raw_id", params))
+        _relist(con, [path], _write(con, f"SELECT * FROM {source} WHERE NOT ({condition}) ORDER BY raw_id", params,
+                                    SETTLED_CODEC))
         removed += matched
     return removed
 
@@ -156,16 +166,17 @@ def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
     return first == second
 
 
-def _write(con: duckdb.DuckDBPyConnection, query: str, params: list | None) -> tuple[str, int, int, int] | None:
-    """The query's rows as a file of the lake (temporary name, then renamed): (path, first id, last id, rows),
-    or None when it has no rows."""
+def _write(con: duckdb.DuckDBPyConnection, query: str, params: list | None,
+           codec: str) -> tuple[str, int, int, int] | None:
+    """The query's rows as a file of the lake compressed with `codec` (temporary name, then renamed): (path,
+    first id, last id, rows), or None when it has no rows."""
     directory = lake_dir(con)
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / f".{uuid.uuid4().hex}.tmp"
     select = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in COLUMNS)
     try:
         rows = con.execute(f"""COPY (SELECT {select} FROM ({query})) TO {sql_str(temporary.as_posix())}
-                               (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})""",
+                               (FORMAT parquet, COMPRESSION {codec}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})""",
                            params or []).fetchone()[0]
         if not rows:
             temporary.unlink(missing_ok=True)
@@ -205,7 +216,8 @@ def compact(con: duckdb.DuckDBPyConnection, max_files: int | None = None, rows: 
     for run in (r for r in runs if len(r) > 1):
         listing = ", ".join(sql_str(path) for path in run)
         with _within_transaction(con):
-            _relist(con, run, _write(con, f"SELECT * FROM read_parquet([{listing}], hive_partitioning = false)", None))
+            _relist(con, run, _write(con, f"SELECT * FROM read_parquet([{listing}], hive_partitioning = false)", None,
+                                     SETTLED_CODEC))
         removed += len(run) - 1
     remove_unlisted(con)
     return removed
@@ -244,6 +256,6 @@ def ensure_raw_lake(con: duckdb.DuckDBPyConnection) -> None:
 
 def _move_table_into_lake(con: duckdb.DuckDBPyConnection) -> None:
     with _within_transaction(con):
-        written = _write(con, "SELECT * FROM raw.resource ORDER BY raw_id", None)
+        written = _write(con, "SELECT * FROM raw.resource ORDER BY raw_id", None, SETTLED_CODEC)
         con.execute("DROP TABLE raw.resource")
         _relist(con, [], written)

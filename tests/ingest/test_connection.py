@@ -37,7 +37,7 @@ def test_a_sibling_cursor_sees_the_warehouse_in_utc(tmp_path, read_only):
             assert con.cursor().execute("SELECT current_setting('TimeZone')").fetchone() == ("Asia/Tokyo",)
 
 
-def test_a_new_warehouse_is_in_the_v1_2_format_and_its_raw_json_in_zstd_parquet(tmp_path):
+def test_a_new_warehouse_is_in_the_v1_2_format_and_its_raw_json_in_lz4_then_zstd_parquet(tmp_path):
     with contextlib.closing(connect(tmp_path / "w.duckdb")) as con:
         with transaction(con):
             raw_lake.append(con, """SELECT range AS raw_id, 1 AS file_id, 1 AS batch_id, NULL AS bundle_key,
@@ -47,14 +47,27 @@ def test_a_new_warehouse_is_in_the_v1_2_format_and_its_raw_json_in_zstd_parquet(
                                     FROM range(1, 5001)""")
         con.execute("CREATE TABLE core.note AS SELECT '血圧 ' || range AS text FROM range(5000)")
         con.execute("CHECKPOINT")
-        raw_codecs = {c for (c,) in con.execute(
-            "SELECT DISTINCT compression FROM parquet_metadata(?) WHERE path_in_schema = 'resource'",
-            raw_lake.listed_files(con)).fetchall()}
+        fresh_codecs = _resource_codecs(con)
+        # a second file, then compaction down to one: the staged data settles into zstd
+        with transaction(con):
+            raw_lake.append(con, """SELECT 5001 AS raw_id, 1 AS file_id, 1 AS batch_id, NULL AS bundle_key, 1 AS line_no,
+                                           NULL AS entry_index, NULL AS full_url, 'Observation' AS resource_type,
+                                           '{"resourceType":"Observation"}' AS resource""")
+        assert raw_lake.compact(con, max_files=1) == 1
+        settled_codecs = _resource_codecs(con)
+        assert con.execute("SELECT count(*), max(raw_id) FROM raw.resource").fetchone() == (5001, 5001)
         table_codecs = {c for (c,) in con.execute(
             "SELECT DISTINCT compression FROM pragma_storage_info('core.note') WHERE compression <> 'Constant'"
         ).fetchall()}
-    assert raw_codecs == {"ZSTD"}
+    assert fresh_codecs == {"LZ4_RAW"}  # read back by the same run's staging steps: fast to decompress
+    assert settled_codecs == {"ZSTD"}
     assert "DICT_FSST" not in table_codecs  # the newer format's string codec (slower reports)
+
+
+def _resource_codecs(con) -> set[str]:
+    return {c for (c,) in con.execute(
+        "SELECT DISTINCT compression FROM parquet_metadata(?) WHERE path_in_schema = 'resource'",
+        raw_lake.listed_files(con)).fetchall()}
 
 
 def test_a_warehouse_in_a_newer_storage_format_still_opens(tmp_path):
