@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from .fhir_model import element
 from .fhirpath import SQL_TYPE_OF_FHIR, Env, FhirPath, FhirPathError, Scope, Val, sql_str
 
 __all__ = ["OutColumn", "ViewError", "compile_view", "load_view", "view_columns"]
@@ -123,7 +124,7 @@ def _compile(view: dict, source: str, carry: Sequence[str]) -> tuple[str, list[O
         for name in carry:
             if any(c.name == name for c in rows.columns):
                 raise ViewError(f"carry: column '{name}' is also a column of the view")
-        sql = _assemble(source, carry, rows, conditions, env, walker)
+        sql = env.settle_repeats(_assemble(source, carry, rows, conditions, env, walker))
         needed = env.marked_keys(sql)
         if not needed:
             return sql, list(rows.columns)
@@ -192,7 +193,7 @@ class _Walker:
                 raise ViewError(f"{loc}: must be a non-empty list of FHIRPath strings")
             for i, path in enumerate(paths):  # report a bad path once, at its own place
                 self._compile(path, scope, f"{loc}[{i}]")
-            return self._repeat(paths, scope, REPEAT_MAX_DEPTH, loc), Val
+            return self._typed_repeat(paths, scope, loc) or (self._repeat(paths, scope, REPEAT_MAX_DEPTH, loc), Val)
         path = sel[key]
         if not isinstance(path, str):
             raise ViewError(f"{loc}: must be a FHIRPath string")
@@ -204,6 +205,41 @@ class _Walker:
         var = self.env.fresh()
         or_null = f"CASE WHEN len({var}) = 0 THEN [NULL] ELSE {var} END"
         return f"list_transform([{items}], lambda {var}: {or_null})[1]", make_item
+
+    def _typed_repeat(self, paths: list[str], scope: Scope, loc: str) -> tuple[str, Callable[[str], Val]] | None:
+        """A repeat over one element that contains itself (Composition.section, QuestionnaireResponse.item) read
+        from the typed parse: the levels unrolled into nested STRUCTs, parsed once with the resource, instead of
+        each level re-parsing its items' JSON text (the document_section view: 122–139 → 38–54 ms for the bench
+        sample's 478 Compositions). None where that does not apply; the JSON form below then runs."""
+        name = paths[0]
+        focus = scope.focus
+        if len(paths) != 1 or not _COLUMN_NAME.fullmatch(name) or focus.node is None or focus.node.rep != "struct":
+            return None
+        outer = element(focus.node.type_name, name)
+        inner = element(outer.type_name, name) if outer is not None else None
+        if outer is None or inner is None or not (outer.many and inner.many) or outer.kind != "complex" \
+                or inner.type_name != outer.type_name:
+            return None
+        first = self._compile(name, scope, loc)
+        node = first.node
+        if node is None or node.rep != "struct":
+            return None
+        node.repeat = (name, REPEAT_MAX_DEPTH)
+        return self._typed_levels(self.fp.typed_items(first), node, REPEAT_MAX_DEPTH, loc), \
+            lambda var: self.fp.typed_item(node, var)
+
+    def _typed_levels(self, items: str, node, depth: int, loc: str) -> str:
+        """Every item of ``items`` (typed, at the level ``depth`` levels above the last) and those below it, in
+        depth-first pre-order, each as the STRUCT ``Env.repeat_item`` stands for."""
+        key = node.repeat[0]
+        var = self.env.fresh()
+        item = self.env.repeat_item(node, var)
+        if depth == 1:
+            message = sql_str(f"{loc}: data nested deeper than {REPEAT_MAX_DEPTH} levels")
+            return (f'list_transform({items}, lambda {var}: CASE WHEN coalesce(json_array_length({var}."{key}"), 0) > 0 '
+                    f"THEN error({message}) ELSE {item} END)")
+        below = self._typed_levels(f'coalesce({var}."{key}", [])', node, depth - 1, loc)
+        return f"flatten(list_transform({items}, lambda {var}: list_prepend({item}, {below})))"
 
     def _repeat(self, paths: list[str], scope: Scope, depth: int, loc: str) -> str:
         """All items reachable through ``paths``, recursively, in depth-first pre-order."""

@@ -20,9 +20,12 @@ JSON leaves. Such values carry the ``PathNode`` they came from and their SQL in 
 (``Val.nav``). Any other use of a STRUCT-shaped value needs its JSON text, which the schema did not keep:
 its ``Val.sql`` is a marker, and a view whose SQL still contains a marker is compiled again with that
 element fetched as JSON (compiler.py repeats until none is left). Unknown elements take the
-shape-agnostic JSON path above. The price: a resource whose JSON breaks FHIR's cardinalities (an
-array element sent as a single object) reads as empty there instead of being coerced — such a record
-already fails the structure check (fhir.resources) and is quarantined.
+shape-agnostic JSON path above. A ``repeat`` over an element that contains itself (Composition.section,
+QuestionnaireResponse.item) is unrolled in that schema to the compiler's depth limit, and each item, at
+whatever level, is read as a STRUCT of the children the view navigates (``Env.repeat_item``). The price:
+a resource whose JSON breaks FHIR's cardinalities (an array element sent as a single object) reads as empty
+there instead of being coerced — such a record already fails the structure check (fhir.resources) and is
+quarantined.
 """
 
 from __future__ import annotations
@@ -418,6 +421,9 @@ class PathNode:
     children: dict[str, PathNode] = field(default_factory=dict)
     narrowed: dict[str, PathNode] = field(default_factory=dict)
     owner: PathNode | None = None  # for a narrowing: the inline-resource element whose items it filters
+    #: a typed ``repeat`` over this element, which contains itself (Composition.section.section): the element's
+    #: name and how many levels the typed parse unrolls (see Env.repeat_item)
+    repeat: tuple[str, int] | None = None
 
     @property
     def item_type(self) -> str:
@@ -497,6 +503,26 @@ class Env:
                     and n.element.kind == "resource" and _resource_fields(n) is None}
         return wanted | empty | clashing
 
+    def repeat_item(self, node: PathNode, var: str) -> str:
+        """Stands for one item of a typed ``repeat`` over ``node`` as a STRUCT of the children the view navigates,
+        without the recursive element: each level's STRUCT nests one level fewer, so the levels only fit one list
+        once that is gone. Which children the body navigates is known only once it is compiled: ``settle_repeats``
+        writes the STRUCT in then."""
+        return f"__repeat_item_{node.id}__({var})"
+
+    def settle_repeats(self, sql: str) -> str:
+        """``sql`` with every ``repeat_item`` written out. A body that navigates the recursive element itself
+        gets the node's JSON marker instead: the next compilation reads that repeat as JSON."""
+        def written(match: re.Match) -> str:
+            node, var = self.nodes[int(match[1])], match[2]
+            key = node.repeat[0]
+            if key in node.children or not node.children:
+                return self.marker(node)
+            fields = ", ".join(f"{_json_key(name)} := {_field(var, name)}" for name in node.children)
+            return f"struct_pack({fields})"
+
+        return re.sub(r"__repeat_item_(\d+)__\((\w+)\)", written, sql)
+
     def typed_spec(self) -> str | None:
         """The json_transform schema of every element fetched by the typed parse (None: nothing is)."""
         return _spec(self.root_node) if self.root_node.children else None
@@ -523,11 +549,17 @@ class Env:
         return Val(self.resource_sql, root=True, node=self.root_node, nav=self.typed_sql)
 
 
-def _spec(node: PathNode) -> str:
+def _spec(node: PathNode, levels: int | None = None) -> str:
     if node.element is not None and node.element.kind == "resource":
         fields = {"resourceType": '"VARCHAR"', **(_resource_fields(node) or {})}
     else:
         fields = {key: _child_spec(child) for key, child in node.children.items()}
+    if node.repeat is not None:
+        # unrolled: each level holds the next; the last keeps its own as JSON, so that data nested deeper is
+        # seen (and refused) rather than dropped
+        key, depth = node.repeat
+        levels = depth if levels is None else levels
+        fields[key] = f"[{_spec(node, levels - 1)}]" if levels > 1 else '"JSON"'
     return "{" + ", ".join(f"{_json_key(k)}: {v}" for k, v in fields.items()) + "}"
 
 
@@ -630,6 +662,14 @@ class FhirPath:
                 f"THEN CAST({x} AS BOOLEAN) ELSE error({message}) END"
             ),
         )
+
+    def typed_items(self, val: Val) -> str:
+        """A typed value as a list of its items, in the node's own form (STRUCTs for a STRUCT node)."""
+        return self._nav_coll(val)
+
+    def typed_item(self, node: PathNode, var: str) -> Val:
+        """One item of ``node`` held in lambda variable ``var`` (a STRUCT when the node is one)."""
+        return self._nval(node, var, many=False)
 
     # ---------------------------------------------------------------- typed navigation
     def _nval(self, node: PathNode, nav: str, *, many: bool, fhir_type: str | None = None) -> Val:
