@@ -47,6 +47,11 @@ POOL_THRESHOLD = 2000
 #: fast mode: the pool's own cost (pickling, forked workers: +0.6–1.0 CPU-s on the 46k-record bench sample,
 #: ~2 CPU-s in one process) only pays off on an idle machine, so batches run in one process up to this size
 FAST_POOL_THRESHOLD = 100_000
+#: fast mode in one process: a block of at least this many resources is split with one forked helper process,
+#: which inherits the models already imported here and checks the second half while this process checks the
+#: first. The step runs alone (every later step waits for it), so the other core is otherwise idle; a fork
+#: costs ≈ 10–30 ms, ≈ 100 resources' worth of fhir.resources
+SPLIT_FROM = 400
 MAX_ERRORS_SHOWN = 3
 #: KARTE_STRUCTURE_VALIDATION → mode; `all` and `sample` are the names of earlier releases (`sample` ran
 #: fhir.resources on the sample and new senders only: fast does that and checks the rest too)
@@ -234,6 +239,10 @@ class _Checker:
         threshold = POOL_THRESHOLD if mode == "strict" else FAST_POOL_THRESHOLD
         self.pool = process_pool(self.workers) if expected >= threshold else None
         self.validator = _validator if self.pool is None and mode == "fast" else None
+        # (a daemonic process — a partitioned run's map worker — may not fork one)
+        self.split = self.pool is None and self.validator is None and self.workers > 1 and mode == "fast" \
+            and not multiprocessing.current_process().daemon
+        self.helper: ProcessPoolExecutor | None = None
 
     def __enter__(self):
         return self
@@ -241,6 +250,8 @@ class _Checker:
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+        if self.helper is not None:
+            self.helper.shutdown(wait=False, cancel_futures=True)
         if self.validator is not None:  # its work is done: the memory goes back now, not at the run's end
             stop_fhir_resources_process(wait=True)
 
@@ -251,10 +262,29 @@ class _Checker:
             except BrokenProcessPool:  # killed (out of memory?): this process checks from here on
                 self.validator = None
         if self.pool is None:
-            return self.work(items)
+            return self._split(items) if self.split and len(items) >= SPLIT_FROM else self.work(items)
         size = max(500, len(items) // (self.workers * 2))
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
         return [result for chunk in self.pool.map(self.work, chunks) for result in chunk]
+
+
+    def _split(self, items: list[tuple]) -> list[tuple]:
+        """The second half of `items` checked in the helper process while this one checks the first."""
+        if self.helper is None:
+            self.helper = process_pool(1)
+        half = len(items) // 2
+        try:
+            there = self.helper.submit(self.work, items[half:])
+        except BrokenProcessPool:
+            there = None
+        here = self.work(items[:half])
+        if there is not None:
+            try:
+                return here + there.result()
+            except BrokenProcessPool:
+                pass
+        self.split = False  # the helper was killed (out of memory?): this process checks the rest alone
+        return here + self.work(items[half:])
 
 
 def check_structure(texts: list[str], workers: int | None = None) -> list[str | None]:

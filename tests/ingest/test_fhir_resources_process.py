@@ -91,3 +91,51 @@ def test_landing_asks_for_it_once_and_only_when_something_is_new(tmp_path):
     land_files(con, tmp_path / "inbox", start_batch(con, str(tmp_path / "inbox")), on_new_file=lambda: calls.append(2))
     con.close()
     assert calls == [1, 2]  # the first landing, not the re-run, and the copy (read, to learn it is a copy)
+
+
+def test_a_block_checked_here_is_split_with_a_forked_helper(monkeypatch):
+    """Without a pool or the run's process, a large enough block is checked half here, half in a helper forked
+    with the models already imported: the same verdicts, in order."""
+    texts, full = _texts()
+    alone = structure.check_structure_fast(texts, full, workers=2)  # fewer than SPLIT_FROM: all here
+    monkeypatch.setattr(structure, "SPLIT_FROM", 4)
+    assert structure.check_structure_fast(texts, full, workers=2) == alone
+    assert structure.check_structure_fast(texts, full, workers=1) == alone  # one core: nothing to split with
+    monkeypatch.setattr(structure, "fhir_resources_error", lambda obj: f"pid {os.getpid()}")
+    made_by = [error for error, _ in structure.check_structure_fast(texts, [True] * len(texts), workers=2)]
+    here, there = made_by[:len(texts) // 2], made_by[len(texts) // 2:]
+    assert set(here) == {f"pid {os.getpid()}"} and len(set(there)) == 1 and set(there) != set(here)
+
+
+def test_a_helper_that_died_leaves_its_half_to_this_process(monkeypatch):
+    texts, full = _texts()
+    alone = structure.check_structure_fast(texts, full, workers=2)
+    real_pool = structure.process_pool
+
+    def killed_pool(workers):
+        pool = real_pool(workers)
+        pool.submit(int).result()  # started
+        for process in list(pool._processes.values()):
+            os.kill(process.pid, signal.SIGKILL)
+            process.join()
+        return pool
+
+    monkeypatch.setattr(structure, "SPLIT_FROM", 4)
+    monkeypatch.setattr(structure, "process_pool", killed_pool)
+    assert structure.check_structure_fast(texts, full, workers=2) == alone
+
+
+def test_a_daemonic_process_checks_alone(monkeypatch):
+    """A partitioned run's map workers are daemonic and may not fork: they check the whole block themselves."""
+    import multiprocessing
+
+    texts, full = _texts()
+    alone = structure.check_structure_fast(texts, full, workers=2)
+    monkeypatch.setattr(structure, "SPLIT_FROM", 4)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    worker = context.Process(target=lambda: results.put(structure.check_structure_fast(texts, full, workers=2)),
+                             daemon=True)
+    worker.start()
+    assert results.get(timeout=30) == alone
+    worker.join()
