@@ -267,7 +267,6 @@ class _Checker:
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
         return [result for chunk in self.pool.map(self.work, chunks) for result in chunk]
 
-
     def _split(self, items: list[tuple]) -> list[tuple]:
         """The second half of `items` checked in the helper process while this one checks the first."""
         if self.helper is None:

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from .fhir_model import element
-from .fhirpath import SQL_TYPE_OF_FHIR, Env, FhirPath, FhirPathError, Scope, Val, sql_str
+from .fhirpath import SQL_TYPE_OF_FHIR, Env, FhirPath, FhirPathError, PathNode, Scope, Val, sql_str
 
 __all__ = ["OutColumn", "ViewError", "compile_view", "load_view", "view_columns"]
 
@@ -209,10 +209,11 @@ class _Walker:
     def _typed_repeat(self, paths: list[str], scope: Scope, loc: str) -> tuple[str, Callable[[str], Val]] | None:
         """A repeat over one element that contains itself (Composition.section, QuestionnaireResponse.item) read
         from the typed parse: the levels unrolled into nested STRUCTs, parsed once with the resource, instead of
-        each level re-parsing its items' JSON text (the document_section view: 122–139 → 38–54 ms for the bench
-        sample's 478 Compositions). None where that does not apply; the JSON form below then runs."""
+        each level re-parsing its items' JSON text (the document_section view: 134 → 46 ms for the bench sample's
+        478 Compositions). None where that does not apply; the JSON form below then runs."""
         name = paths[0]
         focus = scope.focus
+        # one path, and that path a single element name (the pattern column names follow)
         if len(paths) != 1 or not _COLUMN_NAME.fullmatch(name) or focus.node is None or focus.node.rep != "struct":
             return None
         outer = element(focus.node.type_name, name)
@@ -228,7 +229,7 @@ class _Walker:
         return self._typed_levels(self.fp.typed_items(first), node, REPEAT_MAX_DEPTH, loc), \
             lambda var: self.fp.typed_item(node, var)
 
-    def _typed_levels(self, items: str, node, depth: int, loc: str) -> str:
+    def _typed_levels(self, items: str, node: PathNode, depth: int, loc: str) -> str:
         """Every item of ``items`` (typed, at the level ``depth`` levels above the last) and those below it, in
         depth-first pre-order, each as the STRUCT ``Env.repeat_item`` stands for."""
         key = node.repeat[0]
