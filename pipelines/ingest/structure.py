@@ -34,7 +34,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pipelines.fhir import structure_compiled, structure_schema
 from pipelines.ingest.raw_read import CHECKUP_DOCUMENT, FACILITY_ROW
 from pipelines.ingest.tables import append
-from pipelines.ingest.workers import die_with_parent, process_pool, worker_count
+from pipelines.ingest.workers import process_pool, worker_count
 from pipelines.warehouse import get_watermark, raw_lake, set_watermark, transaction
 
 CONSUMER = "staging.fhir_structure"
@@ -94,8 +94,7 @@ def _models_ready() -> None:
 
 
 def _import_models() -> None:
-    """The fhir.resources process's start: it ends with the ingest process (even on SIGKILL), then imports."""
-    die_with_parent()
+    """The fhir.resources process's start."""
     for resource_type in PRELOADED_TYPES:
         get_fhir_model_class(resource_type)
 
@@ -134,8 +133,7 @@ def start_fhir_resources_process() -> None:
     too. A no-op outside `fhir_resources_process` or once started."""
     global _validator
     if _may_start and _validator is None:
-        _validator = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
-                                         initializer=_import_models)
+        _validator = process_pool(1, then=_import_models)
         _validator.submit(int)  # forks now: a pool starts its processes at the first submit
 
 
