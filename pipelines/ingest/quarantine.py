@@ -59,14 +59,17 @@ def record_outcomes(con: duckdb.DuckDBPyConnection, raw_ids_sql: str, outcome: s
     record), or, with `outcome` None, one row per record of raw_id and its outcome: one statement, so one read of
     raw.resource for the batch ids, for records ending differently. `window` (lo, hi], when every id lies in it,
     lets DuckDB read only those row groups of raw.resource (rows sit in raw_id order) instead of every one."""
-    bounds = f" AND r.raw_id > {int(window[0])} AND r.raw_id <= {int(window[1])}" if window else ""
+    bounds = f" WHERE raw_id > {int(window[0])} AND raw_id <= {int(window[1])}" if window else ""
     records = (f"({raw_ids_sql})" if outcome is None
                else f"(SELECT DISTINCT raw_id, ? AS outcome FROM ({raw_ids_sql}))")
+    # raw.resource narrowed to its two columns in a subquery of its own: joined whole to a DISTINCT, DuckDB 1.5.5
+    # loses the column pruning of the lake's Parquet scan (duckdb/duckdb#22606) and decompressed every resource
+    # text of the window for a batch id
     written = con.execute(
         f"""
         INSERT INTO ops.record_outcome
-        SELECT r.raw_id, r.batch_id, o.outcome, ? FROM {records} o JOIN raw.resource r ON r.raw_id = o.raw_id
-        WHERE true{bounds}
+        SELECT r.raw_id, r.batch_id, o.outcome, ? FROM {records} o
+        JOIN (SELECT raw_id, batch_id FROM raw.resource{bounds}) r ON r.raw_id = o.raw_id
         """,
         [table] if outcome is None else [table, outcome],  # in the order the statement names them
     ).fetchone()

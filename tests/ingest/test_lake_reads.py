@@ -1,0 +1,93 @@
+"""Issue 7: an ingest statement reads the raw lake's `resource` column (the JSON text, nine tenths of the lake's
+bytes) only where it uses it. DuckDB 1.5.5 drops a Parquet scan's column pruning in some plans (a DISTINCT
+beside the raw.resource view, duckdb/duckdb#22606): the outcome ledger's writes then decompressed every resource
+text of their window to read a batch id (20.6 → 7.9 ms a statement in a 1 × full load)."""
+
+import re
+
+import pytest
+
+from pipelines.config import load_settings
+from pipelines.generate import generate
+from pipelines.ingest.landing import land_files
+from pipelines.ingest.quarantine import record_outcomes
+from pipelines.ingest.run import ingest_connection, processing_steps, start_batch
+
+#: the column where the statement names it; `raw.resource` (the view) and resource_type, resource_id, … are not it
+_USES_TEXT = re.compile(r"\bresource\b")
+
+
+def _reads_resource_text(con, sql: str, params) -> bool:
+    """Whether the plan of `sql` reads the lake's `resource` column (EXPLAIN, not run)."""
+    plan = con.execute("EXPLAIN " + sql, params).fetchall()[0][1] if params else \
+        con.execute("EXPLAIN " + sql).fetchall()[0][1]
+    return any(re.search(r"│\s+resource\s+│", scan.split("Filters:")[0])
+               for scan in plan.split("READ_PARQUET")[1:])
+
+
+class _Explaining:
+    """A connection that, before running a statement over raw.resource, notes whether its plan reads the text."""
+
+    def __init__(self, con, seen: list):
+        self._con, self._seen = con, seen
+
+    def execute(self, sql, *args):
+        if "raw.resource" in sql and not sql.lstrip().upper().startswith(("CREATE OR REPLACE VIEW", "DROP")):
+            self._seen.append((sql, _reads_resource_text(self._con, sql, args[0] if args else None)))
+        return self._con.execute(sql, *args)
+
+    def cursor(self):
+        return _Explaining(self._con.cursor(), self._seen)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+@pytest.fixture(scope="module")
+def statements(tmp_path_factory) -> list[tuple[str, bool]]:
+    """(SQL, reads the resource text) of every statement over raw.resource in a full load of a faulty sample
+    (quarantines, duplicates, checkup archives), its steps run one after another."""
+    root = tmp_path_factory.mktemp("lake_reads")
+    generate(root / "inbox", facilities=6, patients=20, seed=11, fault_rate=0.1)
+    settings = load_settings(warehouse=root / "w.duckdb", inbox=root / "inbox")
+    seen: list[tuple[str, bool]] = []
+    with ingest_connection(settings) as con:
+        land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
+        for _, step in processing_steps(settings):
+            step(_Explaining(con, seen))
+    return seen
+
+
+def test_no_statement_reads_resource_text_it_does_not_use(statements):
+    wasteful = [sql for sql, reads in statements
+                if reads and not _USES_TEXT.search(sql.replace("raw.resource", ""))]
+    assert wasteful == []
+
+
+def test_the_check_sees_the_statements_that_do_read_it(statements):
+    # not vacuous: the flattening views and the quarantine copy read the text, and their plans say so
+    reading = [sql for sql, reads in statements if reads]
+    assert len(statements) > 40 and len(reading) > 10
+    assert any("INSERT INTO ops.quarantine" in sql for sql in reading)
+    assert any("INSERT INTO ops.record_outcome" in sql for sql, _ in statements)
+
+
+def test_the_check_catches_the_unpruned_join(tmp_path):
+    """The form record_outcomes had: raw.resource joined whole to a DISTINCT reads the text (the DuckDB behaviour
+    this guards against); narrowed in its own subquery, it does not."""
+    generate(tmp_path / "inbox", facilities=2, patients=3, seed=5, fault_rate=0.0)
+    settings = load_settings(warehouse=tmp_path / "w.duckdb", inbox=tmp_path / "inbox")
+    with ingest_connection(settings) as con:
+        land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
+        dict(processing_steps(settings))["raw.resource"](con)
+        joined_whole = ("SELECT r.raw_id, r.batch_id FROM (SELECT DISTINCT raw_id FROM raw.resource) o "
+                        "JOIN raw.resource r ON r.raw_id = o.raw_id WHERE r.raw_id > 0")
+        narrowed = ("SELECT r.raw_id, r.batch_id FROM (SELECT DISTINCT raw_id FROM raw.resource) o "
+                    "JOIN (SELECT raw_id, batch_id FROM raw.resource WHERE raw_id > 0) r ON r.raw_id = o.raw_id")
+        assert _reads_resource_text(con, joined_whole, None)
+        assert not _reads_resource_text(con, narrowed, None)
+        seen: list[tuple[str, bool]] = []
+        con.execute("BEGIN TRANSACTION")
+        written = record_outcomes(_Explaining(con, seen), "SELECT raw_id FROM raw.resource", "loaded", None, (0, 10**9))
+        con.execute("ROLLBACK")
+        assert written > 0 and seen and not any(reads for _, reads in seen)
