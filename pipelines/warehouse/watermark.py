@@ -21,10 +21,12 @@ def get_watermark(con: duckdb.DuckDBPyConnection, consumer: str) -> int:
 
 
 def set_watermark(con: duckdb.DuckDBPyConnection, consumer: str, last_id: int) -> None:
-    con.execute(
-        "INSERT INTO ops.watermark VALUES (?, ?) ON CONFLICT (consumer) DO UPDATE SET last_id = excluded.last_id",
-        [consumer, last_id],
-    )
+    # An UPDATE, and an INSERT the first time: DuckDB's INSERT … ON CONFLICT DO UPDATE took 0.7–2 ms against
+    # 0.3 ms, and every step of every run moves a watermark (a +1 % increment sets ~35). One step owns each
+    # consumer, so no other transaction inserts it between the two.
+    (updated,) = con.execute("UPDATE ops.watermark SET last_id = ? WHERE consumer = ?", [last_id, consumer]).fetchone()
+    if not updated:
+        con.execute("INSERT INTO ops.watermark VALUES (?, ?)", [consumer, last_id])
 
 
 def windows(lo: int, hi: int, size: int | None = None,
