@@ -192,12 +192,17 @@ def _stage_bundle_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int, raw_h
                 """
             )
             con.unregister("bundle_failure")
+            # bounded by the window's raw ids: unbounded, both reads of raw.resource scanned every file of the lake,
+            # a cost that grew with the warehouse, not the run
+            raw_lo = con.execute("SELECT coalesce(min(first_raw_id), 1) - 1 FROM raw.bundle WHERE bundle_key > ?",
+                                 [lo]).fetchone()[0]
             record_outcomes(
                 con,
-                "SELECT raw_id FROM raw.resource WHERE bundle_key IN "
-                f"(SELECT bundle_key FROM staging.bundle WHERE NOT accepted AND bundle_key > {lo})",
+                f"SELECT raw_id FROM raw.resource WHERE raw_id > {raw_lo} AND raw_id <= {raw_hi} AND bundle_key IN "
+                f"(SELECT bundle_key FROM staging.bundle WHERE NOT accepted AND bundle_key > {lo} AND bundle_key <= {hi})",
                 "quarantined",
                 None,
+                (raw_lo, raw_hi),
             )
         set_watermark(con, CONSUMER, hi)
         set_watermark(con, RAW_CONSUMER, raw_hi)
