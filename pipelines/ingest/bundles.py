@@ -118,9 +118,9 @@ def stage_bundles(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> Stage
     lo = get_watermark(con, CONSUMER)
     # Only bundles whose every entry has been through the structure check.
     raw_hi = get_watermark(con, structure.CONSUMER)
-    hi = con.execute(
-        "SELECT coalesce(max(bundle_key), 0) FROM raw.bundle WHERE coalesce(last_raw_id, 0) <= ?", [raw_hi]
-    ).fetchone()[0]
+    hi = con.execute(  # from the watermark on: the table holds every bundle ever landed
+        "SELECT coalesce(max(bundle_key), 0) FROM raw.bundle WHERE bundle_key > ? AND coalesce(last_raw_id, 0) <= ?",
+        [lo, raw_hi]).fetchone()[0]
     hi = max(hi, lo)
     total = StageResult(0, 0, 0)
     for window_lo, window_hi in windows(lo, hi, max(1, window_ids() // ENTRIES_PER_BUNDLE)):

@@ -186,11 +186,13 @@ def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tupl
                 staged += append(con, "staging.checkup_result",
                                 contracts.select_columns(contracts.StagedCheckupResult, passing))
                 con.register("group_observation", groups)
+                # bounded by the window (a constant bundle key bound lets DuckDB skip older bundles' row groups)
                 append(con, "staging.document_resource", con.execute(
-                    """SELECT r.raw_id, r.bundle_key, r.file_id, b.document_key, r.resource_type,
+                    f"""SELECT r.raw_id, r.bundle_key, r.file_id, b.document_key, r.resource_type,
                                json_extract_string(r.resource, '$.meta.profile[0]') AS profile
                         FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
-                        WHERE r.raw_id IN (SELECT raw_id FROM group_observation)""").pl())
+                        WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND b.bundle_key >= {first_bundle(con, lo)}
+                          AND r.raw_id IN (SELECT raw_id FROM group_observation)""").pl())
                 con.unregister("group_observation")
             set_watermark(con, CONSUMER, hi)
     return staged, quarantined
