@@ -79,6 +79,11 @@ def cap_duckdb(con: duckdb.DuckDBPyConnection, memory_limit: str, threads: int |
     # row-group statistics again to skip them, a cost that grows with the lake (a 400-id window at 16 × the
     # sample: 3.3 ms a statement, 1.6 with the footers kept; the files are never rewritten in place)
     con.execute("SET GLOBAL parquet_metadata_cache = true")  # GLOBAL: a plain SET holds for this cursor only
+    # Strings are stored without FSST: choosing it (DuckDB tries it on every string column a checkpoint writes) was
+    # most of a checkpoint's CPU, and an ingest checkpoints every table it touched, 34 in a +1 % increment (the
+    # close 146 -> 86 ms; a 1 x full load's checkpoints 0.36 -> 0.22 CPU-s). The file is ~25 % larger (18 -> 23 MiB
+    # at 1 x: identifiers, hashes and bundle envelopes left uncompressed, docs/capacity.md, eighteenth session).
+    con.execute("SET GLOBAL disabled_compression_methods = 'fsst'")
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     return con
