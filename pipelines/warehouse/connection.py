@@ -66,10 +66,11 @@ def sibling_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 def cap_duckdb(con: duckdb.DuckDBPyConnection, memory_limit: str, threads: int | None = None
                ) -> duckdb.DuckDBPyConnection:
     """Cap DuckDB's buffer pool (it otherwise grows to 80 % of RAM caching what it wrote), keep it from caching the
-    Parquet files it reads (their footers only) and, where given, cap the threads a query may use (otherwise one
-    per core). Ingest runs under Settings.ingest_memory_limit, so its peak follows the step windows, not the
-    warehouse size, and Settings.ingest_threads, so that its lanes (or map processes) side by side do not each
-    spread a query over every core. The settings hold for the database (every cursor of it) until changed."""
+    Parquet files it reads (their footers only), have it store strings without FSST and, where given, cap the
+    threads a query may use (otherwise one per core). Ingest runs under Settings.ingest_memory_limit, so its peak
+    follows the step windows, not the warehouse size, and Settings.ingest_threads, so that its lanes (or map
+    processes) side by side do not each spread a query over every core. The settings hold for the database (every
+    cursor of it) until changed."""
     con.execute("SET memory_limit = ?", [memory_limit])
     # DuckDB keeps the Parquet it reads (the raw lake's files, the partitioned run's hand-over files) cached in
     # memory besides the OS page cache; ingest reads each window once: 47 MiB of the partitioned merging process's
