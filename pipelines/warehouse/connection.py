@@ -66,11 +66,10 @@ def sibling_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 def cap_duckdb(con: duckdb.DuckDBPyConnection, memory_limit: str, threads: int | None = None
                ) -> duckdb.DuckDBPyConnection:
     """Cap DuckDB's buffer pool (it otherwise grows to 80 % of RAM caching what it wrote), keep it from caching the
-    Parquet files it reads (their footers only), have it store strings without FSST and, where given, cap the
-    threads a query may use (otherwise one per core). Ingest runs under Settings.ingest_memory_limit, so its peak
-    follows the step windows, not the warehouse size, and Settings.ingest_threads, so that its lanes (or map
-    processes) side by side do not each spread a query over every core. The settings hold for the database (every
-    cursor of it) until changed."""
+    Parquet files it reads (their footers only) and, where given, cap the threads a query may use (otherwise one
+    per core). Ingest runs under Settings.ingest_memory_limit, so its peak follows the step windows, not the
+    warehouse size, and Settings.ingest_threads, so that its lanes (or map processes) side by side do not each
+    spread a query over every core. The settings hold for the database (every cursor of it) until changed."""
     con.execute("SET memory_limit = ?", [memory_limit])
     # DuckDB keeps the Parquet it reads (the raw lake's files, the partitioned run's hand-over files) cached in
     # memory besides the OS page cache; ingest reads each window once: 47 MiB of the partitioned merging process's
@@ -80,11 +79,6 @@ def cap_duckdb(con: duckdb.DuckDBPyConnection, memory_limit: str, threads: int |
     # row-group statistics again to skip them, a cost that grows with the lake (a 400-id window at 16 × the
     # sample: 3.3 ms a statement, 1.6 with the footers kept; the files are never rewritten in place)
     con.execute("SET GLOBAL parquet_metadata_cache = true")  # GLOBAL: a plain SET holds for this cursor only
-    # Strings are stored without FSST: choosing it (DuckDB tries it on every string column a checkpoint writes) was
-    # most of a checkpoint's CPU, and an ingest checkpoints every table it touched, 34 in a +1 % increment (the
-    # close 146 -> 86 ms; a 1 x full load's checkpoints 0.36 -> 0.22 CPU-s). The file is ~25 % larger (18 -> 23 MiB
-    # at 1 x: identifiers, hashes and bundle envelopes left uncompressed, docs/capacity.md, eighteenth session).
-    con.execute("SET GLOBAL disabled_compression_methods = 'fsst'")
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     return con

@@ -94,25 +94,6 @@ def test_every_cursor_of_an_ingest_connection_keeps_the_lake_footers_and_not_its
         lane = sibling_cursor(con)
         for cursor in (con, lane, con.cursor()):
             assert cursor.execute("SELECT current_setting('parquet_metadata_cache'), "
-                                  "current_setting('enable_external_file_cache'), "
-                                  "lower(current_setting('disabled_compression_methods'))").fetchone() == (True, False, "fsst")
+                                  "current_setting('enable_external_file_cache')").fetchone() == (True, False)
         lane.close()
 
-
-def test_an_ingest_checkpoint_stores_strings_without_fsst(tmp_path):
-    """Trying FSST on every string column was most of a checkpoint's CPU (docs/capacity.md, eighteenth session):
-    text an ingest writes is stored in another form, and reads back whole."""
-    text = "SELECT 'https://jpfhir.jp/fhir/clins/bundle-entry/' || (i % 5000)::VARCHAR || '/患者番号' AS url FROM range(60000) r(i)"
-    with contextlib.closing(connect(tmp_path / "w.duckdb")) as con:
-        con.execute(f"CREATE TABLE ops.plain AS {text}")
-        con.execute("CHECKPOINT")
-        before = {c for (c,) in con.execute("SELECT DISTINCT compression FROM pragma_storage_info('ops.plain') "
-                                            "WHERE segment_type = 'VARCHAR'").fetchall()}
-        cap_duckdb(con, "256MB", threads=1)
-        con.execute(f"CREATE TABLE ops.capped AS {text}")
-        con.execute("CHECKPOINT")
-        after = {c for (c,) in con.execute("SELECT DISTINCT compression FROM pragma_storage_info('ops.capped') "
-                                           "WHERE segment_type = 'VARCHAR'").fetchall()}
-        assert "FSST" in before and "FSST" not in after
-        assert con.execute("SELECT count(*), count(DISTINCT url), max(url) FROM ops.capped").fetchone() == \
-            (60000, 5000, "https://jpfhir.jp/fhir/clins/bundle-entry/999/患者番号")
