@@ -3,7 +3,6 @@ bytes) only where it uses it. DuckDB 1.5.5 drops a Parquet scan's column pruning
 beside the raw.resource view, duckdb/duckdb#22606): the outcome ledger's writes then decompressed every resource
 text of their window to read a batch id (20.6 → 7.9 ms a statement in a 1 × full load)."""
 
-import json
 import re
 
 import pytest
@@ -13,6 +12,7 @@ from pipelines.generate import generate
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.quarantine import record_outcomes
 from pipelines.ingest.run import ingest_connection, processing_steps, start_batch
+from tests.ingest.watched import Watched, scans
 
 #: the column where the statement names it; `raw.resource` (the view) and resource_type, resource_id, … are not it
 _USES_TEXT = re.compile(r"\bresource\b")
@@ -26,22 +26,12 @@ def _reads_resource_text(con, sql: str, params) -> bool:
                for scan in plan.split("READ_PARQUET")[1:])
 
 
-class _Explaining:
-    """A connection that, before running a statement over raw.resource, notes whether its plan reads the text."""
-
-    def __init__(self, con, seen: list):
-        self._con, self._seen = con, seen
-
-    def execute(self, sql, *args):
+def _noting_text_reads(seen: list):
+    """A `Watched` callback: (SQL, whether its plan reads the resource text) of each statement over raw.resource."""
+    def before(con, sql, params):
         if "raw.resource" in sql and not sql.lstrip().upper().startswith(("CREATE OR REPLACE VIEW", "DROP")):
-            self._seen.append((sql, _reads_resource_text(self._con, sql, args[0] if args else None)))
-        return self._con.execute(sql, *args)
-
-    def cursor(self):
-        return _Explaining(self._con.cursor(), self._seen)
-
-    def __getattr__(self, name):
-        return getattr(self._con, name)
+            seen.append((sql, _reads_resource_text(con, sql, params)))
+    return before
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +45,7 @@ def statements(tmp_path_factory) -> list[tuple[str, bool]]:
     with ingest_connection(settings) as con:
         land_files(con, settings.inbox, start_batch(con, str(settings.inbox)))
         for _, step in processing_steps(settings):
-            step(_Explaining(con, seen))
+            step(Watched(con, _noting_text_reads(seen)))
     return seen
 
 
@@ -89,38 +79,10 @@ def test_the_check_catches_the_unpruned_join(tmp_path):
         assert not _reads_resource_text(con, narrowed, None)
         seen: list[tuple[str, bool]] = []
         con.execute("BEGIN TRANSACTION")
-        written = record_outcomes(_Explaining(con, seen), "SELECT raw_id FROM raw.resource", "loaded", None, (0, 10**9))
+        written = record_outcomes(Watched(con, _noting_text_reads(seen)), "SELECT raw_id FROM raw.resource", "loaded",
+                                  None, (0, 10**9))
         con.execute("ROLLBACK")
         assert written > 0 and seen and not any(reads for _, reads in seen)
-
-
-def _rows_scanned(con, sql: str, params, table: str) -> list[int]:
-    """Rows each scan of `table` passed on when the SELECT part of `sql` ran (EXPLAIN ANALYZE, as JSON)."""
-    select = "EXPLAIN (ANALYZE, FORMAT JSON) " + sql[re.search(r"\bSELECT\b|\bWITH\b", sql).start():]
-    plan = (con.execute(select, params) if params else con.execute(select)).fetchall()[0][1]
-    found, todo = [], [json.loads(plan)]
-    while todo:
-        node = todo.pop()
-        if table in str(node.get("extra_info", {}).get("Table", "")):
-            found.append(node["operator_cardinality"])
-        todo += node.get("children", [])
-    return found
-
-
-class _Profiling(_Explaining):
-    """A connection that, before running a statement starting with `prefix`, notes the rows each scan of `table`
-    passed on in its SELECT part."""
-
-    def __init__(self, con, prefix: str, table: str, scanned: list):
-        self._con, self._prefix, self._table, self._scanned = con, prefix, table, scanned
-
-    def execute(self, sql, *args):
-        if sql.lstrip().startswith(self._prefix):
-            self._scanned.append(_rows_scanned(self._con, sql, args[0] if args else None, self._table))
-        return self._con.execute(sql, *args)
-
-    def cursor(self):
-        return _Profiling(self._con.cursor(), self._prefix, self._table, self._scanned)
 
 
 def test_an_increment_quarantines_without_reading_every_file_ever_received(tmp_path):
@@ -131,12 +93,16 @@ def test_an_increment_quarantines_without_reading_every_file_ever_received(tmp_p
     generate(tmp_path / "increment", facilities=6, patients=3, seed=1011, fault_rate=0.3)
     warehouse = tmp_path / "w.duckdb"
     scanned: list[list[int]] = []
+
+    def profile_quarantine_copy(con, sql, params):
+        if sql.lstrip().startswith("INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, entry_index"):
+            scanned.append([rows for table, rows in scans(con, sql, params) if table == "ops.file_manifest"])
+
     for inbox, watched in ((tmp_path / "inbox", False), (tmp_path / "increment", True)):
         settings = load_settings(warehouse=warehouse, inbox=inbox)
         with ingest_connection(settings) as con:
             land_files(con, inbox, start_batch(con, str(inbox)))
-            runner = _Profiling(con, "INSERT INTO ops.quarantine (batch_id, file_id, source_file, line_no, entry_index",
-                                "ops.file_manifest", scanned) if watched else con
+            runner = Watched(con, profile_quarantine_copy) if watched else con
             for _, step in processing_steps(settings):
                 step(runner)
             files, batch = con.execute("SELECT count(*), max(batch_id) FROM ops.file_manifest").fetchone()

@@ -7,7 +7,6 @@ checkup step's group Observations joined every staged bundle, the quarantine cop
 A scan is seen by the rows it passes on: row groups a Parquet scan opens and then filters out entirely (the bundle
 step's outcome write read every lake file that way) are not; tests/ingest/test_lake_reads.py covers those."""
 
-import json
 import re
 
 import pytest
@@ -16,6 +15,7 @@ from pipelines.config import load_settings
 from pipelines.generate import generate
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.run import ingest_connection, processing_steps, run_summary, start_batch
+from tests.ingest.watched import Watched, scans
 
 #: (table, statement) scans allowed to read a whole table, and why
 WHOLE_TABLE_READS = [
@@ -31,40 +31,15 @@ WHOLE_TABLE_READS = [
 ]
 
 
-def _scans(con, sql: str, params) -> list[tuple[str, int]]:
-    """(table or table function, rows passed on) of each scan in the SELECT part of `sql`, run once to profile."""
-    select = "EXPLAIN (ANALYZE, FORMAT JSON) " + sql[re.search(r"\bSELECT\b|\bWITH\b", sql).start():]
-    plan = (con.execute(select, params) if params else con.execute(select)).fetchall()[0][1]
-    found, todo = [], [json.loads(plan)]
-    while todo:
-        node = todo.pop()
-        info = node.get("extra_info", {})
-        if "SCAN" in node.get("operator_name", "") or info.get("Function") == "READ_PARQUET":
-            found.append((str(info.get("Table") or info.get("Function") or node["operator_name"]),
-                          node["operator_cardinality"]))
-        todo += node.get("children", [])
-    return found
-
-
-class _Profiling:
-    """A connection that profiles each statement it runs that reads something (SELECT, INSERT … SELECT, CREATE …
-    AS SELECT), before running it: [(statement, scans)]."""
-
-    def __init__(self, con, seen: list):
-        self._con, self._seen = con, seen
-
-    def execute(self, sql, *args):
+def _profiling(seen: list):
+    """A `Watched` callback: (statement, its scans) of each statement that reads something (SELECT, INSERT …
+    SELECT, CREATE … AS SELECT)."""
+    def before(con, sql, params):
         text = " ".join(sql.split())
         if re.match(r"(SELECT|WITH|INSERT|CREATE (OR REPLACE )?(TEMP )?TABLE)\b", text) and "SELECT" in text \
                 and "duckdb_" not in text and "_append_frame LIMIT 0" not in text:
-            self._seen.append((text, _scans(self._con, sql, args[0] if args else None)))
-        return self._con.execute(sql, *args)
-
-    def cursor(self):
-        return _Profiling(self._con.cursor(), self._seen)
-
-    def __getattr__(self, name):
-        return getattr(self._con, name)
+            seen.append((text, scans(con, sql, params)))
+    return before
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +55,7 @@ def increment(tmp_path_factory) -> tuple[list, int, int]:
         settings = load_settings(warehouse=warehouse, inbox=inbox)
         with ingest_connection(settings) as con:
             batch = start_batch(con, str(inbox))
-            runner = _Profiling(con, seen) if profiled else con
+            runner = Watched(con, _profiling(seen)) if profiled else con
             land_files(runner, inbox, batch)
             for _, step in processing_steps(settings):
                 step(runner)
@@ -90,7 +65,7 @@ def increment(tmp_path_factory) -> tuple[list, int, int]:
 
 
 def _allowed(table: str, statement: str) -> bool:
-    return any(re.fullmatch(pattern, table.removeprefix("w.")) and re.match(where, statement)
+    return any(re.fullmatch(pattern, table) and re.match(where, statement)
                for pattern, where in WHOLE_TABLE_READS)
 
 
@@ -101,7 +76,7 @@ ZONE = 2048
 def test_no_scan_of_an_increment_reads_what_the_warehouse_already_held(increment):
     seen, new, held = increment
     assert held > 4 * ZONE > 8 * new  # a warehouse many zones and increments large, so a whole-table read stands out
-    too_much = [(table, rows, statement[:160]) for statement, scans in seen for table, rows in scans
+    too_much = [(table, rows, statement[:160]) for statement, found in seen for table, rows in found
                 if rows > ZONE and not _allowed(table, statement)]
     assert too_much == []
 
@@ -109,6 +84,6 @@ def test_no_scan_of_an_increment_reads_what_the_warehouse_already_held(increment
 def test_the_profile_sees_the_whole_table_reads_it_allows(increment):
     # not vacuous: the allowed reads do read whole tables here, and the lake and core are profiled
     seen = increment[0]
-    scanned = {table.removeprefix("w.") for _, scans in seen for table, _ in scans}
+    scanned = {table for _, found in seen for table, _ in found}
     assert {"READ_PARQUET", "ops.file_manifest", "core.lab_result"} <= scanned
-    assert any(rows > ZONE for statement, scans in seen for table, rows in scans if _allowed(table, statement))
+    assert any(rows > ZONE for statement, found in seen for table, rows in found if _allowed(table, statement))
