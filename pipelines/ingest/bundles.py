@@ -72,7 +72,14 @@ def _document_parties(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: byt
     return institution.join(member, on="bundle_key", how="full", coalesce=True)
 
 
-def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) -> pl.DataFrame:
+def _raw_id_before(con: duckdb.DuckDBPyConnection, lo: int) -> int:
+    """The raw id just before the first entry of the bundles past key `lo` (bundles are numbered in raw id order):
+    the lower bound of a window's raw reads, which otherwise cover every raw row and bundle ever landed."""
+    return con.execute("SELECT coalesce(min(first_raw_id), 1) - 1 FROM raw.bundle WHERE bundle_key > ?",
+                       [lo]).fetchone()[0]
+
+
+def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, raw_lo: int, key: bytes) -> pl.DataFrame:
     envelopes = flatten(con, "bundle", f"SELECT bundle_key, envelope AS resource FROM raw.bundle "
                                        f"WHERE bundle_key > {lo} AND bundle_key <= {hi}", ["bundle_key"])
     facts = con.execute(f"SELECT bundle_key, file_id, batch_id, entry_count, entry_types FROM raw.bundle "
@@ -89,8 +96,7 @@ def _bundle_frame(con: duckdb.DuckDBPyConnection, lo: int, hi: int, key: bytes) 
         pl.col("type_code").alias("composition_type_code"), "document_identifier")
     patients = patients.join(
         con.execute("SELECT raw_id AS patient_raw_id, structure_error AS patient_structure_error "
-                    f"FROM staging.structure_failure WHERE raw_id > (SELECT coalesce(min(first_raw_id), 0) - 1 "
-                    f"FROM raw.bundle WHERE bundle_key > {lo})").pl(),
+                    f"FROM staging.structure_failure WHERE raw_id > {raw_lo}").pl(),
         on="patient_raw_id", how="left")
     frame = (
         facts.join(envelopes, on="bundle_key", how="left")
@@ -134,7 +140,8 @@ def stage_bundles(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> Stage
 
 def _stage_bundle_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int, raw_hi: int,
                          pseudonym_key: bytes) -> StageResult:
-    frame = _bundle_frame(con, lo, hi, pseudonym_key) if hi > lo else None
+    raw_lo = _raw_id_before(con, lo) if hi > lo else None
+    frame = _bundle_frame(con, lo, hi, raw_lo, pseudonym_key) if hi > lo else None
     if frame is None or frame.is_empty():
         with transaction(con):
             set_watermark(con, CONSUMER, hi)
@@ -194,8 +201,6 @@ def _stage_bundle_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int, raw_h
             con.unregister("bundle_failure")
             # bounded by the window's raw ids: unbounded, both reads of raw.resource scanned every file of the lake,
             # a cost that grew with the warehouse, not the run
-            raw_lo = con.execute("SELECT coalesce(min(first_raw_id), 1) - 1 FROM raw.bundle WHERE bundle_key > ?",
-                                 [lo]).fetchone()[0]
             record_outcomes(
                 con,
                 f"SELECT raw_id FROM raw.resource WHERE raw_id > {raw_lo} AND raw_id <= {raw_hi} AND bundle_key IN "

@@ -64,9 +64,9 @@ def _fhir_headers(con: duckdb.DuckDBPyConnection, lo: int, hi: int, bundles_from
     )
 
 
-def _fhir_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _fhir_rows(con: duckdb.DuckDBPyConnection, lo: int, hi: int,
+               bundles_from: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(rows with raw_id, the Observation raw_ids that carry no row of their own — group Observations)."""
-    bundles_from = first_bundle(con, lo)
     observations = flatten(con, "checkup_observation", _checkup_bundles_sql(lo, hi, "Observation", bundles_from),
                            ["raw_id", "bundle_key"])
     if observations.is_empty():
@@ -159,7 +159,8 @@ def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tupl
                               heavy_type=CHECKUP_DOCUMENT):
         with transaction(con):
             if hi > lo and not _nothing_to_stage(con, lo, hi):
-                fhir, groups = _fhir_rows(con, lo, hi)
+                bundles_from = first_bundle(con, lo)  # window bounds for the reads of staging.bundle
+                fhir, groups = _fhir_rows(con, lo, hi, bundles_from)
                 xml, xml_failed = _xml_rows(con, lo, hi, pseudonym_key)
                 rows = pl.concat([fhir, xml.select(fhir.columns)])
                 passing, implausible = apply_plausibility(rows.drop("raw_id"))
@@ -186,12 +187,11 @@ def stage_checkups(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> tupl
                 staged += append(con, "staging.checkup_result",
                                 contracts.select_columns(contracts.StagedCheckupResult, passing))
                 con.register("group_observation", groups)
-                # bounded by the window (a constant bundle key bound lets DuckDB skip older bundles' row groups)
                 append(con, "staging.document_resource", con.execute(
                     f"""SELECT r.raw_id, r.bundle_key, r.file_id, b.document_key, r.resource_type,
                                json_extract_string(r.resource, '$.meta.profile[0]') AS profile
                         FROM raw.resource r JOIN staging.bundle b USING (bundle_key)
-                        WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND b.bundle_key >= {first_bundle(con, lo)}
+                        WHERE r.raw_id > {lo} AND r.raw_id <= {hi} AND b.bundle_key >= {bundles_from}
                           AND r.raw_id IN (SELECT raw_id FROM group_observation)""").pl())
                 con.unregister("group_observation")
             set_watermark(con, CONSUMER, hi)

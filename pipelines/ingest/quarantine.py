@@ -32,8 +32,9 @@ def quarantine_resources(con: duckdb.DuckDBPyConnection, failures: pl.DataFrame)
                f"AND first_raw_id <= {int(last)})")
     # only the failing records' files: joined whole, the manifest (every file ever received) was what DuckDB
     # built its hash table from, a cost that grew with the warehouse (10 of 14 ms a statement at 16 × the sample)
-    files = ("(SELECT file_id, path, sender FROM ops.file_manifest WHERE file_id IN (SELECT r.file_id FROM "
-             f"raw.resource r WHERE r.raw_id IN (SELECT raw_id FROM resource_failure){f' AND {span}' if span else ''}))")
+    failing = "r.raw_id IN (SELECT raw_id FROM resource_failure)" + (f" AND {span}" if span else "")
+    files = (f"(SELECT file_id, path, sender FROM ops.file_manifest "
+             f"WHERE file_id IN (SELECT r.file_id FROM raw.resource r WHERE {failing}))")
     con.register("resource_failure", failures)
     try:
         con.execute(

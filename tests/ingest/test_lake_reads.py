@@ -12,7 +12,7 @@ from pipelines.generate import generate
 from pipelines.ingest.landing import land_files
 from pipelines.ingest.quarantine import record_outcomes
 from pipelines.ingest.run import ingest_connection, processing_steps, start_batch
-from tests.ingest.watched import Watched, scans
+from tests.ingest.watched import Watched, parquet_columns, scans
 
 #: the column where the statement names it; `raw.resource` (the view) and resource_type, resource_id, … are not it
 _USES_TEXT = re.compile(r"\bresource\b")
@@ -20,10 +20,7 @@ _USES_TEXT = re.compile(r"\bresource\b")
 
 def _reads_resource_text(con, sql: str, params) -> bool:
     """Whether the plan of `sql` reads the lake's `resource` column (EXPLAIN, not run)."""
-    plan = con.execute("EXPLAIN " + sql, params).fetchall()[0][1] if params else \
-        con.execute("EXPLAIN " + sql).fetchall()[0][1]
-    return any(re.search(r"│\s+resource\s+│", scan.split("Filters:")[0])
-               for scan in plan.split("READ_PARQUET")[1:])
+    return "resource" in parquet_columns(con, sql, params)
 
 
 def _noting_text_reads(seen: list):
