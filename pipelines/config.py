@@ -34,7 +34,8 @@ class Settings:
     #: DuckDB threads of an ingest connection: one query spreads over at most this many cores, so the lanes side
     #: by side (and the raw step's reading workers, the partitioned run's map processes) do not each claim every
     #: core. Default: the cores shared among the lanes, 1 on the 2-core machine, where DuckDB's own default (a
-    #: thread per core) made 4 × the bench sample take 16.0–18.4 s against 14.4–14.5 s (docs/capacity.md)
+    #: thread per core) made 4 × the bench sample take 16.8 / 16.8 s against 15.5 / 14.9 s (docs/capacity_history.md,
+    #: eleventh session)
     ingest_threads: int = 1
     #: where a run moves the inbox files it finished (pipelines/ingest/archive.py); None keeps them in the inbox
     archive: Path | None = None

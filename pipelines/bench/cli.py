@@ -28,7 +28,8 @@ def _ingest(args, progress) -> dict:
 def _incremental(args, progress) -> dict:
     from pipelines.bench.incremental import run_incremental_bench
 
-    return run_incremental_bench(args.patients, repeat=args.repeat, progress=progress).as_dict()
+    return run_incremental_bench(args.patients, repeat=args.repeat, progress=progress,
+                                 deployment_scale=args.deployment_scale).as_dict()
 
 
 def _parallel(args, progress) -> dict:
@@ -97,6 +98,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--only", choices=list(SECTIONS), help="run one section (default: all)")
     p.add_argument("--patients", type=int, default=1500,
                    help="ingest section: patients in the generated sample (default 1,500 ≈ 46k records)")
+    p.add_argument("--deployment-scale", type=_at_least(2), default=0, metavar="N",
+                   help="incremental section: also time 1 %% new data at N × the sample as a deployment runs it "
+                        "(an archive, an inbox of new files only), against that input's full load; N = 16 adds "
+                        "≈ 4 minutes a round (default: not run)")
     p.add_argument("--facilities", type=_at_least(100), default=NATIONAL_FACILITIES,
                    help=f"reports section: registered facilities (default {NATIONAL_FACILITIES:,}, national)")
     p.add_argument("--access-events", type=_at_least(1000), default=NATIONAL_ACCESS_EVENTS,

@@ -3,7 +3,8 @@
 An ingest allocates millions of short-lived containers (parsed resources, row tuples, ElementTree nodes); each
 time their count crosses the collector's thresholds it runs, and its full passes walked every object the imports
 left behind as well (≈ 120,000 before a run, more once the fhir.resources models are built). `perf` put 6 % of a
-full load's CPU in it (`gc_collect_main`, `visit_decref`, `visit_reachable`; docs/capacity.md, eleventh session).
+full load's CPU in it (`gc_collect_main`, `visit_decref`, `visit_reachable`; docs/capacity_history.md, eleventh
+session).
 
 During a run the objects that exist at its start are frozen: moved to a generation the collector never walks
 (they live as long as the process anyway). New objects are collected as before: raising the young threshold as

@@ -4,7 +4,7 @@ Four allocators share an ingest process: glibc's malloc (Python's larger objects
 pipelines/__init__.py points it at the system pool), polars' jemalloc, DuckDB's jemalloc and Python's own arenas.
 Each keeps what a step freed for later reuse, so a run's peak RSS was the sum of every step's high-water mark
 left standing rather than the largest step: at the end of a 4 × load glibc's arenas held 888 MiB of which
-52 MiB were in use (docs/capacity.md, twelfth session). glibc gives free pages back only when asked, so the
+52 MiB were in use (docs/capacity_history.md, twelfth session). glibc gives free pages back only when asked, so the
 scheduler asks after every step; the jemalloc settings (pipelines/__init__.py) make the other two give back
 as they go.
 """

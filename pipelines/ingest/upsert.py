@@ -91,7 +91,7 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: CoreTable) -> dict[str, int]:
             # raw id, version, tombstone, rank): the wide rows stay in staging and are read once, by the insert,
             # through `winner`, and so is the identity (the 16 × partitioned merge's checkup upsert held 229 MiB of
             # temporary tables with it, 139 MiB without; a copy of every staged column was its 4 × peak before
-            # that: docs/capacity.md, thirteenth and fourteenth sessions).
+            # that: docs/capacity_history.md, thirteenth and fourteenth sessions).
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE incoming AS
                 SELECT s.rowid AS staging_row, s.raw_id,

@@ -18,8 +18,8 @@ Columns = list[tuple[str, str]]
 #: (122,880 rows, ≈ 150 MB of raw JSON) outgrew the 384 MB ingest cap on a 173 MB shard (one sender's day at 16 ×
 #: the sample). And the raw merge reads a run of consecutive files out of every partition's file, a row group whole
 #: wherever one of its rows is in the run: at 16,384 rows the merging process's raw merge rose from 381 to 462 MiB
-#: between 1 × and 4 × the sample, at 2,048 (the raw lake's own size) from 379 to 445 (docs/capacity.md, thirteenth
-#: session)
+#: between 1 × and 4 × the sample, at 2,048 (the raw lake's own size) from 379 to 445 (docs/capacity_history.md,
+#: thirteenth session)
 PARQUET_ROW_GROUP_ROWS = 2_048
 
 

@@ -197,7 +197,7 @@ def _merge_raw_run(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]]
 #: sample), and at 16 × the sample the first window of ids alone held 663,613 of them (the merging process
 #: 625 MiB). Four times the staging steps' own cut: every window costs its statements and footers (at 4 × the
 #: sample, cut at 500: 11 windows, 1.9 s of loads; at 2,000: 5 windows, 1.1 s, and the same peak;
-#: docs/capacity.md, thirteenth session)
+#: docs/capacity_history.md, thirteenth session)
 MERGE_HEAVY_ROWS = 2_000
 
 

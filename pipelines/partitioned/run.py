@@ -15,7 +15,8 @@ from pipelines.partitioned.merge import default_lake, merge_raw, merge_staging, 
 #: the raw phase and to 818 MiB over the staging phase), so the map processes' memory followed the input, not
 #: the shard; neither emptying the seal caches, malloc_trim nor DuckDB's allocator flush settings stopped it.
 #: The processes fork from a server that imported the map code once, so a fresh one costs next to nothing
-#: (docs/capacity.md: at 4 × the sample on 16 shards, largest map process 603 → 504–513 MiB, run 51 → 52 s).
+#: (docs/capacity_history.md, tenth session: at 4 × the sample on 16 shards, largest map process 603 → 504–513
+#: MiB, run 51 → 52 s).
 MAP_STEPS_PER_PROCESS = 1
 #: what the fork server imports before it forks map processes (a spawned process re-imports for ≈ 1.5 s)
 MAP_PRELOAD = ["pipelines.partitioned.mapper"]

@@ -12,8 +12,9 @@ SCHEMA_SQL = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 # Extensions cannot be downloaded here (closed networks); fail fast instead of hanging on a fetch. A new
 # warehouse file is created in storage format v1.2.0 (an existing file keeps its own; DuckDB cannot lower it):
 # the newest format stores strings as DICT_FSST, which made the national-scale warehouse larger (2,714 against
-# 2,560 MiB) and its adoption report slower (10.2 s against 9.05 s; docs/capacity.md). (The raw JSON, which
-# v1.2.0 was first chosen to compress with zstd, now lives in zstd Parquet: pipelines/warehouse/raw_lake.py.)
+# 2,560 MiB) and its adoption report slower (10.2 s against 9.05 s; docs/capacity_history.md, third session).
+# (The raw JSON, which v1.2.0 was first chosen to compress with zstd, now lives in zstd Parquet:
+# pipelines/warehouse/raw_lake.py.)
 _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
            "storage_compatibility_version": "v1.2.0"}
 
@@ -73,7 +74,7 @@ def cap_duckdb(con: duckdb.DuckDBPyConnection, memory_limit: str, threads: int |
     con.execute("SET memory_limit = ?", [memory_limit])
     # DuckDB keeps the Parquet it reads (the raw lake's files, the partitioned run's hand-over files) cached in
     # memory besides the OS page cache; ingest reads each window once: 47 MiB of the partitioned merging process's
-    # peak at 4 × the sample (docs/capacity.md, twelfth session)
+    # peak at 4 × the sample (docs/capacity_history.md, twelfth session)
     con.execute("SET enable_external_file_cache = false")
     # ...but it keeps their footers: every windowed statement over raw.resource otherwise parses every lake file's
     # row-group statistics again to skip them, a cost that grows with the lake (a 400-id window at 16 × the

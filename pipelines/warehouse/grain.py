@@ -1,7 +1,7 @@
 """The grain of the tables that have a row per file, bundle or record, checked instead of enforced by a key.
 
 A key is an ART index: DuckDB rewrites it at every checkpoint that touches its table, so each run's close paid
-for every keyed table it appended to, more as the table grew (docs/capacity.md, fifteenth session). The
+for every keyed table it appended to, more as the table grew (docs/capacity_history.md, fifteenth session). The
 statements that write these tables keep their grain (landing adds only unseen hashes, the raw step numbers
 bundles past the largest key, each step records outcomes for raw ids past its watermark that have none); the
 blocking asset checks beside their assets call `repeated_keys` over the rows a run wrote, which is what a key

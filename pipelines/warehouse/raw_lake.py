@@ -12,7 +12,7 @@ Why not a table: DuckDB rewrites a table's last, still-growing row group whole a
 by far the widest table (≈ 1.8 kB of JSON a row). At 4 × the bench sample the raw step's checkpoints held 183 MiB
 of overflow strings and 179 MiB of table data in the process, the single largest demand of the whole load, and
 it grew with the input. A Parquet file is written once, its size set by the group, and never rewritten
-(docs/capacity.md, twelfth session).
+(docs/capacity_history.md, twelfth session).
 
 Transactions: a file is written under a temporary name and renamed before the transaction that lists it commits;
 the view is replaced in that same transaction, so readers see a file once it is committed. A rolled-back or
@@ -61,7 +61,7 @@ COMPACT_ROWS = 500_000
 #: window (≈ 30 reads of the `resource` column at 1 × the bench sample, on one DuckDB thread a lane), and lz4
 #: decompresses about twice as fast as zstd: the sample's lake read on one thread, Observations 26 against 40 ms,
 #: AllergyIntolerances 12 against 25 ms, for 26 against 17 MiB of file. 1 × full load, six interleaved pairs:
-#: 3.82–3.90 s against 3.99–4.21 s with zstd (docs/capacity.md, seventeenth session).
+#: 3.82–3.90 s against 3.99–4.21 s with zstd (docs/capacity_history.md, seventeenth session).
 FRESH_CODEC = "lz4"
 #: the codec of a file `compact` (or a rewrite) writes: data a run has staged, read again by ad-hoc SQL and the
 #: checks, so kept small

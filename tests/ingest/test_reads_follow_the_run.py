@@ -1,9 +1,10 @@
 """Issue 7: what a run reads follows what arrived, not what the warehouse holds. Every statement of a small
 increment on a warehouse many times its size is profiled (EXPLAIN ANALYZE) as it runs; no table scan may pass on
 more rows than the increment holds, but the few listed below, which need an index to avoid and cost a few ms at
-16 × the bench sample (docs/capacity.md, eighteenth session). The same profile over a 16 × warehouse found what was
-bounded since: the bundle step's upper bound read every bundle ever landed (caught here on the code before), the
-checkup step's group Observations joined every staged bundle, the quarantine copy hashed the whole file manifest.
+16 × the bench sample (docs/capacity_history.md, eighteenth session). The same profile over a 16 × warehouse found
+what was bounded since: the bundle step's upper bound read every bundle ever landed (caught here on the code
+before), the checkup step's group Observations joined every staged bundle, the quarantine copy hashed the whole
+file manifest.
 A scan is seen by the rows it passes on: row groups a Parquet scan opens and then filters out entirely (the bundle
 step's outcome write read every lake file that way) are not; tests/ingest/test_lake_reads.py covers those."""
 

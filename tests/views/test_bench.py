@@ -109,7 +109,7 @@ def test_incremental_bench_smoke():
     files its full load finished, each ratio is the median of the rounds' own (no timing asserts)."""
     from pipelines.bench.incremental import headline, run_incremental_bench, table
 
-    result = run_incremental_bench(patients=20, scale=2, repeat=2).as_dict()
+    result = run_incremental_bench(patients=20, scale=2, repeat=2, deployment_scale=3).as_dict()
     rounds = result["rounds"]
     assert len(rounds) == 2 and all(r["full_seconds"] > 0 for r in rounds)
     for name in ("rss_ratio", "increment_share"):
@@ -123,7 +123,7 @@ def test_incremental_bench_smoke():
     assert 0 < result["scaled_increment_records"] < result["scaled_records"] and result["scaled_increment_share"] > 0
     assert abs(result["scaled_increment_share"] - sum(r["scaled_increment_share"] for r in rounds) / 2) <= 0.001
     assert "+1 % new data at 2×" in table(result) and "(at 2 × the data" in headline(result)
-    older = {k: v for k, v in result.items() if not k.startswith("scaled_increment")}
+    older = {k: v for k, v in result.items() if not k.startswith(("scaled_increment", "deployment"))}
     assert "+1 % new data at" not in table(older) and "(at 2 ×" not in headline(older)
     assert result["archive_files_moved"] > 20 and result["archive_increment_seconds"] > 0
     assert "with an archive (KARTE_ARCHIVE)" in table(result) and "with an archive re-run" in headline(result)
@@ -138,6 +138,14 @@ def test_incremental_bench_smoke():
     assert "partitioned 2 × input" in headline(result)
     before = {k: v for k, v in result.items() if not k.startswith("partitioned") and k != "rounds"}
     assert "partitioned" not in table(before) + headline(before)
+    # step 8, asked for: the 3 × input as deployed — its own full load, then 1 % new data through an archive
+    assert result["deployment_scale"] == 3 and result["deployment_records"] > result["scaled_records"]
+    assert 0 < result["deployment_increment_records"] < result["deployment_records"]
+    assert abs(result["deployment_increment_share"] - sum(r["deployment_increment_share"] for r in rounds) / 2) <= 0.001
+    assert "+1 % new data at 3× as deployed (" in table(result) and "at 3× as deployed [" in table(result)
+    assert "(at 3 × as deployed" in headline(result)
+    not_asked = {**result, "deployment_scale": 0}  # what a run without --deployment-scale reports
+    assert "as deployed" not in table(not_asked) + headline(not_asked)
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="a process's own peak (VmHWM) needs procfs")
