@@ -42,6 +42,10 @@ def test_bad_arguments_exit_2(capsys):
     assert "--resources" in capsys.readouterr().err
     assert main(["bench", "--history", "0"]) == 2
     assert "--history" in capsys.readouterr().err
+    # 1 × "as deployed" is the +1 % scenario the section always runs; the option is for larger inputs
+    with pytest.raises(SystemExit) as bad_scale:  # argparse's own usage error
+        main(["bench", "--only", "incremental", "--deployment-scale", "1"])
+    assert bad_scale.value.code == 2 and "must be at least 2" in capsys.readouterr().err
 
 
 def _run(measured_at: str, **sections) -> dict:
