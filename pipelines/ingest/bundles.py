@@ -140,8 +140,10 @@ def stage_bundles(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes) -> Stage
 
 def _stage_bundle_window(con: duckdb.DuckDBPyConnection, lo: int, hi: int, raw_hi: int,
                          pseudonym_key: bytes) -> StageResult:
-    raw_lo = _raw_id_before(con, lo) if hi > lo else None
-    frame = _bundle_frame(con, lo, hi, raw_lo, pseudonym_key) if hi > lo else None
+    frame = None
+    if hi > lo:
+        raw_lo = _raw_id_before(con, lo)
+        frame = _bundle_frame(con, lo, hi, raw_lo, pseudonym_key)
     if frame is None or frame.is_empty():
         with transaction(con):
             set_watermark(con, CONSUMER, hi)

@@ -25,16 +25,15 @@ def quarantine_resources(con: duckdb.DuckDBPyConnection, failures: pl.DataFrame)
     # The failures' raw id span bounds the reads of raw.resource and raw.bundle (both in raw id order): joined
     # whole, each quarantine read every bundle envelope ever landed (29 -> 17 ms for 300 failures at 16 x the
     # bench sample, and growing with the warehouse)
-    span = None if first is None else f"r.raw_id > {int(first) - 1} AND r.raw_id <= {int(last)}"
-    within = f" WHERE {span}" if span else ""
+    span = "true" if first is None else f"r.raw_id > {int(first) - 1} AND r.raw_id <= {int(last)}"
     bundles = ("raw.bundle" if first is None else
                f"(SELECT bundle_key, envelope FROM raw.bundle WHERE last_raw_id >= {int(first)} "
                f"AND first_raw_id <= {int(last)})")
     # only the failing records' files: joined whole, the manifest (every file ever received) was what DuckDB
     # built its hash table from, a cost that grew with the warehouse (10 of 14 ms a statement at 16 × the sample)
-    failing = "r.raw_id IN (SELECT raw_id FROM resource_failure)" + (f" AND {span}" if span else "")
-    files = (f"(SELECT file_id, path, sender FROM ops.file_manifest "
-             f"WHERE file_id IN (SELECT r.file_id FROM raw.resource r WHERE {failing}))")
+    files = (f"(SELECT file_id, path, sender FROM ops.file_manifest WHERE file_id IN "
+             f"(SELECT r.file_id FROM raw.resource r WHERE r.raw_id IN (SELECT raw_id FROM resource_failure) "
+             f"AND {span}))")
     con.register("resource_failure", failures)
     try:
         con.execute(
@@ -50,7 +49,8 @@ def quarantine_resources(con: duckdb.DuckDBPyConnection, failures: pl.DataFrame)
             FROM resource_failure f
             JOIN raw.resource r USING (raw_id)
             JOIN {files} m USING (file_id)
-            LEFT JOIN {bundles} b USING (bundle_key){within}
+            LEFT JOIN {bundles} b USING (bundle_key)
+            WHERE {span}
             """
         )
         return record_outcomes(con, "SELECT DISTINCT raw_id FROM resource_failure", "quarantined", None,
