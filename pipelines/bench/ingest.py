@@ -39,6 +39,10 @@ from pipelines.ingest.reader import read_bytes
 from pipelines.ingest.structure import fhir_resources_error
 from pipelines.ingest.vault import seal_resource
 
+#: issue 7's targets for the end-to-end ingest on this machine's cores
+TARGET_TO_PARSE_LIMIT = 0.5
+TARGET_TO_NAIVE = 20
+
 #: the child process: land + every step with its time, the structure step's counts and the peak RSS of the
 #: child and its pool workers, as JSON on stdout
 _CHILD = """
@@ -50,9 +54,9 @@ from pipelines.ingest import structure as structure_step
 from pipelines.ingest.run import ingest_connection, processing_steps, start_batch, step_dependencies, summarise
 from pipelines.ingest.schedule import run_steps
 settings = load_settings(warehouse=sys.argv[2], inbox=sys.argv[1])
-started = time.perf_counter()
 def cpu():  # this process and its finished pool workers: CPU seconds do not depend on what else runs
     return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+started, started_cpu = time.perf_counter(), cpu()
 steps, begun = {}, {}
 structure = None
 def on_start(name):
@@ -72,8 +76,8 @@ with ingest_connection(settings) as con, structure_step.fhir_resources_process()
     run_steps(con, processing_steps(settings), step_dependencies(), settings.ingest_lanes, on_start, on_done)
     summary = summarise(con, 1)
 peak = max(own_peak_rss_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # pool workers: forked, not exec'd
-print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "steps": steps, "records_in": summary.records_in,
-                  "structure": structure, "peak_kib": peak}))
+print("KARTE-BENCH", json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": cpu() - started_cpu,
+                  "steps": steps, "records_in": summary.records_in, "structure": structure, "peak_kib": peak}))
 """
 
 
@@ -120,6 +124,12 @@ class IngestBench:
     naive_runs_per_second: list = field(default_factory=list)
     #: each round's own ratios: {"parse_limit": [...], "naive": [...]}
     ratio_rounds: dict = field(default_factory=dict)
+    # CPU seconds of the ingest (the child and its workers) in the median round, and each round's; steadier than
+    # wall time on a shared machine, and what the targets come down to: `cpu_allowed` is the most each target
+    # leaves for the whole ingest with every core busy throughout ({"cores": n, "parse_limit": s, "naive": s})
+    karte_cpu_seconds: float = 0.0
+    karte_cpu_runs_seconds: list = field(default_factory=list)
+    cpu_allowed: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -292,11 +302,23 @@ def run_ingest_bench(patients: int = 1500, naive_sample: int = 3000, progress=No
         fast_check_resources=len(texts), fast_check_resources_per_second=round(fast_check_rate),
         fhir_resources_sample=min(naive_sample, len(texts)), fhir_resources_per_second=round(fhir_rate),
         ratio_fast_check_to_fhir_resources=round(fast_check_rate / fhir_rate, 1),
-        floor_seconds={k: round(v, 3) for k, v in floor.items()}, floor_cores=cores,
+        floor_seconds={k: round(v, 4) for k, v in floor.items()}, floor_cores=cores,
         floor_ratio_bound=round(floor_ratio_bound(floor, cores), 2),
         naive_runs_per_second=[round(rate) for _, rate, _ in rounds],
         ratio_rounds={"parse_limit": [round(r, 3) for r in to_parse], "naive": [round(r, 2) for r in to_naive]},
+        karte_cpu_seconds=round(child["cpu_seconds"], 2),
+        karte_cpu_runs_seconds=[round(run["cpu_seconds"], 2) for _, _, (run, _) in rounds],
+        cpu_allowed={
+            "cores": cores,
+            "parse_limit": round(cpu_allowed(child["records_in"], TARGET_TO_PARSE_LIMIT * parse_rate, cores), 2),
+            "naive": round(cpu_allowed(child["records_in"], TARGET_TO_NAIVE * naive, cores), 2)},
     )
+
+
+def cpu_allowed(records: int, target_rate: float, cores: int) -> float:
+    """The CPU seconds an ingest of `records` may spend, on `cores` cores all busy for its whole run, and still
+    reach `target_rate` records/s: an upper bound (no run keeps every core busy from start to end)."""
+    return cores * records / target_rate
 
 
 def headline(b: dict) -> str:
@@ -330,6 +352,7 @@ def table(b: dict) -> str:
          f"{b['ratio_karte_to_naive']}   fast / strict {b['ratio_fast_to_strict']}"
          + (f"   (medians of the rounds' own ratios: parse limit {b['ratio_rounds']['parse_limit']}, naive "
             f"{b['ratio_rounds']['naive']})" if len(b.get("ratio_rounds", {}).get("naive", [])) > 1 else "")),
+        *_cpu_lines(b),
         "  slowest steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in slowest),
         (f"  structure step: fast {b['karte_steps'].get('staging.fhir_structure', 0):.1f}s "
          f"({fast.get('cpu_seconds', 0):.1f} CPU-s; fhir.resources on {fast.get('by_fhir_resources', 0):,} of "
@@ -348,3 +371,14 @@ def table(b: dict) -> str:
             + f"; that work alone caps Karte / parse limit at {b['floor_ratio_bound']} on "
             f"{b['floor_cores']} cores")
     return "\n".join(lines)
+
+
+def _cpu_lines(b: dict) -> list[str]:
+    """The ingest's CPU against what the two throughput targets allow (none for reports from before it was kept)."""
+    if not b.get("cpu_allowed"):
+        return []
+    allowed, per_record = b["cpu_allowed"], 1000 * b["karte_cpu_seconds"] / b["karte_records"]
+    return [(f"  CPU {b['karte_cpu_seconds']:.2f} s for {b['karte_records']:,} records ({per_record:.3f} ms a record; "
+            f"rounds {b['karte_cpu_runs_seconds']}); with {allowed['cores']} cores busy throughout, Karte / naive "
+            f"{TARGET_TO_NAIVE} allows {allowed['naive']:.2f} CPU-s, Karte / parse limit {TARGET_TO_PARSE_LIMIT} "
+            f"allows {allowed['parse_limit']:.2f}")]

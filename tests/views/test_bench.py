@@ -106,6 +106,14 @@ def test_ingest_bench_smoke(tmp_path):
     earlier = {k: v for k, v in result.items() if not k.startswith("floor_")}  # a report from before the floor
     assert "parse limit" in table(earlier) and "per-resource floor" not in table(earlier)
     assert f"(floor allows {result['floor_ratio_bound']})" in headline(result) and "(floor" not in headline(earlier)
+    # the CPU the ingest spent (child and workers) against what each throughput target leaves on these cores
+    assert result["karte_cpu_seconds"] > 0 and len(result["karte_cpu_runs_seconds"]) == 2
+    allowed = result["cpu_allowed"]
+    naive_allows = allowed["cores"] * result["karte_records"] / (20 * result["naive_resources_per_second"])
+    assert abs(allowed["naive"] - naive_allows) <= 0.01 * naive_allows + 0.01
+    assert 0 < allowed["parse_limit"] and "CPU-s, Karte / parse limit 0.5 allows" in printed
+    assert "records (" in printed and "ms a record" in printed
+    assert "ms a record" not in table({k: v for k, v in result.items() if k != "cpu_allowed"})
 
 
 def test_incremental_bench_smoke():
