@@ -108,6 +108,7 @@ def test_ingest_bench_smoke(tmp_path):
     assert f"(floor allows {result['floor_ratio_bound']})" in headline(result) and "(floor" not in headline(earlier)
     # the CPU the ingest spent (child and workers) against what each throughput target leaves on these cores
     assert result["karte_cpu_seconds"] > 0 and len(result["karte_cpu_runs_seconds"]) == 2
+    assert abs(result["karte_cpu_seconds"] - sum(result["karte_cpu_runs_seconds"]) / 2) <= 0.01  # their median
     allowed = result["cpu_allowed"]
     naive_allows = allowed["cores"] * result["karte_records"] / (20 * result["naive_resources_per_second"])
     assert abs(allowed["naive"] - naive_allows) <= 0.01 * naive_allows + 0.01
